@@ -1,0 +1,154 @@
+"""A LightningModule that trains any classifier network and measures full-set accuracy."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy
+
+from lth_lightning.mlp import MLP
+
+__all__ = ["LotteryClassifier"]
+
+OptimizerName = Literal["adam", "adamw", "sgd"]
+_OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class MeanLoss(Metric):
+    """Example-weighted mean of per-batch mean losses, summed across processes.
+
+    No NaN filtering (a NaN loss must show) and no host synchronisation in ``update``.
+    """
+
+    full_state_update = False
+    total: Tensor
+    count: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, loss: Tensor, n: int) -> None:
+        """Add a batch whose mean loss is ``loss`` over ``n`` examples."""
+        self.total += loss.detach() * n
+        self.count += n
+
+    def compute(self) -> Tensor:
+        """The mean loss per example (NaN before any update)."""
+        return (self.total / self.count).float()
+
+
+def _infer_num_classes(net: nn.Module) -> int | None:
+    last = None
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return None if last is None else last.out_features
+
+
+class LotteryClassifier(pl.LightningModule):
+    """Cross-entropy classifier around any ``nn.Module`` that maps inputs to logits.
+
+    Accuracy is torchmetrics' ``MulticlassAccuracy`` with ``average="micro"`` (the fraction of
+    correctly classified examples) accumulated over the *whole* validation and test sets and
+    synchronised across processes. Losses are averaged over examples. All
+    metrics are logged once per epoch (``train/loss``, ``val/loss``, ``val/acc``,
+    ``test/loss``, ``test/acc``): nothing is logged per step, which would cost about a third of
+    an MLP step.
+
+    Args:
+        net: The network; defaults to the seed :class:`~lth_lightning.MLP`.
+        lr: Learning rate, > 0.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        weight_decay: Weight decay, >= 0 (L2 for adam/sgd, decoupled for adamw).
+        momentum: Momentum for ``"sgd"``, in [0, 1).
+        num_classes: Number of classes; inferred from the last ``nn.Linear`` if omitted.
+
+    Raises:
+        ValueError: For a non-positive ``lr``, an unknown optimizer, a negative weight decay,
+            a momentum outside [0, 1) or a number of classes that is missing or below 2.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | None = None,
+        lr: float = 1e-4,
+        optimizer: OptimizerName = "adam",
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not lr > 0:
+            raise ValueError(f"`lr` must be > 0, got {lr!r}.")
+        if optimizer not in _OPTIMIZERS:
+            raise ValueError(f"`optimizer` must be one of {_OPTIMIZERS}, got {optimizer!r}.")
+        if not weight_decay >= 0:
+            raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
+        self.net = net if net is not None else MLP()
+        if num_classes is None:
+            num_classes = _infer_num_classes(self.net)
+            if num_classes is None:
+                raise ValueError("`num_classes` is required: the network has no nn.Linear to infer it from.")
+        if num_classes < 2:
+            raise ValueError(f"`num_classes` must be >= 2, got {num_classes!r}.")
+        self.save_hyperparameters(ignore=["net"])
+        self.num_classes = num_classes
+        self.lr, self.optimizer_name, self.weight_decay, self.momentum = lr, optimizer, weight_decay, momentum
+        self.train_loss = MeanLoss()
+        self.val_loss = MeanLoss()
+        self.test_loss = MeanLoss()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of the network."""
+        return self.net(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.train_loss.update(loss.detach(), y.shape[0])
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss", self.train_loss.compute())
+        self.train_loss.reset()
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], loss_metric: MeanLoss, acc: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        loss_metric.update(F.cross_entropy(logits, y), y.shape[0])
+        acc.update(logits, y)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_loss, self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({"val/loss": self.val_loss.compute(), "val/acc": self.val_acc.compute()})
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss, self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({"test/loss": self.test_loss.compute(), "test/acc": self.test_acc.compute()})
+        self.test_loss.reset()
+        self.test_acc.reset()
+
+    def configure_optimizers(self) -> Any:
+        params = self.parameters()
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer_name == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)

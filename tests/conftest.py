@@ -1,0 +1,107 @@
+"""Shared helpers: tiny models, tiny data, lean Trainers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import Logger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def tiny_images(n: int = 96, seed: int = 0) -> TensorDataset:
+    """Random 1x8x8 images whose class (0..3) is readable from the mean of one quadrant."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    y = torch.randint(0, 4, (n,), generator=g)
+    for c in range(4):
+        r, col = divmod(c, 2)
+        x[y == c, :, r * 4 : r * 4 + 4, col * 4 : col * 4 + 4] += 1.0
+    return TensorDataset(x, y)
+
+
+def loader(ds: TensorDataset, batch_size: int = 16, shuffle: bool = False) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle)
+
+
+class ConvNet(pl.LightningModule):
+    """A user's own LightningModule (not LotteryClassifier): Conv2d + BatchNorm + Linear."""
+
+    def __init__(self, lr: float = 1e-2, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.fc1 = nn.Linear(6 * 4 * 4, 24)
+        self.head = nn.Linear(24, 4)
+        self.lr, self.weight_decay = lr, weight_decay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
+        return self.head(F.relu(self.fc1(x.flatten(1))))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self(x), y))
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("test_loss", F.cross_entropy(self(x), y))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class MemoryLogger(Logger):
+    """Keeps every logged metric in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[int | None, dict[str, float]]] = []
+
+    @property
+    def name(self) -> str:
+        return "memory"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.rows.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def lean_trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
+    """A Trainer with nothing extra: no progress bar, summary, logger or checkpoints unless asked."""
+    defaults: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "logger": False,
+        "enable_checkpointing": False,
+        "default_root_dir": tmp_path,
+        "num_sanity_val_steps": 0,
+    }
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)
+
+
+@pytest.fixture
+def data() -> TensorDataset:
+    return tiny_images()

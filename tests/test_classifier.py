@@ -1,0 +1,78 @@
+"""LotteryClassifier and MLP."""
+
+import pytest
+import torch
+from conftest import lean_trainer, loader, tiny_images
+from torch import nn
+
+from lth_lightning import MLP, LotteryClassifier
+
+
+def test_mlp_default_is_the_seed_network():
+    net = MLP()
+    assert [(m.in_features, m.out_features) for m in net.layers] == [(784, 256), (256, 128), (128, 32), (32, 10)]
+    assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert net(torch.zeros(3, 784)).shape == (3, 10)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [((784,), "needs at least an input and an output width"), ((784, 0, 10), "must be positive integers")],
+)
+def test_mlp_rejects_bad_sizes(sizes, message):
+    with pytest.raises(ValueError, match=message):
+        MLP(sizes)
+
+
+def test_accuracy_is_a_hand_count_over_the_whole_test_set(tmp_path):
+    torch.manual_seed(0)
+    data = tiny_images(103, seed=1)  # 103 examples, batches of 10: the last batch is partial
+    model = LotteryClassifier(net=MLP((64, 16, 4)), lr=1e-2)
+    trainer = lean_trainer(tmp_path, max_epochs=2)
+    trainer.fit(model, loader(data, 10, shuffle=True), loader(data, 10))
+    val = trainer.validate(model, loader(data, 10), verbose=False)[0]
+    test = trainer.test(model, loader(data, 10), verbose=False)[0]
+    x, y = data.tensors
+    with torch.no_grad():
+        logits = model(x)
+    correct = int((logits.argmax(1) == y).sum())
+    assert test["test/acc"] == pytest.approx(correct / 103, abs=1e-6)
+    assert val["val/acc"] == pytest.approx(correct / 103, abs=1e-6)
+    assert test["test/loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+
+
+def test_train_loss_is_logged_per_epoch_only(tmp_path):
+    from conftest import MemoryLogger
+
+    logger = MemoryLogger()
+    model = LotteryClassifier(net=MLP((64, 8, 4)), lr=1e-2)
+    trainer = lean_trainer(tmp_path, max_epochs=3, logger=logger, log_every_n_steps=1)
+    trainer.fit(model, loader(tiny_images(64), 8), loader(tiny_images(32, seed=2), 8))
+    train = [m for _, m in logger.rows if "train/loss" in m]
+    val = [m for _, m in logger.rows if "val/acc" in m]
+    assert len(train) == 3 and len(val) == 3
+    assert all(set(m) <= {"train/loss", "epoch"} for m in train)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_optimizers(optimizer):
+    model = LotteryClassifier(net=MLP((4, 2)), lr=0.5, optimizer=optimizer, weight_decay=0.01)
+    opt = model.configure_optimizers()
+    assert opt.defaults["lr"] == 0.5 and opt.defaults["weight_decay"] == 0.01
+    assert type(opt).__name__.lower() == optimizer
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": 0.0}, "`lr` must be > 0, got 0.0"),
+        ({"optimizer": "lion"}, r"`optimizer` must be one of \('adam', 'adamw', 'sgd'\), got 'lion'"),
+        ({"weight_decay": -1.0}, "`weight_decay` must be >= 0, got -1.0"),
+        ({"momentum": 1.0}, r"`momentum` must be in \[0, 1\), got 1.0"),
+        ({"num_classes": 1}, "`num_classes` must be >= 2, got 1"),
+        ({"net": nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())}, "`num_classes` is required"),
+    ],
+)
+def test_classifier_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LotteryClassifier(**kwargs)
