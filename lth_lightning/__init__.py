@@ -3,11 +3,28 @@
 Public API::
 
     from lth_lightning import LotteryTicketCallback, LotteryClassifier, MLP
+    from lth_lightning import FashionMNISTDataModule, MNISTDataModule
 """
 
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.classifier import LotteryClassifier
+from lth_lightning.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
+from lth_lightning.download import DatasetFileError
+from lth_lightning.idx import IDXFormatError, read_idx
+from lth_lightning.loader import EpochShards, TensorBatches
 from lth_lightning.mlp import MLP
 
-__all__ = ["MLP", "LotteryClassifier", "LotteryTicketCallback"]
+__all__ = [
+    "MLP",
+    "DatasetFileError",
+    "EpochShards",
+    "FashionMNISTDataModule",
+    "IDXDataModule",
+    "IDXFormatError",
+    "LotteryClassifier",
+    "LotteryTicketCallback",
+    "MNISTDataModule",
+    "TensorBatches",
+    "read_idx",
+]
 __version__ = "0.1.0"
