@@ -3,20 +3,23 @@
 Public API::
 
     from lth_lightning import LotteryTicketCallback, LotteryClassifier, MLP
-    from lth_lightning import FashionMNISTDataModule, MNISTDataModule
+    from lth_lightning import FashionMNISTDataModule, MNISTDataModule, run_lottery
 """
 
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.classifier import LotteryClassifier
 from lth_lightning.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
 from lth_lightning.download import DatasetFileError
+from lth_lightning.driver import RoundResult, run_lottery
 from lth_lightning.idx import IDXFormatError, read_idx
 from lth_lightning.loader import EpochShards, TensorBatches
 from lth_lightning.mlp import MLP
+from lth_lightning.tracker import EarlyStoppingTracker
 
 __all__ = [
     "MLP",
     "DatasetFileError",
+    "EarlyStoppingTracker",
     "EpochShards",
     "FashionMNISTDataModule",
     "IDXDataModule",
@@ -24,7 +27,9 @@ __all__ = [
     "LotteryClassifier",
     "LotteryTicketCallback",
     "MNISTDataModule",
+    "RoundResult",
     "TensorBatches",
     "read_idx",
+    "run_lottery",
 ]
 __version__ = "0.1.0"

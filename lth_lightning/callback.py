@@ -121,6 +121,7 @@ class LotteryTicketCallback(pl.Callback):
         self._phase: Phase = "init"
         self._names: list[str] = []
         self._masks: dict[str, Tensor] = {}
+        self._round_masks: dict[str, Tensor] = {}
         self._snapshot: dict[str, Tensor] | None = None
         self._history: list[dict[str, Any]] = []
         # Live references for the fit in progress only; dropped at its end (no leaks across fits).
@@ -145,6 +146,11 @@ class LotteryTicketCallback(pl.Callback):
         After a fit ends these are the masks of the *next* round.
         """
         return {k: v.clone() for k, v in self._masks.items()}
+
+    @property
+    def round_masks(self) -> dict[str, Tensor]:
+        """Masks the current (or last trained) round trains with (copies, on the CPU)."""
+        return {k: v.clone() for k, v in self._round_masks.items()}
 
     @property
     def snapshot(self) -> dict[str, Tensor] | None:
@@ -180,6 +186,7 @@ class LotteryTicketCallback(pl.Callback):
             self._phase = "training"
         else:  # resumed in the middle of a round: the checkpoint already holds its weights
             self._check_compatible(pl_module)
+        self._round_masks = {k: v.clone() for k, v in self._masks.items()}
         self._params = {n: params[n] for n in self._names}
         self._device_masks = {n: self._masks[n].to(device=p.device, dtype=p.dtype) for n, p in self._params.items()}
         self._enforce_weights()
@@ -251,11 +258,12 @@ class LotteryTicketCallback(pl.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "version": _STATE_VERSION,
-            "config": self._config(),
+            "config": self.settings(),
             "round": self._round,
             "phase": self._phase,
             "names": list(self._names),
             "masks": {k: v.clone() for k, v in self._masks.items()},
+            "round_masks": {k: v.clone() for k, v in self._round_masks.items()},
             "snapshot": None if self._snapshot is None else dict(self._snapshot),
             "history": [dict(h) for h in self._history],
         }
@@ -264,7 +272,7 @@ class LotteryTicketCallback(pl.Callback):
         version = state_dict.get("version")
         if version != _STATE_VERSION:
             raise ValueError(f"Unsupported LotteryTicketCallback state version {version!r}; expected {_STATE_VERSION}.")
-        saved, current = state_dict["config"], self._config()
+        saved, current = state_dict["config"], self.settings()
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differing:
             details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs callback {current.get(k)!r}" for k in differing)
@@ -279,12 +287,14 @@ class LotteryTicketCallback(pl.Callback):
         self._phase = phase
         self._names = list(state_dict["names"])
         self._masks = {k: v.to("cpu", torch.bool) for k, v in state_dict["masks"].items()}
+        self._round_masks = {k: v.to("cpu", torch.bool) for k, v in state_dict["round_masks"].items()}
         snapshot = state_dict["snapshot"]
         self._snapshot = None if snapshot is None else {k: v.cpu() for k, v in snapshot.items()}
         self._history = [dict(h) for h in state_dict["history"]]
 
     # ------------------------------------------------------------------ internals
-    def _config(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
+        """The constructor settings that define the experiment (compared when a state is loaded)."""
         return {
             "amount": self.amount,
             "scope": self.scope,

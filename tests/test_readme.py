@@ -20,7 +20,7 @@ def test_ci_runs_the_readmes_test_command():
 
 
 def test_dropin_example_runs(tmp_path):
-    example = next(b for b in _blocks("python") if "LotteryTicketCallback(" in b)
+    example = next(b for b in _blocks("python") if "for round_ in range" in b)
     script = tmp_path / "dropin.py"
     script.write_text(example)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)

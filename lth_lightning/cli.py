@@ -1,0 +1,139 @@
+"""The ``lth`` command: LightningCLI whose ``fit`` runs a whole multi-round lottery experiment."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import yaml
+from lightning.pytorch.cli import LightningCLI
+
+from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.driver import format_table, is_global_zero, run_lottery
+
+__all__ = ["LotteryCLI", "LotteryOptions", "main"]
+
+
+class LotteryOptions:
+    """Options of a lottery-ticket experiment (the ``--lottery.*`` group of ``lth fit``).
+
+    Args:
+        rounds: Number of rounds, the dense round 0 included (>= 1). With 1, ``lth fit`` is a
+            plain LightningCLI fit with the callback.
+        amount: Fraction of the alive prunable weights removed per round, in (0, 1).
+        scope: Prune by global magnitude across layers or layer by layer.
+        parameters: Names or glob patterns of the parameters to prune (default: the weight of
+            every Linear and Conv layer).
+        rates: Per-parameter pruning rates overriding ``amount`` (name or glob -> rate).
+        rewind_step: Optimizer step of the first round to rewind to; 0 is the initialization.
+        name: Name of the run folder.
+        out_dir: Parent of the run folder; defaults to the Trainer's ``default_root_dir``.
+        progress: Show a progress bar over rounds.
+
+    Raises:
+        ValueError: If ``rounds`` < 1 or a pruning option is out of range.
+    """
+
+    def __init__(
+        self,
+        rounds: int = 3,
+        amount: float = 0.2,
+        scope: Literal["global", "layerwise"] = "global",
+        parameters: list[str] | None = None,
+        rates: dict[str, float] | None = None,
+        rewind_step: int = 0,
+        name: str = "lottery",
+        out_dir: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"`lottery.rounds` must be an integer >= 1, got {rounds!r}.")
+        if not name or Path(name).name != name:
+            raise ValueError(f"`lottery.name` must be a plain folder name, got {name!r}.")
+        self.rounds, self.name, self.out_dir, self.progress = rounds, name, out_dir, progress
+        self.callback = LotteryTicketCallback(
+            amount=amount, scope=scope, parameters=parameters, rates=rates, rewind_step=rewind_step
+        )
+
+
+class LotteryCLI(LightningCLI):
+    """LightningCLI with a ``--lottery`` group; ``fit`` runs :func:`~lth_lightning.run_lottery`.
+
+    The model may be any LightningModule and the data any LightningDataModule (``class_path``
+    in the config); the defaults are the seed's MLP in a ``LotteryClassifier`` and
+    Fashion-MNIST. The full config is saved as ``config.yaml`` in the run folder.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", None)  # the driver writes config.yaml in the run folder
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("auto_configure_optimizers", False)
+        super().__init__(pl.LightningModule, pl.LightningDataModule, **kwargs)
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_class_arguments(LotteryOptions, "lottery", instantiate=True)
+        parser.set_defaults(
+            {
+                "model": {"class_path": "lth_lightning.LotteryClassifier"},
+                "data": {"class_path": "lth_lightning.FashionMNISTDataModule"},
+            }
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        # Keep pristine trainer settings for the rounds: creating a Trainer mutates its callbacks list.
+        self._round_trainer_kwargs = copy.deepcopy(self._get(self.config_init, "trainer", default={}))
+        return super().instantiate_trainer(**kwargs)
+
+    def _run_config(self) -> dict[str, Any]:
+        text = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+        config = yaml.safe_load(text) or {}
+        for key in ("config", "ckpt_path"):
+            config.pop(key, None)
+        return config
+
+    def fit(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Run the experiment (``--lottery.rounds`` > 1) or one plain fit with the callback (== 1)."""
+        options: LotteryOptions = self.config_init[self.subcommand]["lottery"]
+        if options.rounds == 1:
+            self.trainer.callbacks.append(options.callback)  # type: ignore[attr-defined]
+            self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
+            return
+        if ckpt_path is not None:
+            raise ValueError(
+                f"--ckpt_path {ckpt_path!r} is only for --lottery.rounds 1: a multi-round run resumes from its "
+                "run folder by itself (rerun the same command)."
+            )
+        if datamodule is None:
+            raise ValueError("`lth fit` needs a datamodule (--data).")
+        trainer_kwargs: Mapping[str, Any] = self._round_trainer_kwargs
+        out_dir = options.out_dir or trainer_kwargs.get("default_root_dir") or Path.cwd()
+        rows = run_lottery(
+            model,
+            datamodule,
+            rounds=options.rounds,
+            lottery=options.callback,
+            trainer=trainer_kwargs,
+            out_dir=out_dir,
+            name=options.name,
+            config=self._run_config(),
+            progress=options.progress,
+        )
+        run_dir = Path(out_dir) / options.name
+        if is_global_zero():
+            print(f"\n{format_table(rows)}\n\nRun folder: {run_dir.resolve()}", flush=True)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``lth`` console script."""
+    LotteryCLI(args=args)

@@ -1,0 +1,363 @@
+"""``run_lottery``: the round driver. One fresh Trainer per round, one callback across rounds."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
+from lth_lightning.report import write_report
+from lth_lightning.tracker import EarlyStoppingTracker
+
+__all__ = ["RoundResult", "format_table", "is_global_zero", "run_lottery"]
+
+CSV_FIELDS = (
+    "round",
+    "density",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "best_val_step",
+    "best_val_loss",
+    "test_acc_at_best_val",
+    "steps",
+    "seconds",
+)
+# Keys of a run's config that may change between invocations on the same run folder.
+RESUMABLE_KEYS = ("lottery.rounds", "trainer.enable_progress_bar", "trainer.enable_model_summary")
+
+
+@dataclass
+class RoundResult:
+    """What one round measured.
+
+    Attributes:
+        round: Round index; 0 is the dense network.
+        density: Fraction of the prunable weights alive while this round trained.
+        val_loss: Validation loss at the end of training (None without validation).
+        val_acc: Validation accuracy at the end of training.
+        test_loss: Test loss of the trained network.
+        test_acc: Test accuracy of the trained network.
+        best_val_step: Optimizer step of minimum validation loss (the early-stopping iteration).
+        best_val_loss: The minimum validation loss.
+        test_acc_at_best_val: Test accuracy of the weights at ``best_val_step``.
+        steps: Optimizer steps this round trained.
+        seconds: Wall-clock seconds of the round (fit and tests).
+        layer_density: Density of each prunable tensor while this round trained.
+    """
+
+    round: int
+    density: float
+    val_loss: float | None = None
+    val_acc: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+    best_val_step: int | None = None
+    best_val_loss: float | None = None
+    test_acc_at_best_val: float | None = None
+    steps: int = 0
+    seconds: float = 0.0
+    layer_density: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields, JSON-ready."""
+        return asdict(self)
+
+
+def is_global_zero() -> bool:
+    """Whether this process is rank zero (from the launcher's environment, before any Trainer exists)."""
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _metric(metrics: Mapping[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return None if value is None else float(value)
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _check_same_experiment(run_dir: Path, config: Mapping[str, Any]) -> None:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    saved = _flatten(yaml.safe_load(path.read_text()) or {})
+    current = _flatten(yaml.safe_load(yaml.safe_dump(dict(config))) or {})
+    differing = sorted(
+        k for k in set(saved) | set(current) if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)
+    )
+    if differing:
+        details = "; ".join(f"{k}: folder has {saved.get(k)!r}, now {current.get(k)!r}" for k in differing[:10])
+        more = f" (and {len(differing) - 10} more)" if len(differing) > 10 else ""
+        raise ValueError(
+            f"The run folder {run_dir} holds another experiment: its config.yaml differs in {details}{more}. "
+            "Use another --lottery.name or out_dir, or delete the folder to start over."
+        )
+
+
+def format_table(rows: Sequence[RoundResult]) -> str:
+    """A compact text table of the rounds."""
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+    lines = [
+        f"{'round':>5} {'weights':>8} {'val_loss':>9} {'val_acc':>8} {'test_acc':>8} {'early_stop':>10} "
+        f"{'acc@early':>9} {'seconds':>8}"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.round:>5} {fmt(100 * r.density, '7.2f')}% {fmt(r.val_loss, '9.4f')} {fmt(r.val_acc, '8.4f')} "
+            f"{fmt(r.test_acc, '8.4f')} {fmt(r.best_val_step, '10d')} {fmt(r.test_acc_at_best_val, '9.4f')} "
+            f"{fmt(r.seconds, '8.1f')}"
+        )
+    return "\n".join(lines)
+
+
+class _RoundProgress:
+    """A progress bar over rounds (tqdm, as Lightning's own bars), on rank zero only."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled and is_global_zero():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc="lottery rounds", unit="round", position=0, leave=True)
+
+    def update(self, row: RoundResult) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(weights=f"{100 * row.density:.1f}%", test_acc=f"{row.test_acc or float('nan'):.4f}")
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_lottery(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    *,
+    rounds: int,
+    lottery: LotteryTicketCallback | None = None,
+    trainer: Mapping[str, Any] | None = None,
+    out_dir: str | Path = "runs",
+    name: str = "lottery",
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> list[RoundResult]:
+    """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
+
+    Every round gets a fresh ``Trainer`` built from the same ``trainer`` settings, the same
+    ``lottery`` callback (which carries masks and the rewind snapshot across rounds), an
+    :class:`~lth_lightning.tracker.EarlyStoppingTracker`, a ``ModelCheckpoint`` writing
+    ``round_NN/checkpoints/last.ckpt`` after every epoch, and a TensorBoard logger whose run is
+    ``tensorboard/round_NN``. After ``fit`` it tests the trained network and the weights at the
+    minimum validation loss. Round 0 is the dense network.
+
+    The run folder ``<out_dir>/<name>/`` holds ``config.yaml``, ``results.csv``,
+    ``results.json``, the plots, ``tensorboard/`` and one ``round_NN/`` per round with
+    ``metrics.json``, ``masks.pt`` (the masks that round trained with), ``lottery.pt`` (the
+    callback's state after the round) and ``checkpoints/last.ckpt``. Every file is written
+    atomically by rank zero.
+
+    Calling it again on the same folder resumes: finished rounds (those with ``metrics.json``)
+    are read back, never recomputed; a round interrupted mid-way restarts from its last
+    checkpoint. A folder holding a different experiment (``config`` differs) is refused.
+
+    Args:
+        model: The LightningModule; its initial weights are the first round's.
+        datamodule: The data.
+        rounds: Number of rounds (>= 1), the dense one included.
+        lottery: The pruning callback; a default ``LotteryTicketCallback()`` if None.
+        trainer: Keyword arguments of every round's ``Trainer`` (``callbacks`` and loggers given
+            here are deep-copied per round, fresh each time).
+        out_dir: Parent folder of the run folder.
+        name: Name of the run folder.
+        config: The experiment's full configuration, saved as ``config.yaml`` and compared on
+            resume; by default a summary of the lottery settings and ``trainer``.
+        progress: Show a progress bar over rounds.
+
+    Returns:
+        One :class:`RoundResult` per round.
+
+    Raises:
+        ValueError: If ``rounds < 1``, or the run folder holds another experiment.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"`rounds` must be an integer >= 1, got {rounds!r}.")
+    lottery = lottery if lottery is not None else LotteryTicketCallback()
+    trainer_kwargs = dict(trainer or {})
+    run_dir = Path(out_dir) / name
+    if config is None:
+        config = {
+            "lottery": {"rounds": rounds, **lottery.settings()},
+            "model": type(model).__name__,
+            "data": type(datamodule).__name__,
+            "trainer": {k: v for k, v in trainer_kwargs.items() if isinstance(v, (int, float, str, bool, type(None)))},
+        }
+    _check_same_experiment(run_dir, config)
+    is_zero = is_global_zero()
+    if is_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+
+    rows: list[RoundResult] = []
+    for r in range(rounds):
+        metrics_file = run_dir / f"round_{r:02d}" / "metrics.json"
+        if not metrics_file.is_file():
+            break
+        rows.append(RoundResult(**json.loads(metrics_file.read_text())))
+    if rows:
+        lottery.load_state_dict(load_tensors(run_dir / f"round_{rows[-1].round:02d}" / "lottery.pt"))
+        rank_zero_info(f"Resuming {run_dir}: rounds 0-{rows[-1].round} are finished and will not be recomputed.")
+
+    bar = _RoundProgress(rounds, len(rows), progress)
+    try:
+        for r in range(len(rows), rounds):
+            row = _run_round(r, model, datamodule, lottery, trainer_kwargs, run_dir, is_zero)
+            rows.append(row)
+            if is_zero:
+                _write_results(run_dir, rows)
+                write_report(run_dir, [x.as_dict() for x in rows], lottery.round_masks, _hparams(config))
+            bar.update(row)
+    finally:
+        bar.close()
+    return rows
+
+
+def _hparams(config: Mapping[str, Any]) -> dict[str, Any]:
+    flat = _flatten(config)
+    return {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 200}
+
+
+def _round_trainer(
+    r: int,
+    lottery: LotteryTicketCallback,
+    tracker: EarlyStoppingTracker,
+    trainer_kwargs: Mapping[str, Any],
+    run_dir: Path,
+) -> pl.Trainer:
+    kwargs = copy.deepcopy(dict(trainer_kwargs))
+    user_callbacks = kwargs.pop("callbacks", None) or []
+    if not isinstance(user_callbacks, list):
+        user_callbacks = [user_callbacks]
+    callbacks: list[pl.Callback] = [lottery, tracker, *user_callbacks]
+    round_dir = run_dir / f"round_{r:02d}"
+    if kwargs.get("enable_checkpointing", True) is not False:
+        # One file, replaced at the end of every training epoch: the point an interrupted round resumes from.
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=round_dir / "checkpoints",
+                filename="last",
+                save_top_k=1,
+                every_n_epochs=1,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
+    logger = kwargs.pop("logger", None)
+    loggers: list[Logger] = []
+    if logger is not False:
+        if isinstance(logger, Logger):
+            loggers.append(logger)
+        elif isinstance(logger, list):
+            loggers.extend(logger)
+        loggers.append(
+            TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=f"round_{r:02d}", default_hp_metric=False)
+        )
+    kwargs["default_root_dir"] = round_dir
+    return pl.Trainer(callbacks=callbacks, logger=loggers or False, **kwargs)
+
+
+def _run_round(
+    r: int,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    lottery: LotteryTicketCallback,
+    trainer_kwargs: Mapping[str, Any],
+    run_dir: Path,
+    is_zero: bool,
+) -> RoundResult:
+    round_dir = run_dir / f"round_{r:02d}"
+    ckpt = round_dir / "checkpoints" / "last.ckpt"
+    tracker = EarlyStoppingTracker()
+    trainer = _round_trainer(r, lottery, tracker, trainer_kwargs, run_dir)
+    start = time.perf_counter()
+    if ckpt.is_file():
+        rank_zero_info(f"Round {r} was interrupted: resuming it from {ckpt}.")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
+    if lottery.round != r or lottery.phase != "pruned":
+        raise RuntimeError(
+            f"Round {r} ended with the lottery callback at round {lottery.round} ({lottery.phase}); "
+            "the run folder and the callback state disagree."
+        )
+    fit_metrics = dict(trainer.callback_metrics)
+    test = trainer.test(model, datamodule=datamodule, verbose=False)
+    test_metrics = test[0] if test else {}
+    acc_at_best = None
+    if tracker.best_state is not None:
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        tracker.load_best_into(model)
+        best = trainer.test(model, datamodule=datamodule, verbose=False)
+        acc_at_best = _metric(best[0], "test/acc") if best else None
+        model.load_state_dict(final)
+    history = lottery.history[-1]
+    row = RoundResult(
+        round=r,
+        density=float(history["density"]),
+        val_loss=_metric(fit_metrics, "val/loss"),
+        val_acc=_metric(fit_metrics, "val/acc"),
+        test_loss=_metric(test_metrics, "test/loss"),
+        test_acc=_metric(test_metrics, "test/acc"),
+        best_val_step=tracker.best_step,
+        best_val_loss=tracker.best_value,
+        test_acc_at_best_val=acc_at_best,
+        steps=int(history["steps"]),
+        seconds=time.perf_counter() - start,
+        layer_density={k: float(v) for k, v in history["layer_density"].items()},
+    )
+    if is_zero:
+        save_tensors(lottery.round_masks, round_dir / "masks.pt")
+        save_tensors(lottery.state_dict(), round_dir / "lottery.pt")
+        atomic_write_text(round_dir / "metrics.json", json.dumps(row.as_dict(), indent=2))  # written last: done
+    rank_zero_info(
+        f"Round {r}: {100 * row.density:.2f}% of weights, test/acc {row.test_acc}, "
+        f"early-stop step {row.best_val_step} (test/acc there {row.test_acc_at_best_val})."
+    )
+    return row
+
+
+def _write_results(run_dir: Path, rows: Sequence[RoundResult]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.as_dict().items()})
+    atomic_write_text(run_dir / "results.csv", buffer.getvalue())
+    atomic_write_text(run_dir / "results.json", json.dumps([row.as_dict() for row in rows], indent=2))

@@ -1,0 +1,245 @@
+"""`lth fit` driven as a user would (subprocesses), the run folder, TensorBoard, resume, configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from cli_helpers import write_tiny_fashion
+from conftest import REPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lth_lightning.cli import LotteryCLI
+from lth_lightning.pruning import keep_count
+
+LTH = str(Path(sys.executable).parent / "lth")
+TOTAL = 784 * 32 + 32 * 16 + 16 * 10  # prunable weights of the tiny MLP below
+
+
+def tiny_config(tmp_path: Path, data_dir: Path, **lottery) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 2,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp_path / "runs"),
+        },
+        "model": {
+            "class_path": "lth_lightning.LotteryClassifier",
+            "init_args": {
+                "lr": 0.01,
+                "net": {"class_path": "lth_lightning.MLP", "init_args": {"sizes": [784, 32, 16, 10]}},
+            },
+        },
+        "data": {
+            "class_path": "lth_lightning.FashionMNISTDataModule",
+            "init_args": {"data_dir": str(data_dir), "batch_size": 32, "val_size": 60},
+        },
+        "lottery": {"rounds": 2, "amount": 0.5, "progress": False, **lottery},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def lth(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    result = subprocess.run([LTH, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, tiny_data)
+    result = lth("fit", "-c", str(config), cwd=tmp_path)
+    run = tmp_path / "runs" / "lottery"
+    assert f"Run folder: {run.resolve()}" in result.stdout
+    assert "round  weights" in result.stdout and " 50.00%" in result.stdout
+    for name in (
+        "config.yaml",
+        "results.csv",
+        "results.json",
+        "accuracy_vs_weights_remaining.png",
+        "first_layer_pixels.png",
+    ):
+        assert (run / name).is_file(), name
+    for r in range(2):
+        for name in ("metrics.json", "masks.pt", "lottery.pt", "checkpoints/last.ckpt"):
+            assert (run / f"round_{r:02d}" / name).is_file(), (r, name)
+    rows = read_csv(run / "results.csv")
+    assert [int(r["round"]) for r in rows] == [0, 1]
+    assert float(rows[0]["density"]) == 1.0
+    assert float(rows[1]["density"]) == pytest.approx(keep_count(TOTAL, 0.5, 1) / TOTAL)
+    for row in rows:
+        assert 0 <= float(row["test_acc"]) <= 1 and 0 <= float(row["test_acc_at_best_val"]) <= 1
+        assert 0 < int(row["best_val_step"]) <= int(row["steps"]) == 2 * 8  # 240 examples in batches of 32
+    # masks.pt holds the masks each round trained with, loadable without running code.
+    masks = torch.load(run / "round_01" / "masks.pt", weights_only=True)
+    assert sum(int(m.sum()) for m in masks.values()) == keep_count(TOTAL, 0.5, 1)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["lottery"]["amount"] == 0.5 and saved["model"]["init_args"]["lr"] == 0.01
+
+    # TensorBoard, read back with its own reader: one value per round, images, hparams.
+    summary = EventAccumulator(str(run / "tensorboard" / "summary"), size_guidance={"images": 0})
+    summary.Reload()
+    tags = summary.Tags()
+    for tag in (
+        "lottery/test_acc",
+        "lottery/val_loss",
+        "lottery/best_val_step",
+        "lottery/density",
+        "lottery/test_acc_at_best_val",
+        "lottery/density/net.layers.0.weight",
+    ):
+        assert [e.step for e in summary.Scalars(tag)] == [0, 1], tag
+    assert summary.Scalars("lottery/density")[1].value == pytest.approx(float(rows[1]["density"]))
+    assert summary.Scalars("lottery/test_acc")[0].value == pytest.approx(float(rows[0]["test_acc"]))
+    assert {"lottery/accuracy_vs_weights_remaining", "lottery/first_layer_pixels"} <= set(tags["images"])
+    assert summary.PluginTagToContent("hparams")  # the hparams plugin's session data is there
+    for r in range(2):
+        per_round = EventAccumulator(str(run / "tensorboard" / f"round_{r:02d}"))
+        per_round.Reload()
+        assert {"train/loss", "val/loss", "val/acc", "lottery/density"} <= set(per_round.Tags()["scalars"])
+        assert len(per_round.Scalars("val/loss")) == 2  # one per epoch
+
+    # Rerunning the same command recomputes nothing; asking for one more round runs only that one.
+    stamps = {p: p.stat().st_mtime_ns for p in run.glob("round_*/metrics.json")}
+    again = lth("fit", "-c", str(config), cwd=tmp_path)
+    assert "rounds 0-1 are finished and will not be recomputed" in again.stderr + again.stdout
+    assert {p: p.stat().st_mtime_ns for p in run.glob("round_*/metrics.json")} == stamps
+    lth("fit", "-c", str(config), "--lottery.rounds", "3", cwd=tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    rows = read_csv(run / "results.csv")
+    assert [int(r["round"]) for r in rows] == [0, 1, 2]
+    assert float(rows[2]["density"]) == pytest.approx(keep_count(TOTAL, 0.5, 2) / TOTAL)
+
+    # Another experiment on the same folder is refused, naming what differs; nothing is touched.
+    refused = lth("fit", "-c", str(config), "--lottery.amount", "0.3", "--model.lr", "0.02", cwd=tmp_path, check=False)
+    assert refused.returncode != 0
+    assert (
+        "holds another experiment: its config.yaml differs in lottery.amount: folder has 0.5, now 0.3" in refused.stderr
+    )
+    assert "model.init_args.lr" in refused.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["lottery"]["amount"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_data) -> Path:
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    lth("fit", "-c", str(tiny_config(tmp, tiny_data, rounds=3)), cwd=tmp)
+    return tmp / "runs" / "lottery"
+
+
+@pytest.mark.parametrize(("round_", "epoch"), [(1, 1), (2, 0)])
+def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_data, uninterrupted, round_, epoch):
+    config = tiny_config(tmp_path, tiny_data, rounds=3)
+    marker = tmp_path / "killed"
+    kill = [
+        "--trainer.callbacks+=cli_helpers.KillAt",
+        f"--trainer.callbacks.round={round_}",
+        f"--trainer.callbacks.epoch={epoch}",
+        f"--trainer.callbacks.marker={marker}",
+    ]
+    killed = lth("fit", "-c", str(config), *kill, cwd=tmp_path, check=False)
+    assert killed.returncode == -9 and marker.exists(), killed.stderr[-3000:]
+    run = tmp_path / "runs" / "lottery"
+    assert not (run / f"round_{round_:02d}" / "metrics.json").exists()
+    resumed = lth("fit", "-c", str(config), *kill, cwd=tmp_path)
+    if epoch > 0:
+        assert f"Round {round_} was interrupted: resuming it from" in resumed.stderr + resumed.stdout
+    final = torch.load(run / "round_02" / "lottery.pt", weights_only=True)
+    expected = torch.load(uninterrupted / "round_02" / "lottery.pt", weights_only=True)
+    for key in ("masks", "round_masks"):
+        assert final[key].keys() == expected[key].keys()
+        assert all(torch.equal(final[key][k], expected[key][k]) for k in expected[key]), key
+    got, want = read_csv(run / "results.csv"), read_csv(uninterrupted / "results.csv")
+    assert [(r["density"], r["test_acc"], r["best_val_step"]) for r in got] == [
+        (r["density"], r["test_acc"], r["best_val_step"]) for r in want
+    ]
+
+
+def test_rounds_1_is_a_plain_fit_with_the_callback(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, tiny_data, rounds=1)
+    lth("fit", "-c", str(config), "--trainer.max_epochs", "1", cwd=tmp_path)
+    runs = tmp_path / "runs"
+    assert not (runs / "lottery").exists()
+    ckpts = list(runs.glob("lightning_logs/version_0/checkpoints/*.ckpt"))
+    assert len(ckpts) == 1
+    state = torch.load(ckpts[0], weights_only=True)["callbacks"]["LotteryTicketCallback"]
+    assert state["round"] == 0 and state["phase"] == "training" and state["snapshot"] is not None
+
+
+def test_ckpt_path_with_several_rounds_is_refused(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, tiny_data)
+    result = lth("fit", "-c", str(config), "--ckpt_path", "x.ckpt", cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "--ckpt_path 'x.ckpt' is only for --lottery.rounds 1" in result.stderr
+
+
+def test_help_documents_the_lottery_options(tmp_path):
+    result = lth("fit", "--help", cwd=tmp_path)
+    for option in (
+        "--lottery.rounds",
+        "--lottery.amount",
+        "--lottery.scope",
+        "--lottery.parameters",
+        "--lottery.rates",
+        "--lottery.rewind_step",
+        "--lottery.name",
+        "--lottery.out_dir",
+    ):
+        assert option in result.stdout, option
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert "Fraction of the alive prunable weights removed per round, in (0, 1)." in text
+    assert "{global,layerwise}" in result.stdout
+
+
+def test_print_config_prints_a_complete_config(tmp_path):
+    result = lth(
+        "fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.rounds", "4", "--print_config", cwd=tmp_path
+    )
+    printed = yaml.safe_load(result.stdout)
+    assert printed["lottery"]["rounds"] == 4 and printed["lottery"]["amount"] == 0.5
+    assert printed["model"]["class_path"] == "lth_lightning.LotteryClassifier"
+    assert printed["data"]["init_args"]["batch_size"] == 128 and "max_epochs" in printed["trainer"]
+
+
+def test_bad_lottery_option_is_refused_with_the_allowed_values(tmp_path):
+    result = lth(
+        "fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.scope", "local", cwd=tmp_path, check=False
+    )
+    assert result.returncode != 0 and "lottery.scope" in result.stderr and "global" in result.stderr
+    result = lth("fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.rounds", "0", cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "`lottery.rounds` must be an integer >= 1, got 0" in result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_parses(path, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    cli = LotteryCLI(args=["-c", str(path)], run=False)
+    options = cli.config_init["lottery"]
+    assert options.rounds >= 1 and 0 < options.callback.amount < 1
+    assert type(cli.model).__name__ == "LotteryClassifier"
+    assert type(cli.datamodule).__name__ in ("FashionMNISTDataModule", "MNISTDataModule")
+    assert json.dumps(cli.config["lottery"]["rates"])  # plain data

@@ -1,0 +1,95 @@
+"""run_lottery through the Python API, in process."""
+
+from __future__ import annotations
+
+import json
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from cli_helpers import write_tiny_fashion
+
+from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning.driver import format_table
+
+
+class CountFits(pl.Callback):
+    """A user's stateful callback: the driver must give each round a fresh copy."""
+
+    def __init__(self) -> None:
+        self.fits = 0
+
+    def on_fit_start(self, trainer, pl_module):
+        self.fits += 1
+        assert self.fits == 1, "a callback instance was reused across rounds"
+
+
+def _setup(tmp_path):
+    data = write_tiny_fashion(tmp_path / "data")
+    torch.manual_seed(0)
+    model = LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01)
+    dm = FashionMNISTDataModule(data_dir=data, batch_size=48, val_size=60)
+    trainer = {
+        "accelerator": "cpu",
+        "max_epochs": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": [CountFits()],
+    }
+    return model, dm, trainer
+
+
+def test_run_lottery_python_api(tmp_path):
+    model, dm, trainer = _setup(tmp_path)
+    lottery = LotteryTicketCallback(amount=0.4)
+    rows = run_lottery(
+        model, dm, rounds=3, lottery=lottery, trainer=trainer, out_dir=tmp_path, name="api", progress=False
+    )
+    assert [r.round for r in rows] == [0, 1, 2]
+    assert [round(r.density, 3) for r in rows] == [1.0, 0.6, 0.36]
+    assert all(0 <= r.test_acc <= 1 and r.best_val_step == r.steps == 5 for r in rows)  # 240 examples, batches of 48
+    saved = json.loads((tmp_path / "api" / "results.json").read_text())
+    assert [s["test_acc"] for s in saved] == [r.test_acc for r in rows]
+    assert set(saved[0]["layer_density"]) == {"net.layers.0.weight", "net.layers.1.weight"}
+    table = format_table(rows)
+    assert table.splitlines()[0].split()[:3] == ["round", "weights", "val_loss"] and " 36.00%" in table
+
+    # Resuming in a new "process": a fresh model and callback; finished rounds are read back.
+    model2, dm2, trainer2 = _setup(tmp_path / "again")
+    lottery2 = LotteryTicketCallback(amount=0.4)
+    again = run_lottery(
+        model2, dm2, rounds=3, lottery=lottery2, trainer=trainer2, out_dir=tmp_path, name="api", progress=False
+    )
+    assert [r.as_dict() for r in again] == [r.as_dict() for r in rows]
+    assert lottery2.round == 2 and all(torch.equal(lottery2.masks[k], lottery.masks[k]) for k in lottery.masks)
+
+
+def test_run_lottery_refuses_bad_rounds_and_another_experiment(tmp_path):
+    model, dm, trainer = _setup(tmp_path)
+    with pytest.raises(ValueError, match="`rounds` must be an integer >= 1, got 0"):
+        run_lottery(model, dm, rounds=0, trainer=trainer, out_dir=tmp_path)
+    run_lottery(
+        model,
+        dm,
+        rounds=1,
+        lottery=LotteryTicketCallback(amount=0.4),
+        trainer=trainer,
+        out_dir=tmp_path,
+        name="x",
+        progress=False,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"holds another experiment: its config.yaml differs in lottery.amount: "
+        r"folder has 0.4, now 0.5",
+    ):
+        run_lottery(
+            model,
+            dm,
+            rounds=2,
+            lottery=LotteryTicketCallback(amount=0.5),
+            trainer=trainer,
+            out_dir=tmp_path,
+            name="x",
+            progress=False,
+        )
