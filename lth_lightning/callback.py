@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from lth_lightning.pruning import apply_masks_, match_names, plan_groups, prune, sparsity_report
+from lth_lightning.pruning import match_names, plan_groups, prune, sparsity_report
 
 __all__ = ["LotteryTicketCallback"]
 
@@ -167,7 +168,39 @@ class LotteryTicketCallback(pl.Callback):
         """Fraction of prunable weights alive under the current masks (1.0 before the first fit)."""
         return sparsity_report(self._masks).density if self._masks else 1.0
 
+    def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryTicketCallback:
+        """A new callback whose next fit trains ``masks`` from ``snapshot`` (for control experiments).
+
+        The fork has this callback's settings, is at the same round, and is otherwise independent:
+        its next ``fit`` loads ``snapshot`` into the module, applies ``masks`` and keeps them
+        enforced, exactly as a round of the ticket itself.
+
+        Raises:
+            ValueError: If ``masks`` does not name the same parameters as this callback's masks.
+        """
+        if set(masks) != set(self._names):
+            raise ValueError(f"Control masks must name the parameters {self._names}, got {sorted(masks)}.")
+        fork = LotteryTicketCallback(
+            self.amount, self.scope, self.parameters, self.rates, self.rewind_step, verbose=False
+        )
+        fork._names = list(self._names)
+        fork._masks = {n: masks[n].to("cpu", torch.bool).clone() for n in self._names}
+        fork._snapshot = {k: v.detach().to("cpu", copy=True) for k, v in snapshot.items()}
+        fork._round = self._round - 1  # the fork's next fit is this round, trained again under other conditions
+        fork._phase = "pruned"
+        return fork
+
     # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        launcher = getattr(trainer.strategy, "launcher", None)
+        if stage == "fit" and isinstance(launcher, _MultiProcessingLauncher):
+            raise RuntimeError(
+                f"LotteryTicketCallback does not support the '{launcher._start_method}' launcher "
+                "(strategy='ddp_spawn', 'ddp_fork' or 'ddp_notebook'): the masks and the rewind snapshot computed "
+                "in the worker processes would not come back to this process, so the next round could not use "
+                "them. Use strategy='ddp', which runs this script once per device (as `lth fit` and torchrun do)."
+            )
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_not_torch_pruned(pl_module)
         params = dict(pl_module.named_parameters())
@@ -199,9 +232,13 @@ class LotteryTicketCallback(pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        for name, param in self._params.items():
-            if param.grad is not None:
-                param.grad.mul_(self._device_masks[name])
+        grads = [p.grad for p in self._params.values() if p.grad is not None]
+        if len(grads) == len(self._params):
+            torch._foreach_mul_(grads, list(self._device_masks.values()))
+        else:  # some prunable parameter got no gradient this step
+            for name, param in self._params.items():
+                if param.grad is not None:
+                    param.grad.mul_(self._device_masks[name])
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -225,6 +262,13 @@ class LotteryTicketCallback(pl.Callback):
             )
         params = dict(pl_module.named_parameters())
         trained = {n: params[n].detach() for n in self._names}
+        diverged = [n for n, w in trained.items() if not bool(torch.isfinite(w).all())]
+        if diverged:
+            raise FloatingPointError(
+                f"LotteryTicketCallback: round {self._round} ended with NaN or infinite weights in {diverged} "
+                "(the training diverged); no masks were computed and earlier rounds are untouched. "
+                "Lower the learning rate or clip gradients, then rerun the round."
+            )
         report = sparsity_report(self._masks)
         self._masks = {
             n: m.cpu()
@@ -367,8 +411,8 @@ class LotteryTicketCallback(pl.Callback):
 
     @torch.no_grad()
     def _enforce_weights(self) -> None:
-        if self._params:
-            apply_masks_(self._params, self._device_masks)
+        if self._params:  # one fused call over all tensors (the masks are in the parameters' dtype)
+            torch._foreach_mul_(list(self._params.values()), list(self._device_masks.values()))
 
     def _log_round(self, trainer: pl.Trainer) -> None:
         report = sparsity_report(self._masks)

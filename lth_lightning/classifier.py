@@ -36,8 +36,8 @@ class MeanLoss(Metric):
 
     def update(self, loss: Tensor, n: int) -> None:
         """Add a batch whose mean loss is ``loss`` over ``n`` examples."""
-        self.total += loss.detach() * n
-        self.count += n
+        self.total.add_(loss.detach(), alpha=n)  # in place: no Module.__setattr__ per step
+        self.count.add_(n)
 
     def compute(self) -> Tensor:
         """The mean loss per example (NaN before any update)."""

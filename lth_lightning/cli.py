@@ -12,7 +12,14 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.driver import format_table, is_global_zero, run_lottery
+from lth_lightning.driver import (
+    RoundResult,
+    format_seed_table,
+    format_table,
+    is_global_zero,
+    run_lottery,
+    write_aggregate,
+)
 
 __all__ = ["LotteryCLI", "LotteryOptions", "main"]
 
@@ -32,6 +39,12 @@ class LotteryOptions:
         name: Name of the run folder.
         out_dir: Parent of the run folder; defaults to the Trainer's ``default_root_dir``.
         progress: Show a progress bar over rounds.
+        controls: Controls trained at every round with the same recipe: ``random_reinit``
+            (the ticket's masks, a fresh initialization) and ``random_prune`` (random masks of
+            the ticket's per-layer sizes, the original initialization).
+        seeds: Run the whole experiment once per seed (``seed_everything``), each in
+            ``<name>/seed_<s>/``, and aggregate mean and standard deviation per round in
+            ``<name>/results_seeds.csv`` and plots with bands.
 
     Raises:
         ValueError: If ``rounds`` < 1 or a pruning option is out of range.
@@ -48,12 +61,20 @@ class LotteryOptions:
         name: str = "lottery",
         out_dir: str | None = None,
         progress: bool = True,
+        controls: list[Literal["random_reinit", "random_prune"]] | None = None,
+        seeds: list[int] | None = None,
     ) -> None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`lottery.rounds` must be an integer >= 1, got {rounds!r}.")
         if not name or Path(name).name != name:
             raise ValueError(f"`lottery.name` must be a plain folder name, got {name!r}.")
+        if controls is not None and len(set(controls)) != len(controls):
+            raise ValueError(f"`lottery.controls` lists a control twice: {controls}.")
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"`lottery.seeds` must be a non-empty list of distinct seeds, got {seeds}.")
         self.rounds, self.name, self.out_dir, self.progress = rounds, name, out_dir, progress
+        self.controls = list(controls or [])
+        self.seeds = list(seeds) if seeds is not None else None
         self.callback = LotteryTicketCallback(
             amount=amount, scope=scope, parameters=parameters, rates=rates, rewind_step=rewind_step
         )
@@ -117,21 +138,48 @@ class LotteryCLI(LightningCLI):
         if datamodule is None:
             raise ValueError("`lth fit` needs a datamodule (--data).")
         trainer_kwargs: Mapping[str, Any] = self._round_trainer_kwargs
-        out_dir = options.out_dir or trainer_kwargs.get("default_root_dir") or Path.cwd()
-        rows = run_lottery(
-            model,
-            datamodule,
-            rounds=options.rounds,
-            lottery=options.callback,
-            trainer=trainer_kwargs,
-            out_dir=out_dir,
-            name=options.name,
-            config=self._run_config(),
-            progress=options.progress,
-        )
-        run_dir = Path(out_dir) / options.name
+        out_dir = Path(options.out_dir or trainer_kwargs.get("default_root_dir") or Path.cwd())
+        run_dir = out_dir / options.name
+        config = self._run_config()
+
+        def run(
+            model: pl.LightningModule,
+            lottery: LotteryTicketCallback,
+            out: Path,
+            name: str,
+            seed: int,
+            config: dict[str, Any],
+        ) -> list[RoundResult]:
+            return run_lottery(
+                model,
+                datamodule,
+                rounds=options.rounds,
+                lottery=lottery,
+                trainer=trainer_kwargs,
+                out_dir=out,
+                name=name,
+                config=config,
+                progress=options.progress,
+                controls=options.controls,
+                seed=seed,
+            )
+
+        if options.seeds is None:
+            rows = run(model, options.callback, out_dir, options.name, int(config.get("seed_everything") or 0), config)
+            table = format_table(rows)
+        else:
+            runs = []
+            for seed in options.seeds:
+                pl.seed_everything(seed)
+                seed_model = self._parser(self.subcommand).instantiate_classes(self.config[self.subcommand])["model"]
+                lottery = LotteryTicketCallback(**options.callback.settings())
+                runs.append(
+                    run(seed_model, lottery, run_dir, f"seed_{seed}", seed, {**config, "seed_everything": seed})
+                )
+            aggregated = write_aggregate(run_dir, runs, {"seeds": len(runs), "rounds": options.rounds})
+            table = format_seed_table(aggregated)
         if is_global_zero():
-            print(f"\n{format_table(rows)}\n\nRun folder: {run_dir.resolve()}", flush=True)
+            print(f"\n{table}\n\nRun folder: {run_dir.resolve()}", flush=True)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -14,19 +14,32 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from lth_lightning.aggregate import aggregate
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
+from lth_lightning.pruning import random_masks
 from lth_lightning.report import write_report
 from lth_lightning.tracker import EarlyStoppingTracker
 
-__all__ = ["RoundResult", "format_table", "is_global_zero", "run_lottery"]
+__all__ = [
+    "RoundResult",
+    "control_masks_and_init",
+    "format_seed_table",
+    "format_table",
+    "is_global_zero",
+    "run_lottery",
+    "write_aggregate",
+]
 
+CONTROLS = ("random_reinit", "random_prune")
+CONTROL_FIELDS = ("test_acc", "test_acc_at_best_val", "best_val_step", "val_loss")
 CSV_FIELDS = (
     "round",
     "density",
@@ -39,9 +52,16 @@ CSV_FIELDS = (
     "test_acc_at_best_val",
     "steps",
     "seconds",
+    *(f"{c}_{f}" for c in CONTROLS for f in CONTROL_FIELDS),
 )
 # Keys of a run's config that may change between invocations on the same run folder.
-RESUMABLE_KEYS = ("lottery.rounds", "trainer.enable_progress_bar", "trainer.enable_model_summary")
+RESUMABLE_KEYS = (
+    "lottery.rounds",
+    "lottery.seeds",
+    "lottery.progress",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+)
 
 
 @dataclass
@@ -75,10 +95,19 @@ class RoundResult:
     steps: int = 0
     seconds: float = 0.0
     layer_density: dict[str, float] = field(default_factory=dict)
+    controls: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """All fields, JSON-ready."""
         return asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """One flat row: the fields, then ``<control>_<metric>`` for every control."""
+        row = {k: v for k, v in self.as_dict().items() if k not in ("controls", "layer_density")}
+        for control, values in self.controls.items():
+            for key, value in values.items():
+                row[f"{control}_{key}"] = value
+        return row
 
 
 def is_global_zero() -> bool:
@@ -139,6 +168,24 @@ def format_table(rows: Sequence[RoundResult]) -> str:
     return "\n".join(lines)
 
 
+def format_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A compact text table of aggregated rows: mean +- std over seeds."""
+
+    def pm(row: Mapping[str, Any], key: str) -> str:
+        if f"{key}_mean" not in row:
+            return "-"
+        return f"{row[f'{key}_mean']:.4f}+-{row[f'{key}_std']:.4f}"
+
+    header = f"{'round':>5} {'weights':>8} {'seeds':>5} {'test_acc':>15} {'random_reinit':>15} {'random_prune':>15}"
+    lines = [header]
+    for row in rows:
+        lines.append(
+            f"{row['round']:>5} {100 * row['density_mean']:7.2f}% {row['seeds']:>5} {pm(row, 'test_acc'):>15} "
+            f"{pm(row, 'random_reinit_test_acc'):>15} {pm(row, 'random_prune_test_acc'):>15}"
+        )
+    return "\n".join(lines)
+
+
 class _RoundProgress:
     """A progress bar over rounds (tqdm, as Lightning's own bars), on rank zero only."""
 
@@ -170,6 +217,8 @@ def run_lottery(
     name: str = "lottery",
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
+    controls: Sequence[str] = (),
+    seed: int = 0,
 ) -> list[RoundResult]:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
@@ -202,6 +251,11 @@ def run_lottery(
         config: The experiment's full configuration, saved as ``config.yaml`` and compared on
             resume; by default a summary of the lottery settings and ``trainer``.
         progress: Show a progress bar over rounds.
+        controls: Control experiments trained at every round after the dense one, with the
+            same recipe: ``"random_reinit"`` (the ticket's masks, a fresh initialization) and
+            ``"random_prune"`` (random masks of the ticket's per-layer sizes, the original
+            initialization). Their accuracies are columns of the results.
+        seed: Seed of the controls' random draws (initializations and masks).
 
     Returns:
         One :class:`RoundResult` per round.
@@ -211,12 +265,15 @@ def run_lottery(
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"`rounds` must be an integer >= 1, got {rounds!r}.")
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown or len(set(controls)) != len(controls):
+        raise ValueError(f"`controls` must be distinct entries of {list(CONTROLS)}, got {list(controls)}.")
     lottery = lottery if lottery is not None else LotteryTicketCallback()
     trainer_kwargs = dict(trainer or {})
     run_dir = Path(out_dir) / name
     if config is None:
         config = {
-            "lottery": {"rounds": rounds, **lottery.settings()},
+            "lottery": {"rounds": rounds, "controls": list(controls), "seed": seed, **lottery.settings()},
             "model": type(model).__name__,
             "data": type(datamodule).__name__,
             "trainer": {k: v for k, v in trainer_kwargs.items() if isinstance(v, (int, float, str, bool, type(None)))},
@@ -240,11 +297,16 @@ def run_lottery(
     bar = _RoundProgress(rounds, len(rows), progress)
     try:
         for r in range(len(rows), rounds):
-            row = _run_round(r, model, datamodule, lottery, trainer_kwargs, run_dir, is_zero)
+            row = _run_round(r, model, datamodule, lottery, trainer_kwargs, run_dir, is_zero, controls, seed)
             rows.append(row)
             if is_zero:
                 _write_results(run_dir, rows)
-                write_report(run_dir, [x.as_dict() for x in rows], lottery.round_masks, _hparams(config))
+                write_report(
+                    run_dir,
+                    [x.flat() | {"layer_density": x.layer_density} for x in rows],
+                    lottery.round_masks,
+                    _hparams(config),
+                )
             bar.update(row)
     finally:
         bar.close()
@@ -256,24 +318,24 @@ def _hparams(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 200}
 
 
-def _round_trainer(
-    r: int,
-    lottery: LotteryTicketCallback,
-    tracker: EarlyStoppingTracker,
+def _make_trainer(
+    label: str,
+    callbacks: list[pl.Callback],
     trainer_kwargs: Mapping[str, Any],
     run_dir: Path,
+    checkpoint_dir: Path | None,
 ) -> pl.Trainer:
+    """A fresh Trainer from the shared settings, logging to the TensorBoard run ``label``."""
     kwargs = copy.deepcopy(dict(trainer_kwargs))
     user_callbacks = kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]
-    callbacks: list[pl.Callback] = [lottery, tracker, *user_callbacks]
-    round_dir = run_dir / f"round_{r:02d}"
-    if kwargs.get("enable_checkpointing", True) is not False:
+    callbacks = [*callbacks, *user_callbacks]
+    if checkpoint_dir is not None and kwargs.get("enable_checkpointing", True) is not False:
         # One file, replaced at the end of every training epoch: the point an interrupted round resumes from.
         callbacks.append(
             ModelCheckpoint(
-                dirpath=round_dir / "checkpoints",
+                dirpath=checkpoint_dir,
                 filename="last",
                 save_top_k=1,
                 every_n_epochs=1,
@@ -281,6 +343,8 @@ def _round_trainer(
                 enable_version_counter=False,
             )
         )
+    elif checkpoint_dir is None:
+        kwargs["enable_checkpointing"] = False
     logger = kwargs.pop("logger", None)
     loggers: list[Logger] = []
     if logger is not False:
@@ -288,11 +352,93 @@ def _round_trainer(
             loggers.append(logger)
         elif isinstance(logger, list):
             loggers.extend(logger)
-        loggers.append(
-            TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=f"round_{r:02d}", default_hp_metric=False)
-        )
-    kwargs["default_root_dir"] = round_dir
+        loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=label, default_hp_metric=False))
+    kwargs["default_root_dir"] = run_dir / label
     return pl.Trainer(callbacks=callbacks, logger=loggers or False, **kwargs)
+
+
+@dataclass
+class _Measured:
+    fit_metrics: dict[str, Any]
+    test_metrics: dict[str, Any]
+    tracker: EarlyStoppingTracker
+    acc_at_best: float | None
+
+
+def _train_and_test(
+    label: str,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    lottery: LotteryTicketCallback,
+    trainer_kwargs: Mapping[str, Any],
+    run_dir: Path,
+    checkpoint_dir: Path | None,
+) -> _Measured:
+    """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights."""
+    tracker = EarlyStoppingTracker()
+    trainer = _make_trainer(label, [lottery, tracker], trainer_kwargs, run_dir, checkpoint_dir)
+    ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
+    resume = ckpt if ckpt is not None and ckpt.is_file() else None
+    if resume is not None:
+        rank_zero_info(f"{label} was interrupted: resuming it from {resume}.")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+    fit_metrics = dict(trainer.callback_metrics)
+    test = trainer.test(model, datamodule=datamodule, verbose=False)
+    acc_at_best = None
+    if tracker.best_state is not None:
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        tracker.load_best_into(model)
+        best = trainer.test(model, datamodule=datamodule, verbose=False)
+        acc_at_best = _metric(best[0], "test/acc") if best else None
+        model.load_state_dict(final)
+    return _Measured(fit_metrics, dict(test[0]) if test else {}, tracker, acc_at_best)
+
+
+def _detached_copy(model: pl.LightningModule) -> pl.LightningModule:
+    """A deep copy of ``model`` without its reference to a Trainer."""
+    trainer = model._trainer
+    model._trainer = None
+    try:
+        return copy.deepcopy(model)
+    finally:
+        model._trainer = trainer
+
+
+def _reinitialize(module: torch.nn.Module, seed: int) -> None:
+    """Draw fresh weights with every submodule's own initializer (``reset_parameters``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for sub in module.modules():
+            reset = getattr(sub, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
+
+def control_masks_and_init(
+    kind: str, lottery: LotteryTicketCallback, model: pl.LightningModule, seed: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The masks and initial state of a control of the round ``lottery`` just trained.
+
+    ``"random_reinit"``: the ticket's masks with a fresh initialization drawn by the module's
+    own initializers. ``"random_prune"``: random masks with the ticket's per-tensor counts, with
+    the ticket's own initialization (the rewind snapshot).
+
+    Raises:
+        ValueError: For an unknown control.
+    """
+    masks = lottery.round_masks
+    snapshot = lottery.snapshot
+    if snapshot is None:
+        raise RuntimeError("The lottery callback has no snapshot yet: run a round first.")
+    if kind == "random_reinit":
+        fresh = _detached_copy(model)
+        _reinitialize(fresh, seed)
+        return masks, {k: v.detach().cpu().clone() for k, v in fresh.state_dict().items()}
+    if kind == "random_prune":
+        counts = {k: int(m.sum()) for k, m in masks.items()}
+        ones = {k: torch.ones_like(m) for k, m in masks.items()}
+        return random_masks(ones, counts, generator=torch.Generator().manual_seed(seed)), snapshot
+    raise ValueError(f"Unknown control {kind!r}; allowed: {', '.join(CONTROLS)}.")
 
 
 def _run_round(
@@ -303,54 +449,92 @@ def _run_round(
     trainer_kwargs: Mapping[str, Any],
     run_dir: Path,
     is_zero: bool,
+    controls: Sequence[str],
+    seed: int,
 ) -> RoundResult:
     round_dir = run_dir / f"round_{r:02d}"
-    ckpt = round_dir / "checkpoints" / "last.ckpt"
-    tracker = EarlyStoppingTracker()
-    trainer = _round_trainer(r, lottery, tracker, trainer_kwargs, run_dir)
     start = time.perf_counter()
-    if ckpt.is_file():
-        rank_zero_info(f"Round {r} was interrupted: resuming it from {ckpt}.")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
+    ticket = _train_and_test(
+        f"round_{r:02d}", model, datamodule, lottery, trainer_kwargs, run_dir, round_dir / "checkpoints"
+    )
     if lottery.round != r or lottery.phase != "pruned":
         raise RuntimeError(
             f"Round {r} ended with the lottery callback at round {lottery.round} ({lottery.phase}); "
             "the run folder and the callback state disagree."
         )
-    fit_metrics = dict(trainer.callback_metrics)
-    test = trainer.test(model, datamodule=datamodule, verbose=False)
-    test_metrics = test[0] if test else {}
-    acc_at_best = None
-    if tracker.best_state is not None:
-        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        tracker.load_best_into(model)
-        best = trainer.test(model, datamodule=datamodule, verbose=False)
-        acc_at_best = _metric(best[0], "test/acc") if best else None
-        model.load_state_dict(final)
     history = lottery.history[-1]
     row = RoundResult(
         round=r,
         density=float(history["density"]),
-        val_loss=_metric(fit_metrics, "val/loss"),
-        val_acc=_metric(fit_metrics, "val/acc"),
-        test_loss=_metric(test_metrics, "test/loss"),
-        test_acc=_metric(test_metrics, "test/acc"),
-        best_val_step=tracker.best_step,
-        best_val_loss=tracker.best_value,
-        test_acc_at_best_val=acc_at_best,
+        val_loss=_metric(ticket.fit_metrics, "val/loss"),
+        val_acc=_metric(ticket.fit_metrics, "val/acc"),
+        test_loss=_metric(ticket.test_metrics, "test/loss"),
+        test_acc=_metric(ticket.test_metrics, "test/acc"),
+        best_val_step=ticket.tracker.best_step,
+        best_val_loss=ticket.tracker.best_value,
+        test_acc_at_best_val=ticket.acc_at_best,
         steps=int(history["steps"]),
-        seconds=time.perf_counter() - start,
         layer_density={k: float(v) for k, v in history["layer_density"].items()},
     )
     if is_zero:
         save_tensors(lottery.round_masks, round_dir / "masks.pt")
+    for index, kind in enumerate(controls if r > 0 else ()):
+        done = round_dir / f"control_{kind}.json"
+        if done.is_file():
+            row.controls[kind] = json.loads(done.read_text())
+            continue
+        masks, init = control_masks_and_init(kind, lottery, model, seed=seed * 100_003 + r * 101 + index)
+        measured = _train_and_test(
+            f"round_{r:02d}_{kind}",
+            _detached_copy(model),
+            datamodule,
+            lottery.fork(masks, init),
+            trainer_kwargs,
+            run_dir,
+            None,
+        )
+        row.controls[kind] = {
+            "test_acc": _metric(measured.test_metrics, "test/acc"),
+            "test_acc_at_best_val": measured.acc_at_best,
+            "best_val_step": measured.tracker.best_step,
+            "val_loss": _metric(measured.fit_metrics, "val/loss"),
+        }
+        if is_zero:
+            save_tensors(masks, round_dir / f"control_{kind}_masks.pt")
+            atomic_write_text(done, json.dumps(row.controls[kind], indent=2))
+    row.seconds = time.perf_counter() - start
+    if is_zero:
         save_tensors(lottery.state_dict(), round_dir / "lottery.pt")
         atomic_write_text(round_dir / "metrics.json", json.dumps(row.as_dict(), indent=2))  # written last: done
+    controls_text = "".join(f", {k} {v['test_acc']}" for k, v in row.controls.items())
     rank_zero_info(
         f"Round {r}: {100 * row.density:.2f}% of weights, test/acc {row.test_acc}, "
-        f"early-stop step {row.best_val_step} (test/acc there {row.test_acc_at_best_val})."
+        f"early-stop step {row.best_val_step} (test/acc there {row.test_acc_at_best_val}){controls_text}."
     )
     return row
+
+
+def write_aggregate(
+    run_dir: str | Path, runs: Sequence[Sequence[RoundResult]], hparams: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Aggregate several seeds' rows into ``results_seeds.csv``/``.json`` and the report of ``run_dir``.
+
+    Returns:
+        The aggregated rows (see :func:`lth_lightning.aggregate.aggregate`).
+    """
+    run_dir = Path(run_dir)
+    rows = aggregate([[r.flat() for r in run] for run in runs])
+    if not is_global_zero() or not rows:
+        return rows
+    fields = list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / "results_seeds.csv", buffer.getvalue())
+    atomic_write_text(run_dir / "results_seeds.json", json.dumps(rows, indent=2))
+    write_report(run_dir, rows, {}, dict(hparams or {}))
+    return rows
 
 
 def _write_results(run_dir: Path, rows: Sequence[RoundResult]) -> None:
@@ -358,6 +542,6 @@ def _write_results(run_dir: Path, rows: Sequence[RoundResult]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.as_dict().items()})
+        writer.writerow({k: ("" if v is None else v) for k, v in row.flat().items()})
     atomic_write_text(run_dir / "results.csv", buffer.getvalue())
     atomic_write_text(run_dir / "results.json", json.dumps([row.as_dict() for row in rows], indent=2))

@@ -18,7 +18,13 @@ from lth_lightning.io import atomic_write_bytes
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["first_layer_pixel_map", "plot_accuracy_vs_density", "plot_pixel_map", "write_report"]
+__all__ = [
+    "first_layer_pixel_map",
+    "plot_accuracy_vs_density",
+    "plot_early_stop_vs_density",
+    "plot_pixel_map",
+    "write_report",
+]
 
 
 def _figure() -> Any:
@@ -30,19 +36,24 @@ def _figure() -> Any:
     return Figure(figsize=(6, 4), dpi=100)
 
 
-def plot_accuracy_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """Test accuracy against percent of weights remaining, log x axis, dense on the left (as in the paper)."""
-    fig = _figure()
-    ax = fig.subplots()
-    pct = [100 * float(r["density"]) for r in rows]
-    for key, label, style in (
-        ("test_acc", "ticket: final", "o-"),
-        ("test_acc_at_best_val", "ticket: early stop", "s--"),
-    ):
-        values = [r.get(key) for r in rows]
-        points = [(p, v) for p, v in zip(pct, values, strict=True) if v is not None and not math.isnan(float(v))]
-        if points:
-            ax.plot(*zip(*points, strict=True), style, label=label)
+SERIES = (("", "ticket"), ("random_reinit_", "random reinit"), ("random_prune_", "random pruning"))
+
+
+def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float], list[float] | None]:
+    """Percent remaining, values (means with several seeds) and standard deviations of ``key``."""
+    pct, values, stds = [], [], []
+    aggregated = any(f"{key}_mean" in r for r in rows)
+    for row in rows:
+        value = row.get(f"{key}_mean") if aggregated else row.get(key)
+        if value is None or value == "" or math.isnan(float(value)):
+            continue
+        pct.append(100 * float(row["density_mean"] if "density_mean" in row else row["density"]))
+        values.append(float(value))
+        stds.append(float(row.get(f"{key}_std") or 0.0))
+    return pct, values, (stds if aggregated else None)
+
+
+def _density_axis(ax: Any, pct: Sequence[float]) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     ax.set_xscale("log")
@@ -52,11 +63,46 @@ def plot_accuracy_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
     ax.xaxis.set_minor_locator(NullLocator())
     ax.invert_xaxis()
     ax.set_xlabel("percent of weights remaining")
-    ax.set_ylabel("test accuracy")
     ax.grid(True, which="both", alpha=0.3)
+
+
+def _plot_metric(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str) -> Figure:
+    fig = _figure()
+    ax = fig.subplots()
+    all_pct: list[float] = []
+    dense = _series(rows[:1], metric)
+    for prefix, label in SERIES:
+        pct, values, stds = _series(rows, f"{prefix}{metric}")
+        if not values:
+            continue
+        if prefix and dense[1] and (not pct or pct[0] < dense[0][0]):  # controls start from the dense network
+            pct, values = dense[0] + pct, dense[1] + values
+            stds = (dense[2] or [0.0]) + stds if stds is not None else None
+        (line,) = ax.plot(pct, values, "o-", label=label, markersize=4)
+        if stds is not None:
+            low = [v - s for v, s in zip(values, stds, strict=True)]
+            high = [v + s for v, s in zip(values, stds, strict=True)]
+            ax.fill_between(pct, low, high, color=line.get_color(), alpha=0.2)
+        all_pct += pct
+    _density_axis(ax, all_pct)
+    ax.set_ylabel(ylabel)
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_accuracy_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Test accuracy vs percent of weights remaining (log x axis, as in the paper): ticket and controls.
+
+    With aggregated rows (``<key>_mean`` / ``<key>_std`` over seeds), lines are means with
+    bands of one standard deviation.
+    """
+    return _plot_metric(rows, "test_acc", "test accuracy")
+
+
+def plot_early_stop_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Early-stopping iteration (step of minimum validation loss) vs percent of weights remaining."""
+    return _plot_metric(rows, "best_val_step", "early-stopping iteration (step)")
 
 
 def first_layer_pixel_map(masks: Mapping[str, Tensor], image_shape: tuple[int, int] = (28, 28)) -> Tensor | None:
@@ -112,26 +158,32 @@ def write_report(
     try:
         for row in rows:
             step = int(row["round"])
-            for key in ("test_acc", "test_acc_at_best_val", "val_loss", "val_acc", "best_val_step", "density"):
-                value = row.get(key)
-                if value is not None:
-                    writer.add_scalar(f"lottery/{key}", float(value), step)
+            for key, value in row.items():
+                if key in ("round", "seconds", "steps") or isinstance(value, (dict, str, bool)) or value is None:
+                    continue
+                writer.add_scalar(f"lottery/{key}", float(value), step)
             for name, density in row.get("layer_density", {}).items():
                 writer.add_scalar(f"lottery/density/{name}", float(density), step)
-        accuracy = plot_accuracy_vs_density(rows)
-        writer.add_figure("lottery/accuracy_vs_weights_remaining", accuracy, global_step=len(rows) - 1, close=False)
-        _save_png(accuracy, run_dir / "accuracy_vs_weights_remaining.png")
+        last_round = int(rows[-1]["round"])
+        for tag, plot in (
+            ("accuracy_vs_weights_remaining", plot_accuracy_vs_density),
+            ("early_stop_vs_weights_remaining", plot_early_stop_vs_density),
+        ):
+            fig = plot(rows)
+            writer.add_figure(f"lottery/{tag}", fig, global_step=last_round, close=False)
+            _save_png(fig, run_dir / f"{tag}.png")
         pixel_map = first_layer_pixel_map(last_masks)
         if pixel_map is not None:
             last = rows[-1]
-            title = f"round {last['round']}: first-layer connections per pixel ({100 * last['density']:.1f}% left)"
+            density = last.get("density_mean", last.get("density", 1.0))
+            title = f"round {last['round']}: first-layer connections per pixel ({100 * density:.1f}% left)"
             heat = plot_pixel_map(pixel_map, title)
             writer.add_figure("lottery/first_layer_pixels", heat, global_step=int(last["round"]), close=False)
             _save_png(heat, run_dir / "first_layer_pixels.png")
         final = rows[-1]
         metrics = {
             f"hparam/{k}": float(final[k])
-            for k in ("test_acc", "test_acc_at_best_val", "density")
+            for k in ("test_acc", "test_acc_at_best_val", "density", "test_acc_mean", "density_mean")
             if final.get(k) is not None
         }
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from idx_files import tiny_arrays, write_dataset
 
 from lth_lightning import LotteryTicketCallback
@@ -31,19 +34,70 @@ def write_tiny_fashion(data_dir: Path, n_train: int = 300, n_test: int = 100) ->
 
 
 class KillAt(pl.Callback):
-    """SIGKILLs its own process once, at the start of the given epoch of the given round.
+    """SIGKILLs its own process once, in the given epoch of the given round.
 
     Args:
         round: Lottery round to kill in.
-        epoch: Epoch of that round to kill at (its start).
+        epoch: Epoch of that round to kill in.
         marker: File created just before the kill; while it exists nothing happens.
+        at: ``"epoch_start"``, or ``"checkpoint"``: while the epoch's checkpoint is being written.
     """
 
-    def __init__(self, round: int, epoch: int, marker: str) -> None:
-        self.round, self.epoch, self.marker = round, epoch, Path(marker)
+    def __init__(self, round: int, epoch: int, marker: str, at: str = "epoch_start") -> None:
+        self.round, self.epoch, self.marker, self.at = round, epoch, Path(marker), at
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _maybe_kill(self, trainer: pl.Trainer, where: str) -> None:
         lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
-        if lottery.round == self.round and trainer.current_epoch == self.epoch and not self.marker.exists():
+        if (
+            where == self.at
+            and lottery.round == self.round
+            and trainer.current_epoch == self.epoch
+            and not self.marker.exists()
+        ):
             self.marker.write_text("killed")
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._maybe_kill(trainer, "epoch_start")
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._maybe_kill(trainer, "checkpoint")
+
+
+class RankProbe(pl.Callback):
+    """Under DDP: make rank 1's initial weights differ before DDP broadcasts rank 0's, and record,
+    per rank and round, hashes of the lottery masks and snapshot and of rank 0's initial weights."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.init_hash = ""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
+        if lottery.phase == "init":
+            if trainer.global_rank == 0:
+                self.init_hash = tensor_hash(pl_module.state_dict())
+            else:
+                with torch.no_grad():
+                    for p in pl_module.parameters():
+                        p.add_(1.0)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
+        record = {
+            "rank": trainer.global_rank,
+            "round": lottery.round,
+            "masks": tensor_hash(lottery.masks),
+            "snapshot": tensor_hash(lottery.snapshot or {}),
+            "init": self.init_hash,
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"rank{trainer.global_rank}_round{lottery.round}.json").write_text(json.dumps(record))
+
+
+def tensor_hash(tensors: dict) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -167,7 +167,7 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_d
     assert not (run / f"round_{round_:02d}" / "metrics.json").exists()
     resumed = lth("fit", "-c", str(config), *kill, cwd=tmp_path)
     if epoch > 0:
-        assert f"Round {round_} was interrupted: resuming it from" in resumed.stderr + resumed.stdout
+        assert f"round_{round_:02d} was interrupted: resuming it from" in resumed.stderr + resumed.stdout
     final = torch.load(run / "round_02" / "lottery.pt", weights_only=True)
     expected = torch.load(uninterrupted / "round_02" / "lottery.pt", weights_only=True)
     for key in ("masks", "round_masks"):
