@@ -13,6 +13,7 @@ loop, and each variant's peak memory (resident set size on the CPU, allocated me
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import tempfile
@@ -43,10 +44,8 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     else:
-        try:  # Linux: writing 5 to clear_refs resets the resident-set high-water mark (VmHWM)
+        with contextlib.suppress(OSError):  # Linux: "5" resets the resident-set high-water mark (VmHWM)
             Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
 
 
 def _peak_mb(device: torch.device) -> float:
@@ -371,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\nData: {source}; {len(x)} training examples, batch 128; device {device}; "
         f"torch {torch.__version__}, lightning {pl.__version__}, {torch.get_num_threads()} threads"
     )
-    print(f"\n| loop | s/epoch | x raw loop | peak memory (MB) |\n| --- | --- | --- | --- |")
+    print("\n| loop | s/epoch | x raw loop | peak memory (MB) |\n| --- | --- | --- | --- |")
     for name, times in epoch_times.items():
         median = statistics.median(times)
         print(f"| {name} | {median:.3f} | {median / raw:.2f} | {peaks[name]:.0f} |")

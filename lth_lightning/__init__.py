@@ -11,9 +11,11 @@ from lth_lightning.classifier import LotteryClassifier
 from lth_lightning.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
 from lth_lightning.download import DatasetFileError
 from lth_lightning.driver import RoundResult, run_lottery
+from lth_lightning.export import export_ticket, load_ticket
 from lth_lightning.idx import IDXFormatError, read_idx
 from lth_lightning.loader import EpochShards, TensorBatches
 from lth_lightning.mlp import MLP
+from lth_lightning.sparse import SparseLinear, to_sparse
 from lth_lightning.tracker import EarlyStoppingTracker
 
 __all__ = [
@@ -28,8 +30,12 @@ __all__ = [
     "LotteryTicketCallback",
     "MNISTDataModule",
     "RoundResult",
+    "SparseLinear",
     "TensorBatches",
+    "export_ticket",
+    "load_ticket",
     "read_idx",
     "run_lottery",
+    "to_sparse",
 ]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from lth_lightning.driver import (
     run_lottery,
     write_aggregate,
 )
+from lth_lightning.export import main as export_main
 
 __all__ = ["LotteryCLI", "LotteryOptions", "main"]
 
@@ -183,5 +185,9 @@ class LotteryCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``lth`` console script."""
+    """Entry point of the ``lth`` console script: LightningCLI subcommands, plus ``lth export``."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["export"]:
+        export_main(argv[1:])
+        return
     LotteryCLI(args=args)

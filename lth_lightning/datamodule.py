@@ -94,7 +94,8 @@ class IDXDataModule(pl.LightningDataModule):
         self.drop_last = drop_last
         self.mirrors = list(mirrors) if mirrors is not None else list(self.default_mirrors)
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["data_dir"])
+        self.hparams["data_dir"] = str(self.data_dir)  # plain types only: checkpoints load with weights_only
 
     @property
     def raw_dir(self) -> Path:

@@ -231,8 +231,9 @@ def run_lottery(
 
     The run folder ``<out_dir>/<name>/`` holds ``config.yaml``, ``results.csv``,
     ``results.json``, the plots, ``tensorboard/`` and one ``round_NN/`` per round with
-    ``metrics.json``, ``masks.pt`` (the masks that round trained with), ``lottery.pt`` (the
-    callback's state after the round) and ``checkpoints/last.ckpt``. Every file is written
+    ``metrics.json``, ``masks.pt`` (the masks that round trained with), ``weights.pt`` (the
+    trained network), ``lottery.pt`` (the callback's state after the round) and
+    ``checkpoints/last.ckpt``. Every file is written
     atomically by rank zero.
 
     Calling it again on the same folder resumes: finished rounds (those with ``metrics.json``)
@@ -478,6 +479,7 @@ def _run_round(
     )
     if is_zero:
         save_tensors(lottery.round_masks, round_dir / "masks.pt")
+        save_tensors({k: v.detach().cpu() for k, v in model.state_dict().items()}, round_dir / "weights.pt")
     for index, kind in enumerate(controls if r > 0 else ()):
         done = round_dir / f"control_{kind}.json"
         if done.is_file():

@@ -23,6 +23,7 @@ __all__ = [
     "plot_accuracy_vs_density",
     "plot_early_stop_vs_density",
     "plot_pixel_map",
+    "png_bytes",
     "write_report",
 ]
 
@@ -127,10 +128,15 @@ def plot_pixel_map(pixel_map: Tensor, title: str) -> Figure:
     return fig
 
 
-def _save_png(fig: Figure, path: Path) -> None:
+def png_bytes(fig: Figure) -> bytes:
+    """The figure rendered as PNG (for files, notebooks and dashboards)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _save_png(fig: Figure, path: Path) -> None:
+    atomic_write_bytes(path, png_bytes(fig))
 
 
 def write_report(

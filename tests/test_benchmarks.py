@@ -1,0 +1,30 @@
+"""The benchmark scripts run at tiny sizes and print their tables (no timing is asserted)."""
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def _run(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_epoch_speed_prints_its_tables():
+    out = _run("epoch_speed.py", "--epochs", "2", "--reps", "1", "--limit", "4", "--round-epochs", "1")
+    assert "| loop | s/epoch | x raw loop | peak memory (MB) |" in out
+    for name in ("raw PyTorch loop", "seed: DataLoader + PIL", "ModelPruning(LTH)", "ours: LotteryClassifier"):
+        assert re.search(rf"\| [^|]*{re.escape(name)}[^|]* \| [\d.]+ \| [\d.]+ \| \d+ \|", out), name
+    assert "| ours (run_lottery, 1 round) |" in out and "Masking (gradient + weight masks) per step" in out
+
+
+def test_sparse_inference_prints_its_table():
+    out = _run("sparse_inference.py", "--densities", "1", "0.1", "--batches", "1", "4", "--reps", "1")
+    rows = [line for line in out.splitlines() if re.match(r"\| (100|10)% \| [14] \|", line)]
+    assert len(rows) == 4
+    assert "batch 4: sparse beats dense" in out
