@@ -23,6 +23,9 @@ class SparseLinear(nn.Module):
         bias: Optional bias ``(out_features,)``.
     """
 
+    weight: Tensor
+    bias: Tensor | None
+
     def __init__(self, weight: Tensor, bias: Tensor | None = None) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
