@@ -17,6 +17,19 @@ __all__ = ["LotteryTicketCallback"]
 
 Phase = Literal["init", "training", "pruned"]
 _PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Optimizers whose update of a weight depends only on that weight's own gradient and state: a
+# weight that is zero, with a zero gradient from the start, gets an update of exactly zero (weight
+# decay included). With these, re-masking the weights after every step is redundant.
+_ELEMENTWISE_OPTIMIZERS = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+)
 _STATE_VERSION = 1
 
 
@@ -58,8 +71,11 @@ class LotteryTicketCallback(pl.Callback):
       the masks computed at the previous fit's end are applied. A fit resumed mid-round from a
       checkpoint is recognised and not rewound again.
     * During training, gradients of pruned weights are zeroed before every optimizer step (so
-      gradient clipping and optimizer state never see them) and the weights are re-masked after
-      it, so pruned weights stay exactly zero with any optimizer, weight decay included.
+      gradient clipping and optimizer state never see them). With torch's element-wise
+      optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad) a weight that is
+      zero with a zero gradient gets an update of exactly zero, weight decay included; with any
+      other optimizer the weights are also re-masked after every step. Either way pruned weights
+      stay exactly zero, and they are re-masked at every epoch's end too.
     * ``on_fit_end`` computes the next masks from the trained weights but leaves the weights
       untouched: a ``trainer.test()`` right after ``fit`` measures the network this round
       trained. The rewind happens at the start of the next fit.
@@ -128,6 +144,7 @@ class LotteryTicketCallback(pl.Callback):
         # Live references for the fit in progress only; dropped at its end (no leaks across fits).
         self._params: dict[str, nn.Parameter] = {}
         self._device_masks: dict[str, Tensor] = {}
+        self._remask_every_step = True
 
     # ------------------------------------------------------------------ public read-only view
     @property
@@ -228,6 +245,8 @@ class LotteryTicketCallback(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Strategies that restore checkpoints after setup load weights after on_fit_start.
         self._enforce_weights()
+        optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
+        self._remask_every_step = not optimizers or not all(type(o) in _ELEMENTWISE_OPTIMIZERS for o in optimizers)
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
@@ -243,11 +262,16 @@ class LotteryTicketCallback(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._enforce_weights()
+        if self._remask_every_step:
+            self._enforce_weights()
         if self._snapshot is None and self._round == 0 and trainer.global_step >= self.rewind_step:
             self._snapshot = self._take_snapshot(pl_module)
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._enforce_weights()  # cheap insurance once per epoch, whatever the optimizer
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._enforce_weights()
         self._params, self._device_masks = {}, {}
         if self._phase != "training":
             return

@@ -109,6 +109,15 @@ class LotteryClassifier(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` around every hook call, ~50 times per training step;
+        # nn.Module.__setattr__ spends ~10 us on its parameter/buffer/module checks each time. For
+        # a plain attribute that already exists, the result is the same as a direct store.
+        if name == "_current_fx_name" and name in self.__dict__:
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the network."""
         return self.net(x)

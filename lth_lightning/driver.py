@@ -219,6 +219,7 @@ def run_lottery(
     progress: bool = True,
     controls: Sequence[str] = (),
     seed: int = 0,
+    report: bool = True,
 ) -> list[RoundResult]:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
@@ -257,6 +258,8 @@ def run_lottery(
             ``"random_prune"`` (random masks of the ticket's per-layer sizes, the original
             initialization). Their accuracies are columns of the results.
         seed: Seed of the controls' random draws (initializations and masks).
+        report: Redraw the plots and the TensorBoard summary after every round (about half a
+            second each time); ``results.csv``/``.json`` are written regardless.
 
     Returns:
         One :class:`RoundResult` per round.
@@ -302,6 +305,7 @@ def run_lottery(
             rows.append(row)
             if is_zero:
                 _write_results(run_dir, rows)
+            if is_zero and report:
                 write_report(
                     run_dir,
                     [x.flat() | {"layer_density": x.layer_density} for x in rows],
@@ -386,7 +390,9 @@ def _train_and_test(
     fit_metrics = dict(trainer.callback_metrics)
     test = trainer.test(model, datamodule=datamodule, verbose=False)
     acc_at_best = None
-    if tracker.best_state is not None:
+    if tracker.best_state is not None and tracker.best_step == trainer.global_step:
+        acc_at_best = _metric(test[0], "test/acc") if test else None  # the best weights are the final ones
+    elif tracker.best_state is not None:
         final = {k: v.detach().clone() for k, v in model.state_dict().items()}
         tracker.load_best_into(model)
         best = trainer.test(model, datamodule=datamodule, verbose=False)

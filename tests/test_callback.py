@@ -374,3 +374,43 @@ def test_repeated_fits_reuse_the_snapshot(tmp_path):
     for _ in range(2):
         _fit(model, cb, tmp_path, data)
     assert all(torch.equal(cb.snapshot[k], first[k]) for k in first)
+
+
+class _NoisySGD(torch.optim.SGD):
+    """Not element-wise safe: moves every weight, pruned or not, after each step."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(0.01)
+        return loss
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam_l2", "noisy"])
+def test_pruned_weights_are_zero_after_every_single_step(tmp_path, data, optimizer):
+    torch.manual_seed(8)
+
+    class Model(ConvNet):
+        def configure_optimizers(self):
+            if optimizer == "adamw":
+                return torch.optim.AdamW(self.parameters(), lr=0.01, weight_decay=0.5)
+            if optimizer == "adam_l2":
+                return torch.optim.Adam(self.parameters(), lr=0.01, weight_decay=0.5)
+            return _NoisySGD(self.parameters(), lr=0.01, momentum=0.9, weight_decay=0.5)
+
+    model = Model()
+    cb = LotteryTicketCallback(amount=0.5, verbose=False)
+    _fit(model, cb, tmp_path, data)
+    masks = cb.masks
+    violations: list[int] = []
+
+    class EveryStep(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            params = dict(pl_module.named_parameters())
+            violations.extend(int((params[n][~m] != 0).sum()) for n, m in masks.items())
+
+    _fit(model, cb, tmp_path, data, extra=[EveryStep()], max_epochs=2)
+    assert len(violations) == 2 * 6 * len(masks) and sum(violations) == 0
+    assert cb._remask_every_step is (optimizer == "noisy")
