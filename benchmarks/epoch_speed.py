@@ -118,6 +118,17 @@ def load_data(data_dir: Path, limit: int | None) -> tuple[FashionMNISTDataModule
 # ----------------------------------------------------------------------------- the variants
 
 
+def raw_train_epoch(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One epoch of the floor loop: a permutation on the device, index slices, no DataLoader."""
+    perm = torch.randperm(len(x), device=x.device)
+    for i in range(0, len(x), 128):
+        idx = perm[i : i + 128]
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def raw_epochs(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
     """The floor: one tensor on the device, randperm + index, no DataLoader, no framework."""
     torch.manual_seed(0)
@@ -128,13 +139,7 @@ def raw_epochs(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.devi
     for _ in range(epochs):
         _sync(device)
         start = time.perf_counter()
-        perm = torch.randperm(len(x), device=device)
-        for i in range(0, len(x), 128):
-            idx = perm[i : i + 128]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        raw_train_epoch(net, opt, x, y)
         _sync(device)
         times.append(time.perf_counter() - start)
     return times
@@ -239,13 +244,7 @@ def raw_round(dm: FashionMNISTDataModule, epochs: int, device: torch.device) -> 
     best, best_state = float("inf"), None
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(epochs):
-            perm = torch.randperm(len(x), device=device)
-            for i in range(0, len(x), 128):
-                idx = perm[i : i + 128]
-                loss = F.cross_entropy(net(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            raw_train_epoch(net, opt, x, y)
             val_loss, _ = evaluate(xv, yv)
             if val_loss < best:
                 best, best_state = val_loss, {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}

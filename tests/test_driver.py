@@ -66,30 +66,19 @@ def test_run_lottery_python_api(tmp_path):
 
 def test_run_lottery_refuses_bad_rounds_and_another_experiment(tmp_path):
     model, dm, trainer = _setup(tmp_path)
+
+    def run(rounds, amount):
+        lottery = LotteryTicketCallback(amount=amount)
+        return run_lottery(
+            model, dm, rounds=rounds, lottery=lottery, trainer=trainer, out_dir=tmp_path, name="x", progress=False
+        )
+
     with pytest.raises(ValueError, match="`rounds` must be an integer >= 1, got 0"):
-        run_lottery(model, dm, rounds=0, trainer=trainer, out_dir=tmp_path)
-    run_lottery(
-        model,
-        dm,
-        rounds=1,
-        lottery=LotteryTicketCallback(amount=0.4),
-        trainer=trainer,
-        out_dir=tmp_path,
-        name="x",
-        progress=False,
-    )
+        run(0, 0.4)
+    run(1, 0.4)
     with pytest.raises(
         ValueError,
         match=r"holds another experiment: its config.yaml differs in lottery.amount: "
         r"folder has 0.4, now 0.5",
     ):
-        run_lottery(
-            model,
-            dm,
-            rounds=2,
-            lottery=LotteryTicketCallback(amount=0.5),
-            trainer=trainer,
-            out_dir=tmp_path,
-            name="x",
-            progress=False,
-        )
+        run(2, 0.5)
