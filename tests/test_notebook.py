@@ -29,7 +29,7 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "train: (55000, 1, 28, 28), 10 classes" in text
-    assert "random reinit" in text and "sparse CSR" in text and "batch 256:" in text
+    assert "random reinit" in text and "sparse CSR" in text and "batch 256:" in text and "border" in text
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the accuracy plot and the pixel heat map
     assert (tmp_path / "runs" / "ticket" / "ticket.pt").is_file()
