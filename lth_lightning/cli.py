@@ -128,6 +128,8 @@ class LotteryCLI(LightningCLI):
     ) -> None:
         """Run the experiment (``--lottery.rounds`` > 1) or one plain fit with the callback (== 1)."""
         options: LotteryOptions = self.config_init[self.subcommand]["lottery"]
+        if options.rounds == 1 and options.seeds is not None:
+            raise ValueError("`lottery.seeds` runs the multi-round experiment per seed: use --lottery.rounds >= 2.")
         if options.rounds == 1:
             self.trainer.callbacks.append(options.callback)  # type: ignore[attr-defined]
             self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)

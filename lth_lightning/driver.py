@@ -534,7 +534,7 @@ def write_aggregate(
     rows = aggregate([[r.flat() for r in run] for run in runs])
     if not is_global_zero() or not rows:
         return rows
-    fields = list(rows[0])
+    fields = list(dict.fromkeys(key for row in rows for key in row))  # round 0 has no control columns
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

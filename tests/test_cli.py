@@ -232,6 +232,9 @@ def test_bad_lottery_option_is_refused_with_the_allowed_values(tmp_path):
     assert result.returncode != 0 and "lottery.scope" in result.stderr and "global" in result.stderr
     result = lth("fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.rounds", "0", cwd=tmp_path, check=False)
     assert result.returncode != 0 and "`lottery.rounds` must be an integer >= 1, got 0" in result.stderr
+    quick = str(REPO / "configs" / "quick.yaml")
+    result = lth("fit", "-c", quick, "--lottery.rounds", "1", "--lottery.seeds", "[0, 1]", cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "`lottery.seeds` runs the multi-round experiment per seed" in result.stderr
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -243,3 +246,27 @@ def test_every_config_parses(path, monkeypatch, tmp_path):
     assert type(cli.model).__name__ == "LotteryClassifier"
     assert type(cli.datamodule).__name__ in ("FashionMNISTDataModule", "MNISTDataModule")
     assert json.dumps(cli.config["lottery"]["rates"])  # plain data
+
+
+def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, tiny_data, rounds=2, seeds=[0, 1], controls=["random_prune"])
+    result = lth("fit", "-c", str(config), "--trainer.max_epochs", "1", cwd=tmp_path)
+    run = tmp_path / "runs" / "lottery"
+    assert "random_prune" in result.stdout and "+-" in result.stdout
+    per_seed = [read_csv(run / f"seed_{s}" / "results.csv") for s in (0, 1)]
+    assert yaml.safe_load((run / "seed_1" / "config.yaml").read_text())["seed_everything"] == 1
+    assert (
+        per_seed[0][0]["test_acc"] != per_seed[1][0]["test_acc"]
+        or per_seed[0][0]["val_loss"] != per_seed[1][0]["val_loss"]
+    )  # different seeds, different networks
+    aggregated = read_csv(run / "results_seeds.csv")
+    assert [int(r["round"]) for r in aggregated] == [0, 1] and {r["seeds"] for r in aggregated} == {"2"}
+    for r, row in enumerate(aggregated):
+        accs = [float(seed[r]["test_acc"]) for seed in per_seed]
+        assert float(row["test_acc_mean"]) == pytest.approx(sum(accs) / 2)
+        assert float(row["test_acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
+    assert float(aggregated[1]["random_prune_test_acc_mean"]) == pytest.approx(
+        sum(float(seed[1]["random_prune_test_acc"]) for seed in per_seed) / 2
+    )
+    for name in ("accuracy_vs_weights_remaining.png", "early_stop_vs_weights_remaining.png", "results_seeds.json"):
+        assert (run / name).is_file()
