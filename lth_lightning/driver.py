@@ -535,21 +535,23 @@ def write_aggregate(
     if not is_global_zero() or not rows:
         return rows
     fields = list(dict.fromkeys(key for row in rows for key in row))  # round 0 has no control columns
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(run_dir / "results_seeds.csv", buffer.getvalue())
-    atomic_write_text(run_dir / "results_seeds.json", json.dumps(rows, indent=2))
+    _write_table(run_dir / "results_seeds", fields, rows, rows)
     write_report(run_dir, rows, {}, dict(hparams or {}))
     return rows
 
 
-def _write_results(run_dir: Path, rows: Sequence[RoundResult]) -> None:
+def _write_table(
+    stem: Path, fields: Sequence[str], csv_rows: Sequence[Mapping[str, Any]], json_rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Atomically write ``<stem>.csv`` (``fields`` as columns, None as empty) and ``<stem>.json``."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.flat().items()})
-    atomic_write_text(run_dir / "results.csv", buffer.getvalue())
-    atomic_write_text(run_dir / "results.json", json.dumps([row.as_dict() for row in rows], indent=2))
+    for row in csv_rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    atomic_write_text(stem.with_suffix(".csv"), buffer.getvalue())
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(list(json_rows), indent=2))
+
+
+def _write_results(run_dir: Path, rows: Sequence[RoundResult]) -> None:
+    _write_table(run_dir / "results", CSV_FIELDS, [row.flat() for row in rows], [row.as_dict() for row in rows])

@@ -102,6 +102,17 @@ def lean_trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
     return pl.Trainer(**defaults)
 
 
+def round_trainer(**overrides: Any) -> dict[str, Any]:
+    """Lean Trainer settings for every round of ``run_lottery`` (CPU, no bars or summaries)."""
+    return {
+        "accelerator": "cpu",
+        "max_epochs": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        **overrides,
+    }
+
+
 @pytest.fixture
 def data() -> TensorDataset:
     return tiny_images()

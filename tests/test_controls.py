@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SHARED_DATA, ConvNet, lean_trainer, loader, tiny_images
+from conftest import SHARED_DATA, ConvNet, lean_trainer, loader, round_trainer, tiny_images
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.driver import control_masks_and_init
@@ -79,14 +79,7 @@ def test_real_fashion_mnist_ticket_is_not_worse_than_random_reinit(tmp_path):
     dm = FashionMNISTDataModule(SHARED_DATA, batch_size=128, val_size=5000)
     model = LotteryClassifier(net=MLP((784, 300, 100, 10)), lr=1.2e-3)
     lottery = LotteryTicketCallback(amount=0.6, rates={"net.layers.2.weight": 0.3}, verbose=False)
-    trainer = {
-        "accelerator": "cpu",
-        "max_epochs": 3,
-        "limit_train_batches": 80,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": False,
-    }
+    trainer = round_trainer(max_epochs=3, limit_train_batches=80, logger=False)
     rows = run_lottery(
         model,
         dm,

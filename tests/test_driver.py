@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from cli_helpers import write_tiny_fashion
+from conftest import round_trainer
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.driver import format_table
@@ -29,13 +30,7 @@ def _setup(tmp_path):
     torch.manual_seed(0)
     model = LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01)
     dm = FashionMNISTDataModule(data_dir=data, batch_size=48, val_size=60)
-    trainer = {
-        "accelerator": "cpu",
-        "max_epochs": 1,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "callbacks": [CountFits()],
-    }
+    trainer = round_trainer(callbacks=[CountFits()])
     return model, dm, trainer
 
 

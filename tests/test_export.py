@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from cli_helpers import write_tiny_fashion
+from conftest import round_trainer
 from test_cli import lth
 
 from lth_lightning import (
@@ -59,13 +60,7 @@ def finished_run(tmp_path_factory):
     torch.manual_seed(0)
     dm = FashionMNISTDataModule(data, batch_size=32, val_size=60)
     model = LotteryClassifier(net=MLP((784, 32, 16, 10)), lr=0.01)
-    trainer = {
-        "accelerator": "cpu",
-        "max_epochs": 2,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": False,
-    }
+    trainer = round_trainer(max_epochs=2, logger=False)
     run_lottery(
         model, dm, rounds=2, lottery=LotteryTicketCallback(amount=0.5), trainer=trainer, out_dir=tmp, progress=False
     )

@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from cli_helpers import write_tiny_fashion
-from conftest import REPO, ConvNet, lean_trainer, loader, tiny_images
+from conftest import REPO, ConvNet, lean_trainer, loader, round_trainer, tiny_images
 from test_cli import lth, read_csv, tiny_config
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
@@ -158,7 +158,7 @@ class Diverging(LotteryClassifier):
 def test_nan_loss_stops_naming_the_round_and_keeps_finished_rounds(tmp_path, tiny_data):
     dm = FashionMNISTDataModule(tiny_data, batch_size=32, val_size=60)
     model = Diverging(net=MLP((784, 16, 10)), lr=0.01)
-    trainer = {"accelerator": "cpu", "max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False}
+    trainer = round_trainer()
     with pytest.raises(FloatingPointError, match=r"round 1 ended with NaN or infinite weights in \['net.layers.0"):
         run_lottery(model, dm, rounds=3, trainer=trainer, out_dir=tmp_path, progress=False)
     run = tmp_path / "lottery"
@@ -190,13 +190,7 @@ def test_same_seed_same_masks_and_metrics(tmp_path, tiny_data):
         pl.seed_everything(3)
         dm = FashionMNISTDataModule(tiny_data, batch_size=32, val_size=60)
         lottery = LotteryTicketCallback(amount=0.5, verbose=False)
-        trainer = {
-            "accelerator": "cpu",
-            "max_epochs": 2,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "logger": False,
-        }
+        trainer = round_trainer(max_epochs=2, logger=False)
         rows = run_lottery(
             LotteryClassifier(net=MLP((784, 32, 10)), lr=0.01),
             dm,
