@@ -1,9 +1,19 @@
 """Epoch and round speed, side by side in one process: raw PyTorch vs the seed vs ModelPruning vs ours.
 
-Every variant trains the seed's MLP (784-256-128-32-10, Adam) with the same batch size on the same
-data. Repetitions are interleaved (raw, seed, ModelPruning, ours, raw, ...) so that machine noise
-hits every variant alike; the table reports the median seconds per epoch, the ratio to the raw
-loop, and each variant's peak memory (resident set size on the CPU, allocated memory on a GPU).
+Every variant trains the seed's MLP (784-256-128-32-10, Adam, lr 1e-4) with batch 128 on the same
+data. The machine's speed drifts by tens of percent within seconds (a shared 2-core VM does, from
+one epoch to the next), so the variants are not timed one after the other: every run is cut into
+chunks of 20 steps, and before each chunk, in the same process, each raw loop runs 20 steps of its
+own. A variant's ratio is its total time over the raw loop's total time in the same chunks, so
+both saw the same machine. A variant's chunks hold everything it does (steps, data loading,
+hooks, epoch boundaries); the first epoch of every run is a warm-up and is left out. The table
+also gives seconds per epoch (from the time per step) and each variant's peak memory (resident
+set size on the CPU, allocated memory on a GPU; the raw loops run alongside add a few MB).
+
+There are two raw loops: the notebook's (``torch.optim.Adam`` with torch's default, per-tensor
+implementation on a CPU) and the same loop with the fused Adam kernel that ``LotteryClassifier``
+uses. The first answers "how fast is it against what I had", the second isolates what the
+framework costs.
 
     python benchmarks/epoch_speed.py                       # real Fashion-MNIST from ../shared/data
     python benchmarks/epoch_speed.py --device cuda         # on a GPU
@@ -30,6 +40,7 @@ from lightning.pytorch.callbacks import ModelPruning
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning.loader import EpochShards, TensorBatches
 from lth_lightning.pruning import prune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,6 +128,12 @@ def load_data(data_dir: Path, limit: int | None) -> tuple[FashionMNISTDataModule
 
 # ----------------------------------------------------------------------------- the variants
 
+RAW, RAW_FUSED = "raw PyTorch loop (tensor + randperm), notebook Adam", "raw PyTorch loop, fused Adam (as ours)"
+
+
+def _adam(net: torch.nn.Module, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.Adam(net.parameters(), lr=1e-4, fused=fused or None)
+
 
 def raw_train_epoch(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
     """One epoch of the floor loop: a permutation on the device, index slices, no DataLoader."""
@@ -129,55 +146,143 @@ def raw_train_epoch(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.T
         opt.step()
 
 
-def raw_epochs(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
-    """The floor: one tensor on the device, randperm + index, no DataLoader, no framework."""
-    torch.manual_seed(0)
-    net = MLP().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    x, y = x.to(device), y.to(device)
-    times = []
-    for _ in range(epochs):
-        _sync(device)
-        start = time.perf_counter()
-        raw_train_epoch(net, opt, x, y)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+class RawFloor:
+    """The two raw loops, each with its own network, run in chunks of steps between the measured ones.
+
+    Each keeps its own position in its own per-epoch permutation, so over a run it trains real
+    epochs, just interleaved with the variant being measured.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
+        self.x, self.y, self.device = x.to(device), y.to(device), device
+        torch.manual_seed(0)
+        self.loops: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {}
+        self._perm: dict[str, torch.Tensor] = {}
+        self._pos: dict[str, int] = {}
+        for name, fused in ((RAW, False), (RAW_FUSED, True)):
+            net = MLP().to(device)
+            self.loops[name] = (net, _adam(net, fused))
+            self._pos[name] = len(self.x)  # a new permutation at the first step
+
+    def chunk(self, steps: int) -> dict[str, float]:
+        """Run ``steps`` steps of each raw loop; the seconds each took."""
+        times = {}
+        for name, (net, opt) in self.loops.items():
+            _sync(self.device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                if self._pos[name] >= len(self.x):
+                    self._perm[name], self._pos[name] = torch.randperm(len(self.x), device=self.device), 0
+                idx = self._perm[name][self._pos[name] : self._pos[name] + 128]
+                self._pos[name] += 128
+                loss = F.cross_entropy(net(self.x[idx]), self.y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            _sync(self.device)
+            times[name] = time.perf_counter() - start
+        return times
 
 
-def seed_epochs(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
-    """The seed notebook: DataLoader over a PIL-per-sample dataset, a plain loop."""
+class Interleaver:
+    """Cuts a variant's run into chunks of ``steps`` steps and runs the raw loops' chunk between two.
+
+    ``tick()`` is called at the start of every step. Every ``steps``-th call closes the variant's
+    chunk (everything since the previous raw chunk: the steps, data loading, hooks, and epoch
+    boundaries falling inside) and runs a raw chunk. Chunks that start in the first epoch
+    (``warmup`` steps) are left out.
+    """
+
+    def __init__(self, floor: RawFloor, steps: int, warmup: int) -> None:
+        self.floor, self.steps, self.warmup = floor, steps, warmup
+        self.chunks: list[tuple[dict[str, float], float]] = []  # (raw chunk times, variant chunk time)
+        self._count, self._start, self._raw = 0, 0.0, {}
+
+    def tick(self) -> None:
+        if self._count % self.steps == 0:
+            self._close()
+            self._raw = self.floor.chunk(self.steps)
+            self._start = time.perf_counter()
+        self._count += 1
+
+    def close(self) -> None:
+        """At the end of the run: keep the last chunk if it is a whole one."""
+        if self._count % self.steps == 0:
+            self._close()
+
+    def _close(self) -> None:
+        _sync(self.floor.device)
+        now = time.perf_counter()
+        if self._count >= self.warmup + self.steps:
+            self.chunks.append((self._raw, now - self._start))
+
+
+class InterleaveCallback(pl.Callback):
+    def __init__(self, interleaver: Interleaver) -> None:
+        self.interleaver = interleaver
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object, i: int) -> None:
+        self.interleaver.tick()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.interleaver.close()
+
+
+def raw_chunks(il: Interleaver, epochs: int, steps_per_epoch: int) -> None:
+    """The raw loops alone: their own rows (the variant's chunk is empty)."""
+    for _ in range(epochs * steps_per_epoch):
+        il.tick()
+    il.close()
+
+
+def seed_chunks(il: Interleaver, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> None:
+    """The seed notebook: DataLoader over a PIL-per-sample dataset, a plain loop, torch's default Adam."""
     torch.manual_seed(0)
     net = MLP().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = _adam(net, fused=False)
     images = (x[:, 0] * 255).round().to(torch.uint8).cpu()
     loader = DataLoader(PILDataset(images, y.cpu()), batch_size=128, shuffle=True)
-    times = []
     for _ in range(epochs):
-        _sync(device)
-        start = time.perf_counter()
         for xb, yb in loader:
+            il.tick()
             xb, yb = xb.to(device), yb.to(device)
             loss = F.cross_entropy(net(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+    il.close()
 
 
-class EpochTimer(pl.Callback):
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.times, self._start = device, [], 0.0
+def plain_loop_chunks(il: Interleaver, dm: FashionMNISTDataModule, epochs: int, device: torch.device) -> None:
+    """A plain loop (no Lightning) over our in-memory batches, fused Adam: what the data path costs."""
+    torch.manual_seed(0)
+    net = MLP().to(device)
+    opt = _adam(net, fused=True)
+    x, y = (t.to(device) for t in dm.split("train"))
+    shards = EpochShards(len(x), shuffle=True)
+    for epoch in range(epochs):
+        shards.set_epoch(epoch)
+        for xb, yb in TensorBatches(x, y, 128, shards):
+            il.tick()
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    il.close()
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _sync(self.device)
-        self._start = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _sync(self.device)
-        self.times.append(time.perf_counter() - self._start)
+class BareModule(pl.LightningModule):
+    """The least a LightningModule can be: the MLP, a loss, the fused Adam. No metrics, no logging."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = MLP()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return F.cross_entropy(self.net(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return _adam(self, fused=True)
 
 
 def _trainer(device: torch.device, epochs: int, callbacks: list[pl.Callback]) -> pl.Trainer:
@@ -195,30 +300,31 @@ def _trainer(device: torch.device, epochs: int, callbacks: list[pl.Callback]) ->
     )
 
 
-def model_pruning_epochs(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
+def model_pruning_chunks(il: Interleaver, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> None:
     """Lightning's built-in ModelPruning in lottery-ticket mode over a TensorDataset DataLoader."""
     torch.manual_seed(0)
-    model = LotteryClassifier(lr=1e-4)
-    timer = EpochTimer(device)
     pruning = ModelPruning("l1_unstructured", amount=0.2, use_lottery_ticket_hypothesis=True, verbose=0)
     loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=128, shuffle=True)
-    _trainer(device, epochs, [pruning, timer]).fit(model, loader)
-    return timer.times
+    _trainer(device, epochs, [pruning, InterleaveCallback(il)]).fit(LotteryClassifier(lr=1e-4), loader)
 
 
-def ours_epochs(dm: FashionMNISTDataModule, epochs: int, device: torch.device) -> list[float]:
+def bare_lightning_chunks(il: Interleaver, dm: FashionMNISTDataModule, epochs: int, device: torch.device) -> None:
+    """Lightning's own loop around the bare module, with our DataModule and no callback."""
+    torch.manual_seed(0)
+    _trainer(device, epochs, [InterleaveCallback(il)]).fit(BareModule(), datamodule=dm)
+
+
+def ours_chunks(il: Interleaver, dm: FashionMNISTDataModule, epochs: int, device: torch.device) -> None:
     """LotteryClassifier + LotteryTicketCallback + our DataModule in a real Trainer."""
     torch.manual_seed(0)
-    model = LotteryClassifier(lr=1e-4)
-    timer = EpochTimer(device)
-    _trainer(device, epochs, [LotteryTicketCallback(verbose=False), timer]).fit(model, datamodule=dm)
-    return timer.times
+    callbacks = [LotteryTicketCallback(verbose=False), InterleaveCallback(il)]
+    _trainer(device, epochs, callbacks).fit(LotteryClassifier(lr=1e-4), datamodule=dm)
 
 
 # ----------------------------------------------------------------------------- whole rounds
 
 
-def raw_round(dm: FashionMNISTDataModule, epochs: int, device: torch.device) -> float:
+def raw_round(dm: FashionMNISTDataModule, epochs: int, device: torch.device, fused: bool) -> float:
     """A raw loop doing a round's work as ours does it: train; validate and checkpoint every epoch,
     keeping the weights of the best validation loss; test the final and the best weights; prune,
     rewind, save the masks and the trained weights."""
@@ -228,7 +334,7 @@ def raw_round(dm: FashionMNISTDataModule, epochs: int, device: torch.device) -> 
     torch.manual_seed(0)
     net = MLP().to(device)
     init = copy.deepcopy(net.state_dict())
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = _adam(net, fused)
     _sync(device)
     start = time.perf_counter()
 
@@ -292,6 +398,7 @@ def ours_round(dm: FashionMNISTDataModule, epochs: int, device: torch.device) ->
             out_dir=tmp,
             progress=False,
             lottery=LotteryTicketCallback(verbose=False),
+            report=False,
         )
         _sync(device)
         return time.perf_counter() - start
@@ -318,7 +425,7 @@ def masking_share(dm: FashionMNISTDataModule, device: torch.device, steps: int =
     _trainer(device, 1, [cb]).fit(model, datamodule=dm)  # a round, so masks exist
     model.to(device)
     x, y = (t.to(device) for t in dm.split("train"))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = model.configure_optimizers()  # the fused Adam of a real round
     cb._params = {n: p for n, p in model.named_parameters() if n in cb.masks}
     cb._device_masks = {
         n: m.to(device=p.device, dtype=p.dtype) for (n, p), m in zip(cb._params.items(), cb.masks.values(), strict=True)
@@ -361,61 +468,114 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the median epoch is reported")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is a warm-up")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions of every variant")
+    parser.add_argument("--chunk", type=int, default=20, help="steps per chunk of the interleaving")
     parser.add_argument("--round-epochs", type=int, default=2, help="epochs of the round comparison")
     parser.add_argument("--limit", type=int, default=None, help="use only this many batches of data (smoke tests)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["seed", "modelpruning", "rounds"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["seed", "modelpruning", "plain", "bare", "rounds"])
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
+    if args.epochs < 2:
+        parser.error(f"--epochs must be >= 2 (the first is a warm-up), got {args.epochs}")
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
     dm, source = load_data(args.data_dir, args.limit)
     x, y = dm.split("train")
+    steps_per_epoch = -(-len(x) // 128)
+    chunk = max(1, min(args.chunk, steps_per_epoch))
+    floor = RawFloor(x, y, device)
 
-    variants: dict[str, Callable[[], list[float]]] = {
-        "raw PyTorch loop (tensor + randperm)": lambda: raw_epochs(x, y, args.epochs, device),
-        "seed: DataLoader + PIL per sample": lambda: seed_epochs(x, y, args.epochs, device),
-        "Lightning + ModelPruning(LTH), TensorDataset": lambda: model_pruning_epochs(x, y, args.epochs, device),
-        "ours: LotteryClassifier + callback + DataModule": lambda: ours_epochs(dm, args.epochs, device),
+    alone = "raw loops alone"
+    variants: dict[str, Callable[[Interleaver], None]] = {
+        alone: lambda il: raw_chunks(il, args.epochs, steps_per_epoch),
+        "seed: DataLoader + PIL per sample, notebook Adam": lambda il: seed_chunks(il, x, y, args.epochs, device),
+        "Lightning + ModelPruning(LTH), TensorDataset, fused Adam": lambda il: model_pruning_chunks(
+            il, x, y, args.epochs, device
+        ),
+        "plain loop over our in-memory batches, fused Adam": lambda il: plain_loop_chunks(il, dm, args.epochs, device),
+        "bare Lightning: minimal module + our DataModule, fused Adam": lambda il: bare_lightning_chunks(
+            il, dm, args.epochs, device
+        ),
+        "ours: LotteryClassifier + callback + DataModule, fused Adam": lambda il: ours_chunks(
+            il, dm, args.epochs, device
+        ),
     }
-    if "seed" in args.skip:
-        del variants["seed: DataLoader + PIL per sample"]
-    if "modelpruning" in args.skip:
-        del variants["Lightning + ModelPruning(LTH), TensorDataset"]
-    epoch_times: dict[str, list[float]] = {name: [] for name in variants}
+    for key, name in (
+        ("seed", "seed: DataLoader + PIL per sample, notebook Adam"),
+        ("modelpruning", "Lightning + ModelPruning(LTH), TensorDataset, fused Adam"),
+        ("plain", "plain loop over our in-memory batches, fused Adam"),
+        ("bare", "bare Lightning: minimal module + our DataModule, fused Adam"),
+    ):
+        if key in args.skip:
+            del variants[name]
+    chunks: dict[str, list[tuple[dict[str, float], float]]] = {name: [] for name in variants}
     peaks: dict[str, float] = dict.fromkeys(variants, 0.0)
     for _ in range(args.reps):
         for name, run in variants.items():
             _reset_peak(device)
-            times = run()
-            epoch_times[name] += times[1:] if len(times) > 1 else times  # the first epoch warms up
+            il = Interleaver(floor, chunk, warmup=steps_per_epoch)
+            run(il)
+            chunks[name] += il.chunks
             peaks[name] = max(peaks[name], _peak_mb(device))
-    raw = statistics.median(epoch_times["raw PyTorch loop (tensor + randperm)"])
+    all_raw = [raw for runs in chunks.values() for raw, _ in runs]
+
+    def per_epoch(seconds: float) -> float:  # seconds per chunk -> seconds per epoch
+        return seconds / chunk * steps_per_epoch
+
     print(
-        f"\nData: {source}; {len(x)} training examples, batch 128; device {device}; "
-        f"torch {torch.__version__}, lightning {pl.__version__}, {torch.get_num_threads()} threads"
+        f"\nData: {source}; {len(x)} training examples, batch 128 ({steps_per_epoch} steps per epoch); "
+        f"device {device}; torch {torch.__version__}, lightning {pl.__version__}, {torch.get_num_threads()} threads"
     )
-    print("\n| loop | s/epoch | x raw loop | peak memory (MB) |\n| --- | --- | --- | --- |")
-    for name, times in epoch_times.items():
-        median = statistics.median(times)
-        print(f"| {name} | {median:.3f} | {median / raw:.2f} | {peaks[name]:.0f} |")
+    print(
+        "\n| loop | s/epoch | x raw loop | x raw loop, fused Adam | peak memory (MB) |\n| --- | --- | --- | --- | --- |"
+    )
+    for name in (RAW, RAW_FUSED):
+        total = sum(raw[name] for raw in all_raw)
+        vs_raw, vs_fused = total / sum(raw[RAW] for raw in all_raw), total / sum(raw[RAW_FUSED] for raw in all_raw)
+        sec = per_epoch(total / len(all_raw))
+        print(f"| {name} | {sec:.3f} | {vs_raw:.2f} | {vs_fused:.2f} | {peaks[alone]:.0f} |")
+    for name, runs in chunks.items():
+        if name == alone:
+            continue
+        total = sum(t for _, t in runs)
+        vs_raw, vs_fused = total / sum(raw[RAW] for raw, _ in runs), total / sum(raw[RAW_FUSED] for raw, _ in runs)
+        sec = per_epoch(total / len(runs))
+        print(f"| {name} | {sec:.3f} | {vs_raw:.2f} | {vs_fused:.2f} | {peaks[name]:.0f} |")
+    print(
+        f"({len(all_raw)} chunks of {chunk} steps, each variant's chunk run right after a chunk of each raw loop; "
+        "a ratio is the variant's total time over the raw loop's total time in the same chunks; "
+        "the first epoch of every run is a warm-up)"
+    )
 
     if "rounds" not in args.skip:
-        raw_rounds, our_rounds = [], []
-        for _ in range(args.reps):
-            raw_rounds.append(raw_round(dm, args.round_epochs, device))
-            our_rounds.append(ours_round(dm, args.round_epochs, device))
-        r_raw, r_ours = statistics.median(raw_rounds), statistics.median(our_rounds)
+        rounds: dict[str, list[float]] = {"raw": [], "raw_fused": [], "ours": []}
+        for _ in range(args.reps + 1):  # the first repetition warms up
+            rounds["raw"].append(raw_round(dm, args.round_epochs, device, fused=False))
+            rounds["raw_fused"].append(raw_round(dm, args.round_epochs, device, fused=True))
+            rounds["ours"].append(ours_round(dm, args.round_epochs, device))
+        runs = {k: v[1:] if len(v) > 1 else v for k, v in rounds.items()}
+
+        def paired(name: str, floor_name: str) -> float:
+            return statistics.median(a / b for a, b in zip(runs[name], runs[floor_name], strict=True))
+
         print(
             f"\nWhole round ({args.round_epochs} epochs; validation and checkpoint every epoch; test of the final "
-            "and of the early-stopping weights; prune, rewind, save):"
+            "and of the early-stopping weights; prune, rewind, save; ratios are medians over repetitions):"
         )
-        print(
-            f"| round | s | x raw |\n| --- | --- | --- |\n| raw loop | {r_raw:.3f} | 1.00 |\n"
-            f"| ours (run_lottery, 1 round) | {r_ours:.3f} | {r_ours / r_raw:.2f} |"
-        )
+        print("| round | s | x raw loop | x raw loop, fused Adam |\n| --- | --- | --- | --- |")
+        for label, name in (
+            ("raw loop, notebook Adam", "raw"),
+            ("raw loop, fused Adam", "raw_fused"),
+            ("ours (run_lottery, 1 round)", "ours"),
+        ):
+            print(
+                f"| {label} | {statistics.median(runs[name]):.3f} | {paired(name, 'raw'):.2f} | "
+                f"{paired(name, 'raw_fused'):.2f} |"
+            )
+        print(f"Plots + TensorBoard summary, redrawn after every round (not in the round above): {report_cost():.2f} s")
+        r_ours = statistics.median(runs["ours"])
         mask, step, prune_rewind = masking_share(dm, device)
         print(
             f"\nMasking (gradient + weight masks) per step: {1e3 * mask:.3f} ms of a {1e3 * step:.3f} ms step "

@@ -237,7 +237,8 @@ class LotteryTicketCallback(pl.Callback):
         else:  # resumed in the middle of a round: the checkpoint already holds its weights
             self._check_compatible(pl_module)
         self._round_masks = {k: v.clone() for k, v in self._masks.items()}
-        self._params = {n: params[n] for n in self._names}
+        # Only masks that remove something are applied: a dense round (round 0) does no masking work.
+        self._params = {n: params[n] for n in self._names if not bool(self._masks[n].all())}
         self._device_masks = {n: self._masks[n].to(device=p.device, dtype=p.dtype) for n, p in self._params.items()}
         self._enforce_weights()
         self._log_round(trainer)
@@ -251,6 +252,8 @@ class LotteryTicketCallback(pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
+        if not self._params:
+            return
         grads = [p.grad for p in self._params.values() if p.grad is not None]
         if len(grads) == len(self._params):
             torch._foreach_mul_(grads, list(self._device_masks.values()))

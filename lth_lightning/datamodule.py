@@ -94,6 +94,7 @@ class IDXDataModule(pl.LightningDataModule):
         self.drop_last = drop_last
         self.mirrors = list(mirrors) if mirrors is not None else list(self.default_mirrors)
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self._paths: dict[str, Path] = {}  # the files prepare_data checked in this process
         self.save_hyperparameters(ignore=["data_dir"])
         self.hparams["data_dir"] = str(self.data_dir)  # plain types only: checkpoints load with weights_only
 
@@ -108,8 +109,15 @@ class IDXDataModule(pl.LightningDataModule):
         return len(self.classes)
 
     def prepare_data(self) -> None:
-        """Check (and, with ``download=True``, fetch) the files; runs on one process per node."""
-        fetch_files(self.raw_dir, self.resources, self.mirrors, download=self.download, dataset=self.dataset_name)
+        """Check (and, with ``download=True``, fetch) the files; runs on one process per node.
+
+        Once the data is in memory (every fit after the first), the files are not read again.
+        """
+        if self._splits:
+            return
+        self._paths = fetch_files(
+            self.raw_dir, self.resources, self.mirrors, download=self.download, dataset=self.dataset_name
+        )
 
     def _read_split(self, paths: dict[str, Path], images: str, labels: str) -> tuple[Tensor, Tensor]:
         h, w = self.image_shape
@@ -136,7 +144,9 @@ class IDXDataModule(pl.LightningDataModule):
         """Read and split the data once; later calls (every fit of every round) reuse it."""
         if self._splits:
             return
-        paths = fetch_files(self.raw_dir, self.resources, self.mirrors, download=False, dataset=self.dataset_name)
+        paths = self._paths or fetch_files(
+            self.raw_dir, self.resources, self.mirrors, download=False, dataset=self.dataset_name
+        )
         x, y = self._read_split(paths, _TRAIN_IMAGES, _TRAIN_LABELS)
         if self.val_size >= x.shape[0]:
             raise ValueError(

@@ -54,12 +54,61 @@ def test_train_loss_is_logged_per_epoch_only(tmp_path):
     assert all(set(m) <= {"train/loss", "epoch"} for m in train)
 
 
+def test_train_loss_is_the_example_weighted_mean_of_each_epoch(tmp_path):
+    import lightning.pytorch as pl
+    from conftest import MemoryLogger
+
+    class BatchLosses(pl.Callback):
+        def __init__(self) -> None:
+            self.epochs: list[list[tuple[float, int]]] = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.epochs.append([])
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.epochs[-1].append((outputs["loss"].item(), batch[1].shape[0]))
+
+    logger, seen = MemoryLogger(), BatchLosses()
+    model = LotteryClassifier(net=MLP((64, 8, 4)), lr=1e-2)
+    trainer = lean_trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[seen])
+    trainer.fit(model, loader(tiny_images(30), 8, shuffle=True))  # batches of 8, 8, 8 and 6
+    logged = [m["train/loss"] for _, m in logger.rows if "train/loss" in m]
+    assert [n for _, n in seen.epochs[0]] == [8, 8, 8, 6]
+    expected = [sum(loss * n for loss, n in epoch) / 30 for epoch in seen.epochs]
+    assert logged == pytest.approx(expected, rel=1e-6)
+    assert expected[0] != pytest.approx(expected[1], rel=1e-3)  # the two epochs really differ
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_optimizers(optimizer):
     model = LotteryClassifier(net=MLP((4, 2)), lr=0.5, optimizer=optimizer, weight_decay=0.01)
     opt = model.configure_optimizers()
     assert opt.defaults["lr"] == 0.5 and opt.defaults["weight_decay"] == 0.01
     assert type(opt).__name__.lower() == optimizer
+    assert opt.defaults["fused"] is True  # CPU parameters: torch's fused kernel
+    assert LotteryClassifier(net=MLP((4, 2)), optimizer=optimizer, fused=False).configure_optimizers().defaults[
+        "fused"
+    ] in (None, False)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_fused_optimizer_trains_like_the_default_one(optimizer):
+    """The fused kernel is the same update as torch's per-tensor one, up to rounding."""
+    data = tiny_images(64, seed=3)
+    params = []
+    for fused in (None, False):
+        torch.manual_seed(0)
+        model = LotteryClassifier(net=MLP((64, 16, 4)), lr=1e-2, optimizer=optimizer, weight_decay=0.01, fused=fused)
+        opt = model.configure_optimizers()
+        for x, y in loader(data, 8, shuffle=False):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.manual_seed(0)
+    init = torch.cat([p.detach().flatten() for p in MLP((64, 16, 4)).parameters()])
+    assert (params[0] - init).abs().max() > 1e-3  # it trained
+    torch.testing.assert_close(params[0], params[1], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +119,7 @@ def test_optimizers(optimizer):
         ({"weight_decay": -1.0}, "`weight_decay` must be >= 0, got -1.0"),
         ({"momentum": 1.0}, r"`momentum` must be in \[0, 1\), got 1.0"),
         ({"num_classes": 1}, "`num_classes` must be >= 2, got 1"),
+        ({"fused": "yes"}, "`fused` must be None, True or False, got 'yes'"),
         ({"net": nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())}, "`num_classes` is required"),
     ],
 )

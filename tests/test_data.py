@@ -175,6 +175,24 @@ def test_datamodule_validation(kwargs, message):
         FashionMNISTDataModule(**kwargs)
 
 
+def test_files_are_checked_until_the_data_is_in_memory(tmp_path):
+    """Every fit calls prepare_data; once setup has read the data, later rounds do not md5 the files again."""
+    dm, _ = _tiny(tmp_path)
+    images = tmp_path / "FashionMNIST" / "raw" / f"{FILES[0]}.gz"
+    good = images.read_bytes()
+    images.write_bytes(b"truncated")
+    with pytest.raises(DatasetFileError, match=f"{FILES[0]}.gz has md5 [0-9a-f]{{32}}, expected"):
+        dm.prepare_data()  # before the data is read, a corrupt file is refused
+    images.write_bytes(good)
+    dm.prepare_data()
+    dm.setup("fit")
+    x = dm.split("train")[0].clone()
+    images.write_bytes(b"truncated")  # the files no longer matter: the data is in memory
+    dm.prepare_data()
+    dm.setup("fit")
+    assert torch.equal(dm.split("train")[0], x)
+
+
 def test_missing_and_corrupt_files_without_download(tmp_path):
     dm = FashionMNISTDataModule(data_dir=tmp_path)
     with pytest.raises(
