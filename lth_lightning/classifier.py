@@ -185,7 +185,7 @@ class LotteryClassifier(pl.LightningModule):
         fused: bool | None = self.fused
         if fused is None:  # Lightning calls this after moving the model to its device
             fused = bool(params) and all(p.device.type in _FUSED_DEVICES and p.is_floating_point() for p in params)
-        fused = fused or None  # torch's own choice otherwise (foreach on CUDA); an explicit False means per-tensor
+        fused = fused or None  # else torch's own default (foreach on CUDA): passing False would force per-tensor
         if self.optimizer_name == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=fused)
         if self.optimizer_name == "adamw":
