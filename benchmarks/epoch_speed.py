@@ -426,10 +426,9 @@ def masking_share(dm: FashionMNISTDataModule, device: torch.device, steps: int =
     model.to(device)
     x, y = (t.to(device) for t in dm.split("train"))
     opt = model.configure_optimizers()  # the fused Adam of a real round
-    cb._params = {n: p for n, p in model.named_parameters() if n in cb.masks}
-    cb._device_masks = {
-        n: m.to(device=p.device, dtype=p.dtype) for (n, p), m in zip(cb._params.items(), cb.masks.values(), strict=True)
-    }
+    params = dict(model.named_parameters())
+    cb._params = [params[n] for n in cb.masks]  # what on_fit_start binds for a round with these masks
+    cb._device_masks = [m.to(device=params[n].device, dtype=params[n].dtype) for n, m in cb.masks.items()]
     step_times, mask_times = [], []
     for i in range(steps):
         idx = torch.randint(0, len(x), (128,), device=device)
@@ -472,6 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions of every variant")
     parser.add_argument("--chunk", type=int, default=20, help="steps per chunk of the interleaving")
     parser.add_argument("--round-epochs", type=int, default=2, help="epochs of the round comparison")
+    parser.add_argument("--round-reps", type=int, default=3, help="repetitions of the round comparison")
     parser.add_argument("--limit", type=int, default=None, help="use only this many batches of data (smoke tests)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["seed", "modelpruning", "plain", "bare", "rounds"])
     args = parser.parse_args(argv)
@@ -550,19 +550,25 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     if "rounds" not in args.skip:
-        rounds: dict[str, list[float]] = {"raw": [], "raw_fused": [], "ours": []}
-        for _ in range(args.reps + 1):  # the first repetition warms up
-            rounds["raw"].append(raw_round(dm, args.round_epochs, device, fused=False))
-            rounds["raw_fused"].append(raw_round(dm, args.round_epochs, device, fused=True))
-            rounds["ours"].append(ours_round(dm, args.round_epochs, device))
-        runs = {k: v[1:] if len(v) > 1 else v for k, v in rounds.items()}
+        round_fns: dict[str, Callable[[], float]] = {
+            "raw": lambda: raw_round(dm, args.round_epochs, device, fused=False),
+            "raw_fused": lambda: raw_round(dm, args.round_epochs, device, fused=True),
+            "ours": lambda: ours_round(dm, args.round_epochs, device),
+        }
+        order = list(round_fns)
+        rounds: dict[str, list[float]] = {name: [] for name in order}
+        for rep in range(args.round_reps + 1):  # the first repetition warms up; the order rotates
+            for name in order[rep % 3 :] + order[: rep % 3]:
+                rounds[name].append(round_fns[name]())
+        runs = {k: v[1:] for k, v in rounds.items()}
 
-        def paired(name: str, floor_name: str) -> float:
-            return statistics.median(a / b for a, b in zip(runs[name], runs[floor_name], strict=True))
+        def paired(name: str, floor_name: str) -> list[float]:
+            return sorted(a / b for a, b in zip(runs[name], runs[floor_name], strict=True))
 
         print(
             f"\nWhole round ({args.round_epochs} epochs; validation and checkpoint every epoch; test of the final "
-            "and of the early-stopping weights; prune, rewind, save; ratios are medians over repetitions):"
+            "and of the early-stopping weights; prune, rewind, save). Ratios: median over "
+            f"{args.round_reps} repetitions of one round each, next to each other, [lowest, highest]:"
         )
         print("| round | s | x raw loop | x raw loop, fused Adam |\n| --- | --- | --- | --- |")
         for label, name in (
@@ -570,17 +576,24 @@ def main(argv: list[str] | None = None) -> None:
             ("raw loop, fused Adam", "raw_fused"),
             ("ours (run_lottery, 1 round)", "ours"),
         ):
-            print(
-                f"| {label} | {statistics.median(runs[name]):.3f} | {paired(name, 'raw'):.2f} | "
-                f"{paired(name, 'raw_fused'):.2f} |"
-            )
+            cells = [
+                f"{statistics.median(r):.2f} [{r[0]:.2f}, {r[-1]:.2f}]"
+                for r in (paired(name, "raw"), paired(name, "raw_fused"))
+            ]
+            print(f"| {label} | {statistics.median(runs[name]):.3f} | {cells[0]} | {cells[1]} |")
         print(f"Plots + TensorBoard summary, redrawn after every round (not in the round above): {report_cost():.2f} s")
         r_ours = statistics.median(runs["ours"])
-        mask, step, prune_rewind = masking_share(dm, device)
+        shares, prune_rewind = [], []
+        for _ in range(3):
+            mask, step, cost = masking_share(dm, device)
+            shares.append((mask / step, mask, step))
+            prune_rewind.append(cost)
+        share, mask, step = sorted(shares)[1]
         print(
-            f"\nMasking (gradient + weight masks) per step: {1e3 * mask:.3f} ms of a {1e3 * step:.3f} ms step "
-            f"({100 * mask / step:.1f}%); pruning + rewinding once: {1e3 * prune_rewind:.1f} ms "
-            f"({100 * prune_rewind / r_ours:.2f}% of a round)"
+            f"\nMasking (gradient + weight masks) per step, median of 3 runs of 200 steps: {1e3 * mask:.3f} ms of a "
+            f"{1e3 * step:.3f} ms step ({100 * share:.1f}%; runs {', '.join(f'{100 * s[0]:.1f}%' for s in shares)}); "
+            f"pruning + rewinding once: {1e3 * statistics.median(prune_rewind):.1f} ms "
+            f"({100 * statistics.median(prune_rewind) / r_ours:.2f}% of a round)"
         )
 
 

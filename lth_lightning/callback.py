@@ -142,8 +142,9 @@ class LotteryTicketCallback(pl.Callback):
         self._snapshot: dict[str, Tensor] | None = None
         self._history: list[dict[str, Any]] = []
         # Live references for the fit in progress only; dropped at its end (no leaks across fits).
-        self._params: dict[str, nn.Parameter] = {}
-        self._device_masks: dict[str, Tensor] = {}
+        # Parallel lists, built once per fit, so that each step's masking is one fused call.
+        self._params: list[Tensor] = []
+        self._device_masks: list[Tensor] = []
         self._remask_every_step = True
 
     # ------------------------------------------------------------------ public read-only view
@@ -238,8 +239,9 @@ class LotteryTicketCallback(pl.Callback):
             self._check_compatible(pl_module)
         self._round_masks = {k: v.clone() for k, v in self._masks.items()}
         # Only masks that remove something are applied: a dense round (round 0) does no masking work.
-        self._params = {n: params[n] for n in self._names if not bool(self._masks[n].all())}
-        self._device_masks = {n: self._masks[n].to(device=p.device, dtype=p.dtype) for n, p in self._params.items()}
+        active = [n for n in self._names if not bool(self._masks[n].all())]
+        self._params = [params[n] for n in active]
+        self._device_masks = [self._masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in active]
         self._enforce_weights()
         self._log_round(trainer)
 
@@ -254,13 +256,13 @@ class LotteryTicketCallback(pl.Callback):
     ) -> None:
         if not self._params:
             return
-        grads = [p.grad for p in self._params.values() if p.grad is not None]
+        grads = [p.grad for p in self._params if p.grad is not None]
         if len(grads) == len(self._params):
-            torch._foreach_mul_(grads, list(self._device_masks.values()))
+            torch._foreach_mul_(grads, self._device_masks)
         else:  # some prunable parameter got no gradient this step
-            for name, param in self._params.items():
+            for param, mask in zip(self._params, self._device_masks, strict=True):
                 if param.grad is not None:
-                    param.grad.mul_(self._device_masks[name])
+                    param.grad.mul_(mask)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -275,7 +277,7 @@ class LotteryTicketCallback(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._enforce_weights()
-        self._params, self._device_masks = {}, {}
+        self._params, self._device_masks = [], []
         if self._phase != "training":
             return
         if getattr(trainer, "fast_dev_run", False):
@@ -323,7 +325,7 @@ class LotteryTicketCallback(pl.Callback):
             )
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._params, self._device_masks = {}, {}
+        self._params, self._device_masks = [], []
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -439,7 +441,7 @@ class LotteryTicketCallback(pl.Callback):
     @torch.no_grad()
     def _enforce_weights(self) -> None:
         if self._params:  # one fused call over all tensors (the masks are in the parameters' dtype)
-            torch._foreach_mul_(list(self._params.values()), list(self._device_masks.values()))
+            torch._foreach_mul_(self._params, self._device_masks)
 
     def _log_round(self, trainer: pl.Trainer) -> None:
         report = sparsity_report(self._masks)

@@ -361,7 +361,7 @@ def test_no_references_to_modules_are_kept_between_fits(tmp_path, data):
     model = ConvNet()
     cb = LotteryTicketCallback(verbose=False)
     _fit(model, cb, tmp_path, data)
-    assert cb._params == {} and cb._device_masks == {}
+    assert cb._params == [] and cb._device_masks == []
 
 
 def test_repeated_fits_reuse_the_snapshot(tmp_path):
