@@ -17,7 +17,7 @@ framework costs.
 
     python benchmarks/epoch_speed.py                       # real Fashion-MNIST from ../shared/data
     python benchmarks/epoch_speed.py --device cuda         # on a GPU
-    python benchmarks/epoch_speed.py --epochs 1 --reps 1 --limit 20   # a smoke test
+    python benchmarks/epoch_speed.py --epochs 2 --reps 1 --limit 20 --round-reps 1   # a smoke test
 """
 
 from __future__ import annotations
