@@ -135,15 +135,20 @@ def _adam(net: torch.nn.Module, fused: bool) -> torch.optim.Optimizer:
     return torch.optim.Adam(net.parameters(), lr=1e-4, fused=fused or None)
 
 
+def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One plain training step: forward, cross-entropy, zero_grad, backward, optimizer step."""
+    loss = F.cross_entropy(net(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def raw_train_epoch(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
     """One epoch of the floor loop: a permutation on the device, index slices, no DataLoader."""
     perm = torch.randperm(len(x), device=x.device)
     for i in range(0, len(x), 128):
         idx = perm[i : i + 128]
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(net, opt, x[idx], y[idx])
 
 
 class RawFloor:
@@ -175,10 +180,7 @@ class RawFloor:
                     self._perm[name], self._pos[name] = torch.randperm(len(self.x), device=self.device), 0
                 idx = self._perm[name][self._pos[name] : self._pos[name] + 128]
                 self._pos[name] += 128
-                loss = F.cross_entropy(net(self.x[idx]), self.y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                train_step(net, opt, self.x[idx], self.y[idx])
             _sync(self.device)
             times[name] = time.perf_counter() - start
         return times
@@ -245,11 +247,7 @@ def seed_chunks(il: Interleaver, x: torch.Tensor, y: torch.Tensor, epochs: int, 
     for _ in range(epochs):
         for xb, yb in loader:
             il.tick()
-            xb, yb = xb.to(device), yb.to(device)
-            loss = F.cross_entropy(net(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            train_step(net, opt, xb.to(device), yb.to(device))
     il.close()
 
 
@@ -264,10 +262,7 @@ def plain_loop_chunks(il: Interleaver, dm: FashionMNISTDataModule, epochs: int, 
         shards.set_epoch(epoch)
         for xb, yb in TensorBatches(x, y, 128, shards):
             il.tick()
-            loss = F.cross_entropy(net(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            train_step(net, opt, xb, yb)
     il.close()
 
 

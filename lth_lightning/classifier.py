@@ -156,7 +156,6 @@ class LotteryClassifier(pl.LightningModule):
             self.train_loss.update(self._train_loss_sum / self._train_count, self._train_count)
         self.log("train/loss", self.train_loss.compute())
         self.train_loss.reset()
-        self._train_loss_sum, self._train_count = None, 0
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], loss_metric: MeanLoss, acc: MulticlassAccuracy) -> None:
         x, y = batch
