@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_debug
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
-from lth_lightning.pruning import match_names, plan_groups, prune, sparsity_report
+from lth_lightning.compat import forward_pre_hooks, multiprocessing_start_method
+from lth_lightning.pruning import plan_groups, prune, sparsity_report
+from lth_lightning.state import LotteryState, Phase
+from lth_lightning.targets import Target, magnitudes, resolve_rates, resolve_targets, select_targets
 
 __all__ = ["LotteryTicketCallback"]
 
-Phase = Literal["init", "training", "pruned"]
-_PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Optimizers whose update of a weight depends only on that weight's own gradient and state: a
 # weight that is zero, with a zero gradient from the start, gets an update of exactly zero (weight
 # decay included). With these, re-masking the weights after every step is redundant.
@@ -33,25 +36,17 @@ _ELEMENTWISE_OPTIMIZERS = (
 _STATE_VERSION = 1
 
 
-def _default_prunable(module: nn.Module) -> list[str]:
-    """Names of the ``weight`` of every ``nn.Linear`` and ``nn.ConvNd`` in ``module``."""
-    params = dict(module.named_parameters())
-    names = []
-    for mod_name, mod in module.named_modules():
-        if isinstance(mod, _PRUNABLE_TYPES):
-            name = f"{mod_name}.weight" if mod_name else "weight"
-            if name in params:
-                names.append(name)
-    return names
-
-
 def _torch_pruned_modules(module: nn.Module) -> list[str]:
     """Modules carrying a ``torch.nn.utils.prune`` reparametrization."""
     return [
         name or "<root>"
         for name, mod in module.named_modules()
-        if any(isinstance(h, nn.utils.prune.BasePruningMethod) for h in mod._forward_pre_hooks.values())
+        if any(isinstance(h, nn.utils.prune.BasePruningMethod) for h in forward_pre_hooks(mod))
     ]
+
+
+def _masked_grad(mask: Tensor, grad: Tensor) -> Tensor:
+    return grad * mask
 
 
 class LotteryTicketCallback(pl.Callback):
@@ -66,24 +61,40 @@ class LotteryTicketCallback(pl.Callback):
     Timeline of one round:
 
     * ``on_fit_start`` (after a checkpoint restore, with the model on its device): at the very
-      first fit the rewind snapshot is taken (``rewind_step=0``: the initial weights). At a
-      later fit, the whole module state (parameters and buffers) is rewound to the snapshot and
-      the masks computed at the previous fit's end are applied. A fit resumed mid-round from a
-      checkpoint is recognised and not rewound again.
+      first fit the tensors to prune are chosen (and listed on rank zero, with the weight
+      tensors the default rule leaves out) and the rewind snapshot is taken (``rewind_step=0``:
+      the initial weights). At a later fit, the whole module state (parameters and buffers) is
+      rewound to the snapshot and the masks computed at the previous fit's end are applied. A
+      fit resumed mid-round from a checkpoint is recognised and not rewound again.
     * During training, gradients of pruned weights are zeroed before every optimizer step (so
-      gradient clipping and optimizer state never see them). With torch's element-wise
-      optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad) a weight that is
-      zero with a zero gradient gets an update of exactly zero, weight decay included; with any
-      other optimizer the weights are also re-masked after every step. Either way pruned weights
-      stay exactly zero, and they are re-masked at every epoch's end too.
+      gradient clipping and optimizer state never see them); with manual optimization they are
+      masked as backward computes them, so every optimizer step sees masked gradients, however
+      it is called (``self.optimizers(use_pl_optimizer=False)`` included). With torch's
+      element-wise optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad) a
+      weight that is zero with a zero gradient gets an update of exactly zero, weight decay
+      included; with any other optimizer the weights are also re-masked right after every
+      ``step()`` of the Trainer's optimizers, by a step hook on the optimizer itself. Either way
+      pruned weights stay exactly zero at every forward pass, and they are re-masked at every
+      epoch's end too.
     * ``on_fit_end`` computes the next masks from the trained weights but leaves the weights
       untouched: a ``trainer.test()`` right after ``fit`` measures the network this round
       trained. The rewind happens at the start of the next fit.
 
+    Which tensors: by default the ``weight`` of every ``nn.Linear``, ``nn.ConvNd`` and
+    ``nn.ConvTransposeNd``. Tensors are found by identity: a shared (tied) parameter is pruned
+    once, keyed by its first name in ``named_parameters()``, and any of its names selects it. A
+    layer weight computed by ``weight_norm`` is pruned through its direction (a zero there is a
+    zero weight) and one computed by ``spectral_norm`` through the unnormalized weight, both
+    ranked by the weight the layer computes; any other parametrization is refused with a
+    message, never skipped.
+
     With ``rewind_step=k > 0`` ("late rewinding", Frankle et al. 2020) the snapshot is the
     state after ``k`` optimizer steps of the first round; optimizers are created anew by every
-    fit. Masks, snapshot, round and history are keyed by parameter name and saved in
-    checkpoints, so a restored callback continues the experiment exactly.
+    fit. Masks, snapshot, round and history (a :class:`~lth_lightning.state.LotteryState`) are
+    keyed by parameter name and saved in checkpoints, so a fit restored from a checkpoint
+    continues the experiment exactly. A state that Lightning restores for ``test``,
+    ``validate`` or ``predict`` (``trainer.test(model, ckpt_path="best")``) is ignored: the
+    live experiment is never overwritten by a mid-round checkpoint.
 
     Args:
         amount: Fraction of the alive prunable weights removed per round, in (0, 1). The
@@ -91,14 +102,17 @@ class LotteryTicketCallback(pl.Callback):
         scope: ``"global"`` ranks all prunable weights together (smallest magnitudes go first,
             whatever the layer); ``"layerwise"`` prunes each tensor by ``amount``.
         parameters: Names or glob patterns (``"net.layers.*.weight"``) of the parameters to
-            prune; by default the ``weight`` of every ``nn.Linear`` and ``nn.Conv1d/2d/3d``
-            (biases and normalisation layers are never pruned by default).
+            prune, any name of a shared parameter, or ``<layer>.weight`` of a re-parametrized
+            layer; by default the ``weight`` of every ``nn.Linear``, ``nn.ConvNd`` and
+            ``nn.ConvTransposeNd`` (biases, normalisation layers, embeddings, attention
+            ``in_proj_weight`` and RNN weights are not pruned by default: the first fit lists
+            them, with the ``parameters=`` line that adds them).
         rates: Per-parameter pruning rates overriding ``amount``, keyed by name or glob
             pattern, each in (0, 1); such a tensor is pruned on its own at its rate, e.g.
             ``{"net.layers.3.weight": 0.1}`` for the paper's half-rate output layer.
         rewind_step: Optimizer step of the first round whose weights are rewound to; 0 is the
             initialisation. Must be >= 0.
-        verbose: Print a line per round on rank zero.
+        verbose: Print what is pruned at the first fit and a line per round, on rank zero.
 
     Raises:
         ValueError: If an argument is outside its allowed range (the message names it).
@@ -134,29 +148,28 @@ class LotteryTicketCallback(pl.Callback):
         self.rewind_step = rewind_step
         self.verbose = verbose
 
-        self._round = 0
-        self._phase: Phase = "init"
-        self._names: list[str] = []
-        self._masks: dict[str, Tensor] = {}
-        self._round_masks: dict[str, Tensor] = {}
-        self._snapshot: dict[str, Tensor] | None = None
-        self._history: list[dict[str, Any]] = []
+        self._state = LotteryState()
+        self._stage: str | None = None  # the Trainer stage in progress, set by `setup`
         # Live references for the fit in progress only; dropped at its end (no leaks across fits).
         # Parallel lists, built once per fit, so that each step's masking is one fused call.
+        self._targets: list[Target] = []
+        self._rates: dict[str, float] = {}
         self._params: list[Tensor] = []
         self._device_masks: list[Tensor] = []
+        self._handles: list[RemovableHandle] = []
+        self._grad_hooks = False
         self._remask_every_step = True
 
     # ------------------------------------------------------------------ public read-only view
     @property
     def round(self) -> int:
         """Index of the current (or last trained) round; 0 is the dense network."""
-        return self._round
+        return self._state.round
 
     @property
     def phase(self) -> Phase:
         """``"init"`` before the first fit, ``"training"`` during a round, ``"pruned"`` after it."""
-        return self._phase
+        return self._state.phase
 
     @property
     def masks(self) -> dict[str, Tensor]:
@@ -164,27 +177,33 @@ class LotteryTicketCallback(pl.Callback):
 
         After a fit ends these are the masks of the *next* round.
         """
-        return {k: v.clone() for k, v in self._masks.items()}
+        return {k: v.clone() for k, v in self._state.masks.items()}
 
     @property
     def round_masks(self) -> dict[str, Tensor]:
         """Masks the current (or last trained) round trains with (copies, on the CPU)."""
-        return {k: v.clone() for k, v in self._round_masks.items()}
+        return {k: v.clone() for k, v in self._state.round_masks.items()}
 
     @property
     def snapshot(self) -> dict[str, Tensor] | None:
         """The module state rewound to, keyed by state-dict name (copies), or None before it is taken."""
-        return None if self._snapshot is None else {k: v.clone() for k, v in self._snapshot.items()}
+        snapshot = self._state.snapshot
+        return None if snapshot is None else {k: v.clone() for k, v in snapshot.items()}
 
     @property
     def history(self) -> list[dict[str, Any]]:
         """One record per finished round: round, density, per-layer density, steps, metrics."""
-        return [dict(h) for h in self._history]
+        return [dict(h) for h in self._state.history]
 
     @property
     def density(self) -> float:
         """Fraction of prunable weights alive under the current masks (1.0 before the first fit)."""
-        return sparsity_report(self._masks).density if self._masks else 1.0
+        return self._state.density
+
+    @property
+    def state(self) -> LotteryState:
+        """A copy of the experiment's state (round, phase, masks, snapshot, history)."""
+        return LotteryState.from_dict(self._state.as_dict())
 
     def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryTicketCallback:
         """A new callback whose next fit trains ``masks`` from ``snapshot`` (for control experiments).
@@ -196,65 +215,63 @@ class LotteryTicketCallback(pl.Callback):
         Raises:
             ValueError: If ``masks`` does not name the same parameters as this callback's masks.
         """
-        if set(masks) != set(self._names):
-            raise ValueError(f"Control masks must name the parameters {self._names}, got {sorted(masks)}.")
-        fork = LotteryTicketCallback(
-            self.amount, self.scope, self.parameters, self.rates, self.rewind_step, verbose=False
-        )
-        fork._names = list(self._names)
-        fork._masks = {n: masks[n].to("cpu", torch.bool).clone() for n in self._names}
-        fork._snapshot = {k: v.detach().to("cpu", copy=True) for k, v in snapshot.items()}
-        fork._round = self._round - 1  # the fork's next fit is this round, trained again under other conditions
-        fork._phase = "pruned"
+        fork = LotteryTicketCallback(**self.settings(), verbose=False)
+        fork._state = self._state.fork(masks, snapshot)
         return fork
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        launcher = getattr(trainer.strategy, "launcher", None)
-        if stage == "fit" and isinstance(launcher, _MultiProcessingLauncher):
+        self._stage = stage
+        if stage != "fit":
+            return
+        method = multiprocessing_start_method(trainer)
+        if method is not None:
             raise RuntimeError(
-                f"LotteryTicketCallback does not support the '{launcher._start_method}' launcher "
+                f"LotteryTicketCallback does not support the '{method}' launcher "
                 "(strategy='ddp_spawn', 'ddp_fork' or 'ddp_notebook'): the masks and the rewind snapshot computed "
                 "in the worker processes would not come back to this process, so the next round could not use "
                 "them. Use strategy='ddp', which runs this script once per device (as `lth fit` and torchrun do)."
             )
+        if trainer.strategy.restore_checkpoint_after_setup:
+            raise RuntimeError(
+                f"LotteryTicketCallback does not support the {type(trainer.strategy).__name__} strategy: it restores "
+                "checkpoints after setting up the model, as the sharded strategies (FSDP, DeepSpeed, model parallel) "
+                "do, whose parameters are sharded or renamed so that masks keyed by parameter name cannot follow "
+                "them. Use a single device or strategy='ddp'."
+            )
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stage = None
+        self._release()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_not_torch_pruned(pl_module)
-        params = dict(pl_module.named_parameters())
-        if self._phase == "init":
-            self._names = self._select(pl_module)
-            plan_groups(self._names, self.amount, self.scope, self.rates)  # validates `rates` early
-            self._masks = {n: torch.ones(params[n].shape, dtype=torch.bool) for n in self._names}
-            self._round = 0
-            if self.rewind_step == 0:
-                self._snapshot = self._take_snapshot(pl_module)
-            self._phase = "training"
-        elif self._phase == "pruned":
-            self._check_compatible(pl_module)
-            self._rewind(pl_module)
-            self._round += 1
-            self._phase = "training"
-        else:  # resumed in the middle of a round: the checkpoint already holds its weights
-            self._check_compatible(pl_module)
-        self._round_masks = {k: v.clone() for k, v in self._masks.items()}
-        # Only masks that remove something are applied: a dense round (round 0) does no masking work.
-        active = [n for n in self._names if not bool(self._masks[n].all())]
-        self._params = [params[n] for n in active]
-        self._device_masks = [self._masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in active]
-        self._enforce_weights()
+        state = self._state
+        if state.phase == "init":
+            selection = select_targets(pl_module, self.parameters)
+            self._targets = list(selection.targets)
+            self._rates = self._resolved_rates()
+            if self.verbose:
+                rank_zero_info(selection.describe())
+            snapshot = self._take_snapshot(pl_module) if self.rewind_step == 0 else None
+            state.start({t.name: t.shape for t in self._targets}, snapshot)
+        else:
+            self._targets = resolve_targets(pl_module, state.names)
+            self._rates = self._resolved_rates()
+            self._check_shapes()
+            if state.phase == "pruned":
+                self._rewind(pl_module)
+            state.begin_fit()
+        self._bind(trainer, pl_module)
         self._log_round(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Strategies that restore checkpoints after setup load weights after on_fit_start.
-        self._enforce_weights()
-        optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
-        self._remask_every_step = not optimizers or not all(type(o) in _ELEMENTWISE_OPTIMIZERS for o in optimizers)
+        self._enforce_weights()  # cheap insurance: nothing may have loaded weights since on_fit_start
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if not self._params:
+        if not self._params or self._grad_hooks:  # manual optimization: the gradient hooks masked them
             return
         grads = [p.grad for p in self._params if p.grad is not None]
         if len(grads) == len(self._params):
@@ -267,81 +284,49 @@ class LotteryTicketCallback(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._remask_every_step:
-            self._enforce_weights()
-        if self._snapshot is None and self._round == 0 and trainer.global_step >= self.rewind_step:
-            self._snapshot = self._take_snapshot(pl_module)
+        state = self._state
+        if state.snapshot is None and state.round == 0 and trainer.global_step >= self.rewind_step:
+            state.snapshot = self._take_snapshot(pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._enforce_weights()  # cheap insurance once per epoch, whatever the optimizer
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._enforce_weights()
-        self._params, self._device_masks = [], []
-        if self._phase != "training":
+        self._release()
+        if self._state.phase != "training":
             return
         if getattr(trainer, "fast_dev_run", False):
             rank_zero_info("LotteryTicketCallback: fast_dev_run, masks left unchanged.")
             return
-        if self._snapshot is None:
+        if self._state.snapshot is None:
             raise ValueError(
                 f"`rewind_step`={self.rewind_step} is beyond the first round, which ran "
                 f"{trainer.global_step} optimizer steps: choose rewind_step <= {trainer.global_step} "
                 "or train the first round longer. No masks were computed."
             )
-        params = dict(pl_module.named_parameters())
-        trained = {n: params[n].detach() for n in self._names}
-        diverged = [n for n, w in trained.items() if not bool(torch.isfinite(w).all())]
-        if diverged:
-            raise FloatingPointError(
-                f"LotteryTicketCallback: round {self._round} ended with NaN or infinite weights in {diverged} "
-                "(the training diverged); no masks were computed and earlier rounds are untouched. "
-                "Lower the learning rate or clip gradients, then rerun the round."
-            )
-        report = sparsity_report(self._masks)
-        self._masks = {
-            n: m.cpu()
-            for n, m in prune(
-                trained, self._masks, self.amount, scope=self.scope, rates=self.rates, rounds=self._round + 1
-            ).items()
-        }
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
-        self._history.append(
-            {
-                "round": self._round,
-                "density": report.density,
-                "layer_density": {t.name: t.density for t in report.tensors},
-                "steps": trainer.global_step,
-                "epochs": trainer.current_epoch,
-                "next_density": self.density,
-                "metrics": metrics,
-            }
-        )
-        self._phase = "pruned"
-        if self.verbose:
-            rank_zero_info(
-                f"LotteryTicketCallback: round {self._round} trained at density {report.density:.4f}; "
-                f"next round keeps {self.density:.4f} of the prunable weights."
-            )
+        self._prune(trainer, pl_module)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._params, self._device_masks = [], []
+        self._stage = None
+        self._release()
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": _STATE_VERSION,
-            "config": self.settings(),
-            "round": self._round,
-            "phase": self._phase,
-            "names": list(self._names),
-            "masks": {k: v.clone() for k, v in self._masks.items()},
-            "round_masks": {k: v.clone() for k, v in self._round_masks.items()},
-            "snapshot": None if self._snapshot is None else dict(self._snapshot),
-            "history": [dict(h) for h in self._history],
-        }
+        return {"version": _STATE_VERSION, "config": self.settings(), **self._state.as_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the experiment from a checkpoint (``fit``) or a saved state (outside any Trainer).
+
+        A state Lightning restores while the Trainer tests, validates or predicts is ignored:
+        such a checkpoint is mid-round, and taking it would overwrite the live experiment.
+
+        Raises:
+            ValueError: If the state's version or settings differ from this callback's.
+        """
+        if self._stage not in (None, "fit"):
+            rank_zero_debug(f"LotteryTicketCallback: the checkpoint's state is not loaded for '{self._stage}'.")
+            return
         version = state_dict.get("version")
         if version != _STATE_VERSION:
             raise ValueError(f"Unsupported LotteryTicketCallback state version {version!r}; expected {_STATE_VERSION}.")
@@ -353,17 +338,7 @@ class LotteryTicketCallback(pl.Callback):
                 f"The checkpoint's LotteryTicketCallback was configured differently ({details}). "
                 "Resume with the same settings, or start a new experiment."
             )
-        phase = state_dict["phase"]
-        if phase not in ("init", "training", "pruned"):
-            raise ValueError(f"Invalid phase {phase!r} in LotteryTicketCallback state.")
-        self._round = int(state_dict["round"])
-        self._phase = phase
-        self._names = list(state_dict["names"])
-        self._masks = {k: v.to("cpu", torch.bool) for k, v in state_dict["masks"].items()}
-        self._round_masks = {k: v.to("cpu", torch.bool) for k, v in state_dict["round_masks"].items()}
-        snapshot = state_dict["snapshot"]
-        self._snapshot = None if snapshot is None else {k: v.cpu() for k, v in snapshot.items()}
-        self._history = [dict(h) for h in state_dict["history"]]
+        self._state = LotteryState.from_dict(state_dict)
 
     # ------------------------------------------------------------------ internals
     def settings(self) -> dict[str, Any]:
@@ -376,23 +351,70 @@ class LotteryTicketCallback(pl.Callback):
             "rewind_step": self.rewind_step,
         }
 
-    def _select(self, pl_module: pl.LightningModule) -> list[str]:
-        all_names = [n for n, _ in pl_module.named_parameters()]
-        if self.parameters is None:
-            names = _default_prunable(pl_module)
-            if not names:
-                raise ValueError(
-                    "LotteryTicketCallback found nothing to prune: the LightningModule has no nn.Linear or "
-                    "nn.Conv1d/2d/3d weight. Pass `parameters=[...]` with names or glob patterns; "
-                    f"parameters: {', '.join(all_names) or '(none)'}."
-                )
-        else:
-            names = match_names(self.parameters, all_names, "parameters")
+    def _resolved_rates(self) -> dict[str, float]:
+        rates = resolve_rates(self.rates, self._targets)
+        plan_groups([t.name for t in self._targets], self.amount, self.scope, rates)  # validates early
+        return rates
+
+    def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = self._state
+        trained = magnitudes(pl_module, self._targets)
+        diverged = [n for n, w in trained.items() if not bool(torch.isfinite(w).all())]
+        if diverged:
+            raise FloatingPointError(
+                f"LotteryTicketCallback: round {state.round} ended with NaN or infinite weights in {diverged} "
+                "(the training diverged); no masks were computed and earlier rounds are untouched. "
+                "Lower the learning rate or clip gradients, then rerun the round."
+            )
+        report = sparsity_report(state.masks)
+        masks = prune(trained, state.masks, self.amount, scope=self.scope, rates=self._rates, rounds=state.round + 1)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
+        state.finish(
+            masks,
+            {
+                "round": state.round,
+                "density": report.density,
+                "layer_density": {t.name: t.density for t in report.tensors},
+                "steps": trainer.global_step,
+                "epochs": trainer.current_epoch,
+                "next_density": sparsity_report(masks).density,
+                "metrics": metrics,
+            },
+        )
+        if self.verbose:
+            rank_zero_info(
+                f"LotteryTicketCallback: round {state.round} trained at density {report.density:.4f}; "
+                f"next round keeps {state.density:.4f} of the prunable weights."
+            )
+
+    def _bind(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Bind this fit's masked parameters and install what keeps them masked, whatever steps them."""
         params = dict(pl_module.named_parameters())
-        for name in names:
-            if isinstance(params[name], nn.parameter.UninitializedParameter):
-                raise ValueError(f"Parameter {name!r} is not materialized yet (lazy module); run a forward pass first.")
-        return names
+        masks = self._state.masks
+        active = [n for n in self._state.names if not bool(masks[n].all())]  # a dense round does no masking work
+        self._params = [params[n] for n in active]
+        self._device_masks = [masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in active]
+        self._enforce_weights()
+        if not active:
+            return
+        self._grad_hooks = not pl_module.automatic_optimization
+        if self._grad_hooks:  # every backward, whoever then steps: LightningOptimizer or the raw optimizer
+            for param, mask in zip(self._params, self._device_masks, strict=True):
+                self._handles.append(param.register_hook(partial(_masked_grad, mask)))
+        optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
+        self._remask_every_step = not optimizers or not all(type(o) in _ELEMENTWISE_OPTIMIZERS for o in optimizers)
+        if self._remask_every_step:
+            for optimizer in optimizers:
+                self._handles.append(optimizer.register_step_post_hook(self._after_step))
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._enforce_weights()
+
+    def _release(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._params, self._device_masks = [], [], []
+        self._grad_hooks = False
 
     def _check_not_torch_pruned(self, pl_module: pl.LightningModule) -> None:
         pruned = _torch_pruned_modules(pl_module)
@@ -403,19 +425,13 @@ class LotteryTicketCallback(pl.Callback):
                 "Call torch.nn.utils.prune.remove(module, name) on them first, or leave them out."
             )
 
-    def _check_compatible(self, pl_module: pl.LightningModule) -> None:
-        params = dict(pl_module.named_parameters())
-        missing = [n for n in self._names if n not in params]
-        if missing:
-            raise ValueError(
-                f"The model has no parameter(s) {missing} that the lottery masks were made for; "
-                f"its parameters are: {', '.join(params)}."
-            )
-        for name, mask in self._masks.items():
-            if tuple(mask.shape) != tuple(params[name].shape):
+    def _check_shapes(self) -> None:
+        for target in self._targets:
+            mask = self._state.masks[target.name]
+            if tuple(mask.shape) != target.shape:
                 raise ValueError(
-                    f"Mask for {name!r} has shape {tuple(mask.shape)} but the model's parameter has shape "
-                    f"{tuple(params[name].shape)}: the state comes from a different model."
+                    f"Mask for {target.name!r} has shape {tuple(mask.shape)} but the model's parameter has shape "
+                    f"{target.shape}: the state comes from a different model."
                 )
 
     @staticmethod
@@ -424,13 +440,14 @@ class LotteryTicketCallback(pl.Callback):
 
     @torch.no_grad()
     def _rewind(self, pl_module: pl.LightningModule) -> None:
-        if self._snapshot is None:
+        snapshot = self._state.snapshot
+        if snapshot is None:
             raise RuntimeError("LotteryTicketCallback has no rewind snapshot; it is taken during the first round.")
         state = pl_module.state_dict()
-        missing = sorted(set(self._snapshot) - set(state))
+        missing = sorted(set(snapshot) - set(state))
         if missing:
             raise ValueError(f"Cannot rewind: the model lacks state entries {missing} of the snapshot.")
-        for name, value in self._snapshot.items():
+        for name, value in snapshot.items():
             target = state[name]
             if target.shape != value.shape:
                 raise ValueError(
@@ -444,15 +461,15 @@ class LotteryTicketCallback(pl.Callback):
             torch._foreach_mul_(self._params, self._device_masks)
 
     def _log_round(self, trainer: pl.Trainer) -> None:
-        report = sparsity_report(self._masks)
+        report = sparsity_report(self._state.masks)
         if self.verbose:
             rank_zero_info(
-                f"LotteryTicketCallback: round {self._round} starts with {report.alive}/{report.total} "
+                f"LotteryTicketCallback: round {self.round} starts with {report.alive}/{report.total} "
                 f"prunable weights ({report.density:.2%})."
             )
         if not trainer.is_global_zero:
             return
-        metrics = {"lottery/round": float(self._round), "lottery/density": report.density}
+        metrics = {"lottery/round": float(self.round), "lottery/density": report.density}
         for t in report.tensors:
             metrics[f"lottery/density/{t.name}"] = t.density
         for logger in trainer.loggers:

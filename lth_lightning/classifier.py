@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lth_lightning.compat import CURRENT_FX_NAME
 from lth_lightning.mlp import MLP
 
 __all__ = ["LotteryClassifier"]
@@ -129,7 +130,7 @@ class LotteryClassifier(pl.LightningModule):
         # Lightning sets `_current_fx_name` around every hook call, ~50 times per training step;
         # nn.Module.__setattr__ spends ~10 us on its parameter/buffer/module checks each time. For
         # a plain attribute that already exists, the result is the same as a direct store.
-        if name == "_current_fx_name" and name in self.__dict__:
+        if name == CURRENT_FX_NAME and name in self.__dict__:
             self.__dict__[name] = value
         else:
             super().__setattr__(name, value)

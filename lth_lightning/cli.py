@@ -13,15 +13,9 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.driver import (
-    RoundResult,
-    format_seed_table,
-    format_table,
-    is_global_zero,
-    run_lottery,
-    write_aggregate,
-)
+from lth_lightning.driver import RoundResult, is_global_zero, run_lottery, write_aggregate
 from lth_lightning.export import main as export_main
+from lth_lightning.results import MetricNames, format_seed_table, format_table
 
 __all__ = ["LotteryCLI", "LotteryOptions", "main"]
 
@@ -47,9 +41,14 @@ class LotteryOptions:
         seeds: Run the whole experiment once per seed (``seed_everything``), each in
             ``<name>/seed_<s>/``, and aggregate mean and standard deviation per round in
             ``<name>/results_seeds.csv`` and plots with bands.
+        monitor: Validation metric, as the model logs it (``val/loss``, ``val_loss``), whose
+            best value marks the early-stopping iteration; the weights there are tested too.
+            null records no validation.
+        mode: Which value of ``monitor`` is best: ``min`` or ``max``.
+        test_metric: Test metric the results report, as the model logs it (``test/acc``, ``test_acc``).
 
     Raises:
-        ValueError: If ``rounds`` < 1 or a pruning option is out of range.
+        ValueError: If ``rounds`` < 1, a pruning option is out of range or a metric name is empty.
     """
 
     def __init__(
@@ -65,6 +64,9 @@ class LotteryOptions:
         progress: bool = True,
         controls: list[Literal["random_reinit", "random_prune"]] | None = None,
         seeds: list[int] | None = None,
+        monitor: str | None = "val/loss",
+        mode: Literal["min", "max"] = "min",
+        test_metric: str = "test/acc",
     ) -> None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`lottery.rounds` must be an integer >= 1, got {rounds!r}.")
@@ -77,6 +79,7 @@ class LotteryOptions:
         self.rounds, self.name, self.out_dir, self.progress = rounds, name, out_dir, progress
         self.controls = list(controls or [])
         self.seeds = list(seeds) if seeds is not None else None
+        self.metrics = MetricNames(monitor, mode, test_metric)
         self.callback = LotteryTicketCallback(
             amount=amount, scope=scope, parameters=parameters, rates=rates, rewind_step=rewind_step
         )
@@ -166,11 +169,14 @@ class LotteryCLI(LightningCLI):
                 progress=options.progress,
                 controls=options.controls,
                 seed=seed,
+                monitor=options.metrics.monitor,
+                mode=options.metrics.mode,
+                test_metric=options.metrics.test,
             )
 
         if options.seeds is None:
             rows = run(model, options.callback, out_dir, options.name, int(config.get("seed_everything") or 0), config)
-            table = format_table(rows)
+            table = format_table(rows, options.metrics)
         else:
             runs = []
             for seed in options.seeds:
@@ -180,8 +186,9 @@ class LotteryCLI(LightningCLI):
                 runs.append(
                     run(seed_model, lottery, run_dir, f"seed_{seed}", seed, {**config, "seed_everything": seed})
                 )
-            aggregated = write_aggregate(run_dir, runs, {"seeds": len(runs), "rounds": options.rounds})
-            table = format_seed_table(aggregated)
+            hparams = {"seeds": len(runs), "rounds": options.rounds}
+            aggregated = write_aggregate(run_dir, runs, hparams, options.metrics)
+            table = format_seed_table(aggregated, options.metrics)
         if is_global_zero():
             print(f"\n{table}\n\nRun folder: {run_dir.resolve()}", flush=True)
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
-import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -19,41 +16,25 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lth_lightning.aggregate import aggregate
 from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.compat import detached_copy, global_rank
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.pruning import random_masks
 from lth_lightning.report import write_report
+from lth_lightning.results import DEFAULT_METRICS, MetricNames, RoundResult, check_logged, column, write_table
 from lth_lightning.tracker import EarlyStoppingTracker
 
 __all__ = [
     "RoundResult",
     "control_masks_and_init",
-    "format_seed_table",
-    "format_table",
     "is_global_zero",
     "run_lottery",
     "write_aggregate",
 ]
 
 CONTROLS = ("random_reinit", "random_prune")
-CONTROL_FIELDS = ("test_acc", "test_acc_at_best_val", "best_val_step", "val_loss")
-CSV_FIELDS = (
-    "round",
-    "density",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "best_val_step",
-    "best_val_loss",
-    "test_acc_at_best_val",
-    "steps",
-    "seconds",
-    *(f"{c}_{f}" for c in CONTROLS for f in CONTROL_FIELDS),
-)
 # Keys of a run's config that may change between invocations on the same run folder.
 RESUMABLE_KEYS = (
     "lottery.rounds",
@@ -64,60 +45,14 @@ RESUMABLE_KEYS = (
 )
 
 
-@dataclass
-class RoundResult:
-    """What one round measured.
-
-    Attributes:
-        round: Round index; 0 is the dense network.
-        density: Fraction of the prunable weights alive while this round trained.
-        val_loss: Validation loss at the end of training (None without validation).
-        val_acc: Validation accuracy at the end of training.
-        test_loss: Test loss of the trained network.
-        test_acc: Test accuracy of the trained network.
-        best_val_step: Optimizer step of minimum validation loss (the early-stopping iteration).
-        best_val_loss: The minimum validation loss.
-        test_acc_at_best_val: Test accuracy of the weights at ``best_val_step``.
-        steps: Optimizer steps this round trained.
-        seconds: Wall-clock seconds of the round (fit and tests).
-        layer_density: Density of each prunable tensor while this round trained.
-    """
-
-    round: int
-    density: float
-    val_loss: float | None = None
-    val_acc: float | None = None
-    test_loss: float | None = None
-    test_acc: float | None = None
-    best_val_step: int | None = None
-    best_val_loss: float | None = None
-    test_acc_at_best_val: float | None = None
-    steps: int = 0
-    seconds: float = 0.0
-    layer_density: dict[str, float] = field(default_factory=dict)
-    controls: dict[str, dict[str, float | None]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """All fields, JSON-ready."""
-        return asdict(self)
-
-    def flat(self) -> dict[str, Any]:
-        """One flat row: the fields, then ``<control>_<metric>`` for every control."""
-        row = {k: v for k, v in self.as_dict().items() if k not in ("controls", "layer_density")}
-        for control, values in self.controls.items():
-            for key, value in values.items():
-                row[f"{control}_{key}"] = value
-        return row
-
-
 def is_global_zero() -> bool:
     """Whether this process is rank zero (from the launcher's environment, before any Trainer exists)."""
-    return getattr(rank_zero_only, "rank", 0) == 0
+    return global_rank() == 0
 
 
-def _metric(metrics: Mapping[str, Any], key: str) -> float | None:
-    value = metrics.get(key)
-    return None if value is None else float(value)
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The one-number entries of a metrics mapping, as floats."""
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -149,48 +84,12 @@ def _check_same_experiment(run_dir: Path, config: Mapping[str, Any]) -> None:
         )
 
 
-def format_table(rows: Sequence[RoundResult]) -> str:
-    """A compact text table of the rounds."""
-
-    def fmt(value: float | None, spec: str) -> str:
-        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-    lines = [
-        f"{'round':>5} {'weights':>8} {'val_loss':>9} {'val_acc':>8} {'test_acc':>8} {'early_stop':>10} "
-        f"{'acc@early':>9} {'seconds':>8}"
-    ]
-    for r in rows:
-        lines.append(
-            f"{r.round:>5} {fmt(100 * r.density, '7.2f')}% {fmt(r.val_loss, '9.4f')} {fmt(r.val_acc, '8.4f')} "
-            f"{fmt(r.test_acc, '8.4f')} {fmt(r.best_val_step, '10d')} {fmt(r.test_acc_at_best_val, '9.4f')} "
-            f"{fmt(r.seconds, '8.1f')}"
-        )
-    return "\n".join(lines)
-
-
-def format_seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A compact text table of aggregated rows: mean +- std over seeds."""
-
-    def pm(row: Mapping[str, Any], key: str) -> str:
-        if f"{key}_mean" not in row:
-            return "-"
-        return f"{row[f'{key}_mean']:.4f}+-{row[f'{key}_std']:.4f}"
-
-    header = f"{'round':>5} {'weights':>8} {'seeds':>5} {'test_acc':>15} {'random_reinit':>15} {'random_prune':>15}"
-    lines = [header]
-    for row in rows:
-        lines.append(
-            f"{row['round']:>5} {100 * row['density_mean']:7.2f}% {row['seeds']:>5} {pm(row, 'test_acc'):>15} "
-            f"{pm(row, 'random_reinit_test_acc'):>15} {pm(row, 'random_prune_test_acc'):>15}"
-        )
-    return "\n".join(lines)
-
-
 class _RoundProgress:
     """A progress bar over rounds (tqdm, as Lightning's own bars), on rank zero only."""
 
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
+    def __init__(self, total: int, done: int, enabled: bool, test_column: str) -> None:
         self.bar = None
+        self.test_column = test_column
         if enabled and is_global_zero():
             from tqdm.auto import tqdm
 
@@ -198,7 +97,9 @@ class _RoundProgress:
 
     def update(self, row: RoundResult) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(weights=f"{100 * row.density:.1f}%", test_acc=f"{row.test_acc or float('nan'):.4f}")
+            test = row.metrics.get(self.test_column)
+            test_text = "-" if test is None else f"{test:.4f}"
+            self.bar.set_postfix({"weights": f"{100 * row.density:.1f}%", self.test_column: test_text})
             self.bar.update(1)
 
     def close(self) -> None:
@@ -220,6 +121,9 @@ def run_lottery(
     controls: Sequence[str] = (),
     seed: int = 0,
     report: bool = True,
+    monitor: str | None = "val/loss",
+    mode: Literal["min", "max"] = "min",
+    test_metric: str = "test/acc",
 ) -> list[RoundResult]:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
@@ -260,24 +164,33 @@ def run_lottery(
         seed: Seed of the controls' random draws (initializations and masks).
         report: Redraw the plots and the TensorBoard summary after every round (about half a
             second each time); ``results.csv``/``.json`` are written regardless.
+        monitor: The validation metric, by the name the module logs it under, whose best value
+            marks the early-stopping iteration; the weights there are tested too. Every metric
+            logged under its prefix (``val/`` for ``val/loss``) is recorded. None records no
+            validation.
+        mode: ``"min"`` or ``"max"``: which value of ``monitor`` is best.
+        test_metric: The test metric the results report for every round and control.
 
     Returns:
         One :class:`RoundResult` per round.
 
     Raises:
-        ValueError: If ``rounds < 1``, or the run folder holds another experiment.
+        ValueError: If ``rounds < 1``, the run folder holds another experiment, or, after the
+            first fit, ``monitor`` or ``test_metric`` was never logged (the message lists what was).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"`rounds` must be an integer >= 1, got {rounds!r}.")
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown or len(set(controls)) != len(controls):
         raise ValueError(f"`controls` must be distinct entries of {list(CONTROLS)}, got {list(controls)}.")
+    names = MetricNames(monitor, mode, test_metric)
     lottery = lottery if lottery is not None else LotteryTicketCallback()
     trainer_kwargs = dict(trainer or {})
     run_dir = Path(out_dir) / name
     if config is None:
+        metrics = {"monitor": monitor, "mode": mode, "test_metric": test_metric}
         config = {
-            "lottery": {"rounds": rounds, "controls": list(controls), "seed": seed, **lottery.settings()},
+            "lottery": {"rounds": rounds, "controls": list(controls), "seed": seed, **metrics, **lottery.settings()},
             "model": type(model).__name__,
             "data": type(datamodule).__name__,
             "trainer": {k: v for k, v in trainer_kwargs.items() if isinstance(v, (int, float, str, bool, type(None)))},
@@ -298,19 +211,20 @@ def run_lottery(
         lottery.load_state_dict(load_tensors(run_dir / f"round_{rows[-1].round:02d}" / "lottery.pt"))
         rank_zero_info(f"Resuming {run_dir}: rounds 0-{rows[-1].round} are finished and will not be recomputed.")
 
-    bar = _RoundProgress(rounds, len(rows), progress)
+    bar = _RoundProgress(rounds, len(rows), progress, names.test_column)
     try:
         for r in range(len(rows), rounds):
-            row = _run_round(r, model, datamodule, lottery, trainer_kwargs, run_dir, is_zero, controls, seed)
+            row = _run_round(r, model, datamodule, lottery, trainer_kwargs, run_dir, is_zero, controls, seed, names)
             rows.append(row)
             if is_zero:
-                _write_results(run_dir, rows)
+                write_table(run_dir / "results", [x.flat() for x in rows], [x.as_dict() for x in rows])
             if is_zero and report:
                 write_report(
                     run_dir,
                     [x.flat() | {"layer_density": x.layer_density} for x in rows],
                     lottery.round_masks,
                     _hparams(config),
+                    names.test_column,
                 )
             bar.update(row)
     finally:
@@ -364,10 +278,10 @@ def _make_trainer(
 
 @dataclass
 class _Measured:
-    fit_metrics: dict[str, Any]
-    test_metrics: dict[str, Any]
-    tracker: EarlyStoppingTracker
-    acc_at_best: float | None
+    metrics: dict[str, float]  # validation metrics at the end of training and test metrics, by column
+    best_step: int | None
+    best_value: float | None
+    test_at_best: float | None
 
 
 def _train_and_test(
@@ -378,37 +292,42 @@ def _train_and_test(
     trainer_kwargs: Mapping[str, Any],
     run_dir: Path,
     checkpoint_dir: Path | None,
+    names: MetricNames,
 ) -> _Measured:
-    """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights."""
-    tracker = EarlyStoppingTracker()
-    trainer = _make_trainer(label, [lottery, tracker], trainer_kwargs, run_dir, checkpoint_dir)
+    """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights.
+
+    Raises:
+        ValueError: If ``names.monitor`` or ``names.test`` was never logged.
+    """
+    tracker = EarlyStoppingTracker(names.monitor, names.mode) if names.monitor is not None else None
+    trainer = _make_trainer(label, [lottery, *([tracker] if tracker else [])], trainer_kwargs, run_dir, checkpoint_dir)
     ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
     resume = ckpt if ckpt is not None and ckpt.is_file() else None
     if resume is not None:
         rank_zero_info(f"{label} was interrupted: resuming it from {resume}.")
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-    fit_metrics = dict(trainer.callback_metrics)
-    test = trainer.test(model, datamodule=datamodule, verbose=False)
-    acc_at_best = None
-    if tracker.best_state is not None and tracker.best_step == trainer.global_step:
-        acc_at_best = _metric(test[0], "test/acc") if test else None  # the best weights are the final ones
-    elif tracker.best_state is not None:
-        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        tracker.load_best_into(model)
-        best = trainer.test(model, datamodule=datamodule, verbose=False)
-        acc_at_best = _metric(best[0], "test/acc") if best else None
-        model.load_state_dict(final)
-    return _Measured(fit_metrics, dict(test[0]) if test else {}, tracker, acc_at_best)
+    metrics = names.validation(_scalars(trainer.callback_metrics))
+    tested = _test(trainer, model, datamodule, names)
+    metrics.update(tested)
+    if tracker is None or tracker.best_state is None:
+        return _Measured(metrics, None, None, None)
+    if tracker.best_step == trainer.global_step:  # the best weights are the final ones
+        return _Measured(metrics, tracker.best_step, tracker.best_value, tested[names.test_column])
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tracker.load_best_into(model)
+    at_best = _test(trainer, model, datamodule, names)[names.test_column]
+    model.load_state_dict(final)
+    return _Measured(metrics, tracker.best_step, tracker.best_value, at_best)
 
 
-def _detached_copy(model: pl.LightningModule) -> pl.LightningModule:
-    """A deep copy of ``model`` without its reference to a Trainer."""
-    trainer = model._trainer
-    model._trainer = None
-    try:
-        return copy.deepcopy(model)
-    finally:
-        model._trainer = trainer
+def _test(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule, names: MetricNames
+) -> dict[str, float]:
+    """Every metric the module logs in ``test``, by column; ``names.test`` must be one of them."""
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    logged = _scalars(results[0]) if results else {}
+    check_logged(names.test, "test_metric", "test", logged)
+    return {column(k): v for k, v in logged.items()}
 
 
 def _reinitialize(module: torch.nn.Module, seed: int) -> None:
@@ -438,7 +357,7 @@ def control_masks_and_init(
     if snapshot is None:
         raise RuntimeError("The lottery callback has no snapshot yet: run a round first.")
     if kind == "random_reinit":
-        fresh = _detached_copy(model)
+        fresh = detached_copy(model)
         _reinitialize(fresh, seed)
         return masks, {k: v.detach().cpu().clone() for k, v in fresh.state_dict().items()}
     if kind == "random_prune":
@@ -458,11 +377,12 @@ def _run_round(
     is_zero: bool,
     controls: Sequence[str],
     seed: int,
+    names: MetricNames,
 ) -> RoundResult:
     round_dir = run_dir / f"round_{r:02d}"
     start = time.perf_counter()
     ticket = _train_and_test(
-        f"round_{r:02d}", model, datamodule, lottery, trainer_kwargs, run_dir, round_dir / "checkpoints"
+        f"round_{r:02d}", model, datamodule, lottery, trainer_kwargs, run_dir, round_dir / "checkpoints", names
     )
     if lottery.round != r or lottery.phase != "pruned":
         raise RuntimeError(
@@ -473,13 +393,8 @@ def _run_round(
     row = RoundResult(
         round=r,
         density=float(history["density"]),
-        val_loss=_metric(ticket.fit_metrics, "val/loss"),
-        val_acc=_metric(ticket.fit_metrics, "val/acc"),
-        test_loss=_metric(ticket.test_metrics, "test/loss"),
-        test_acc=_metric(ticket.test_metrics, "test/acc"),
-        best_val_step=ticket.tracker.best_step,
-        best_val_loss=ticket.tracker.best_value,
-        test_acc_at_best_val=ticket.acc_at_best,
+        metrics=_with_best(ticket, names),
+        best_val_step=ticket.best_step,
         steps=int(history["steps"]),
         layer_density={k: float(v) for k, v in history["layer_density"].items()},
     )
@@ -494,19 +409,15 @@ def _run_round(
         masks, init = control_masks_and_init(kind, lottery, model, seed=seed * 100_003 + r * 101 + index)
         measured = _train_and_test(
             f"round_{r:02d}_{kind}",
-            _detached_copy(model),
+            detached_copy(model),
             datamodule,
             lottery.fork(masks, init),
             trainer_kwargs,
             run_dir,
             None,
+            names,
         )
-        row.controls[kind] = {
-            "test_acc": _metric(measured.test_metrics, "test/acc"),
-            "test_acc_at_best_val": measured.acc_at_best,
-            "best_val_step": measured.tracker.best_step,
-            "val_loss": _metric(measured.fit_metrics, "val/loss"),
-        }
+        row.controls[kind] = _control_columns(measured, names)
         if is_zero:
             save_tensors(masks, round_dir / f"control_{kind}_masks.pt")
             atomic_write_text(done, json.dumps(row.controls[kind], indent=2))
@@ -514,16 +425,41 @@ def _run_round(
     if is_zero:
         save_tensors(lottery.state_dict(), round_dir / "lottery.pt")
         atomic_write_text(round_dir / "metrics.json", json.dumps(row.as_dict(), indent=2))  # written last: done
-    controls_text = "".join(f", {k} {v['test_acc']}" for k, v in row.controls.items())
+    test = names.test_column
+    controls_text = "".join(f", {k} {v[test]}" for k, v in row.controls.items())
     rank_zero_info(
-        f"Round {r}: {100 * row.density:.2f}% of weights, test/acc {row.test_acc}, "
-        f"early-stop step {row.best_val_step} (test/acc there {row.test_acc_at_best_val}){controls_text}."
+        f"Round {r}: {100 * row.density:.2f}% of weights, {names.test} {row.metrics[test]}, "
+        f"early-stop step {row.best_val_step} ({names.test} there {row.metrics[names.at_best_column]}){controls_text}."
     )
     return row
 
 
+def _with_best(measured: _Measured, names: MetricNames) -> dict[str, float | None]:
+    """The measured metrics, then the best monitored value and the test metric at that point."""
+    metrics: dict[str, float | None] = dict(measured.metrics)
+    if names.best_column is not None:
+        metrics[names.best_column] = measured.best_value
+    metrics[names.at_best_column] = measured.test_at_best
+    return metrics
+
+
+def _control_columns(measured: _Measured, names: MetricNames) -> dict[str, float | None]:
+    """A control's columns: the test metric, at the early-stopping iteration, that step, the final monitored value."""
+    values: dict[str, float | None] = {
+        names.test_column: measured.metrics[names.test_column],
+        names.at_best_column: measured.test_at_best,
+        "best_val_step": measured.best_step,
+    }
+    if names.monitor is not None:
+        values[column(names.monitor)] = measured.metrics[column(names.monitor)]
+    return values
+
+
 def write_aggregate(
-    run_dir: str | Path, runs: Sequence[Sequence[RoundResult]], hparams: Mapping[str, Any] | None = None
+    run_dir: str | Path,
+    runs: Sequence[Sequence[RoundResult]],
+    hparams: Mapping[str, Any] | None = None,
+    names: MetricNames = DEFAULT_METRICS,
 ) -> list[dict[str, Any]]:
     """Aggregate several seeds' rows into ``results_seeds.csv``/``.json`` and the report of ``run_dir``.
 
@@ -534,24 +470,6 @@ def write_aggregate(
     rows = aggregate([[r.flat() for r in run] for run in runs])
     if not is_global_zero() or not rows:
         return rows
-    fields = list(dict.fromkeys(key for row in rows for key in row))  # round 0 has no control columns
-    _write_table(run_dir / "results_seeds", fields, rows, rows)
-    write_report(run_dir, rows, {}, dict(hparams or {}))
+    write_table(run_dir / "results_seeds", rows)
+    write_report(run_dir, rows, {}, dict(hparams or {}), names.test_column)
     return rows
-
-
-def _write_table(
-    stem: Path, fields: Sequence[str], csv_rows: Sequence[Mapping[str, Any]], json_rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """Atomically write ``<stem>.csv`` (``fields`` as columns, None as empty) and ``<stem>.json``."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in csv_rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    atomic_write_text(stem.with_suffix(".csv"), buffer.getvalue())
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(list(json_rows), indent=2))
-
-
-def _write_results(run_dir: Path, rows: Sequence[RoundResult]) -> None:
-    _write_table(run_dir / "results", CSV_FIELDS, [row.flat() for row in rows], [row.as_dict() for row in rows])

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.pruning import sparsity_report
+from lth_lightning.results import MetricNames, RoundResult, column
 
 __all__ = ["export_ticket", "load_ticket", "main"]
 
@@ -58,7 +59,7 @@ def export_ticket(run_dir: str | Path, round: int, out: str | Path, *, prefix: s
     masks: dict[str, Tensor] = load_tensors(needed[1])
     state: dict[str, Tensor] = load_tensors(needed[2])
     for name, mask in masks.items():  # permanent: pruned entries are exactly zero
-        state[name] = state[name] * mask.to(state[name].dtype)
+        state[name].mul_(mask.to(state[name].dtype))  # in place: a tied tensor's other names share it
     plain_state, plain_masks = _strip(state, prefix), _strip(masks, prefix)
     save_tensors({"state_dict": plain_state, "masks": plain_masks}, out)
     report = sparsity_report(plain_masks)
@@ -71,7 +72,7 @@ def export_ticket(run_dir: str | Path, round: int, out: str | Path, *, prefix: s
         "alive": report.alive,
         "total": report.total,
         "layers": {t.name: {"alive": t.alive, "total": t.total, "density": t.density} for t in report.tensors},
-        "metrics": json.loads(needed[0].read_text()),
+        "metrics": RoundResult(**json.loads(needed[0].read_text())).flat(),
         "seed": (config or {}).get("seed_everything"),
         "config": config,
     }
@@ -97,8 +98,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         card = export_ticket(args.run_dir, args.round, args.out, prefix=args.prefix)
     except FileNotFoundError as err:
         parser.exit(2, f"lth export: error: {err}\n")
-    acc = card["metrics"].get("test_acc")
+    test = (card["config"].get("lottery") or {}).get("test_metric") or MetricNames().test
     print(
         f"Exported round {args.round}: {100 * card['density']:.2f}% of weights ({card['alive']}/{card['total']}), "
-        f"test/acc {acc} -> {args.out} (+ {args.out.with_suffix('.json').name})"
+        f"{test} {card['metrics'].get(column(test))} -> {args.out} (+ {args.out.with_suffix('.json').name})"
     )

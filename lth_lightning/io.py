@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "load_tensors", "save_tensors"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fresh_folder", "load_tensors", "save_tensors"]
+
+
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, then rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, then rename.
+
+    The file gets the permissions of any new file (``0o666`` less the process's umask), so run
+    folders on a shared filesystem stay readable to colleagues as the umask allows.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temporary_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -25,7 +34,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def fresh_folder(parent: str | Path, prefix: str) -> Path:
+    """A new, uniquely named folder in ``parent`` with the permissions of any new folder (umask applied)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            folder.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return folder
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import math
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from lth_lightning.io import atomic_write_bytes
+from lth_lightning.io import atomic_write_bytes, fresh_folder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -93,13 +92,13 @@ def _plot_metric(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str) ->
     return fig
 
 
-def plot_accuracy_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """Test accuracy vs percent of weights remaining (log x axis, as in the paper): ticket and controls.
+def plot_accuracy_vs_density(rows: Sequence[Mapping[str, Any]], metric: str = "test_acc") -> Figure:
+    """The test metric (accuracy) vs percent of weights remaining (log x axis, as in the paper): ticket and controls.
 
     With aggregated rows (``<key>_mean`` / ``<key>_std`` over seeds), lines are means with
     bands of one standard deviation.
     """
-    return _plot_metric(rows, "test_acc", "test accuracy")
+    return _plot_metric(rows, metric, "test accuracy" if metric == "test_acc" else metric)
 
 
 def plot_early_stop_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
@@ -145,9 +144,11 @@ def write_report(
     rows: Sequence[Mapping[str, Any]],
     last_masks: Mapping[str, Tensor],
     hparams: Mapping[str, Any],
+    test_column: str = "test_acc",
 ) -> None:
     """(Re)write the TensorBoard summary run and the PNG plots of a run folder from its rows.
 
+    ``test_column`` is the column of the test metric (``test_acc``) that the accuracy plot shows.
     The summary run ``<run_dir>/tensorboard/summary`` holds ``lottery/test_acc``,
     ``lottery/test_acc_at_best_val``, ``lottery/val_loss``, ``lottery/val_acc``,
     ``lottery/best_val_step``, ``lottery/density`` and ``lottery/density/<parameter>`` with the
@@ -160,7 +161,7 @@ def write_report(
     run_dir = Path(run_dir)
     target = run_dir / "tensorboard" / "summary"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".summary."))
+    tmp = fresh_folder(target.parent, ".summary.")
     writer = SummaryWriter(log_dir=str(tmp))
     try:
         for row in rows:
@@ -173,7 +174,7 @@ def write_report(
                 writer.add_scalar(f"lottery/density/{name}", float(density), step)
         last_round = int(rows[-1]["round"])
         for tag, plot in (
-            ("accuracy_vs_weights_remaining", plot_accuracy_vs_density),
+            ("accuracy_vs_weights_remaining", lambda rows: plot_accuracy_vs_density(rows, test_column)),
             ("early_stop_vs_weights_remaining", plot_early_stop_vs_density),
         ):
             fig = plot(rows)
@@ -190,7 +191,7 @@ def write_report(
         final = rows[-1]
         metrics = {
             f"hparam/{k}": float(final[k])
-            for k in ("test_acc", "test_acc_at_best_val", "density", "test_acc_mean", "density_mean")
+            for k in (test_column, f"{test_column}_at_best_val", "density", f"{test_column}_mean", "density_mean")
             if final.get(k) is not None
         }
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}

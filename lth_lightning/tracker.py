@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -28,7 +28,7 @@ class EarlyStoppingTracker(pl.Callback):
         ValueError: For an unknown ``mode``.
     """
 
-    def __init__(self, monitor: str = "val/loss", mode: str = "min") -> None:
+    def __init__(self, monitor: str = "val/loss", mode: Literal["min", "max"] = "min") -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}.")
         self.monitor, self.mode = monitor, mode

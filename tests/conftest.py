@@ -63,6 +63,23 @@ class ConvNet(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
+class TinyImageData(pl.LightningDataModule):
+    """``tiny_images`` as a DataModule: 96 training examples (6 batches of 16), separate val and test sets."""
+
+    def __init__(self, n: int = 96, batch_size: int = 16) -> None:
+        super().__init__()
+        self.n, self.batch_size = n, batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(tiny_images(self.n), self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return loader(tiny_images(self.n, seed=1), self.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return loader(tiny_images(self.n, seed=2), self.batch_size)
+
+
 class MemoryLogger(Logger):
     """Keeps every logged metric in memory."""
 

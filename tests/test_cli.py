@@ -208,6 +208,9 @@ def test_help_documents_the_lottery_options(tmp_path):
         "--lottery.rewind_step",
         "--lottery.name",
         "--lottery.out_dir",
+        "--lottery.monitor",
+        "--lottery.mode",
+        "--lottery.test_metric",
     ):
         assert option in result.stdout, option
     text = " ".join(result.stdout.split())  # argparse wraps lines
@@ -270,3 +273,20 @@ def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
     )
     for name in ("accuracy_vs_weights_remaining.png", "early_stop_vs_weights_remaining.png", "results_seeds.json"):
         assert (run / name).is_file()
+
+
+def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, tiny_data, controls=["random_prune"])
+    user = ["--model", "cli_helpers.UnderscoreMLP"]
+    refused = lth("fit", "-c", str(config), *user, cwd=tmp_path, check=False)
+    assert refused.returncode != 0
+    assert "`monitor` 'val/loss' was never logged in validation. Logged metrics: val_acc, val_loss" in refused.stderr
+    named = ["--lottery.name", "named", "--lottery.monitor", "val_loss", "--lottery.test_metric", "test_acc"]
+    result = lth("fit", "-c", str(config), *user, *named, cwd=tmp_path)
+    rows = read_csv(tmp_path / "runs" / "named" / "results.csv")
+    assert list(rows[0])[:6] == ["round", "density", "val_loss", "val_acc", "test_acc", "best_val_loss"]
+    for row in rows:
+        assert float(row["val_loss"]) > 0 and 0 <= float(row["test_acc"]) <= 1 <= int(row["best_val_step"])
+        assert 0 <= float(row["test_acc_at_best_val"]) <= 1
+    assert 0 <= float(rows[1]["random_prune_test_acc"]) <= 1 and float(rows[1]["random_prune_val_loss"]) > 0
+    assert "test_acc@early" in result.stdout and "random_prune" in result.stdout

@@ -53,6 +53,7 @@ def test_random_reinit_keeps_masks_and_shares_no_weights_with_the_init(tmp_path)
 def test_control_masks_stay_enforced_while_it_trains(tmp_path, kind):
     model, cb, data = _one_round(tmp_path)
     masks, init = control_masks_and_init(kind, cb, model, seed=5)
+    ticket_round_masks, ticket_next_masks, ticket_history = cb.round_masks, cb.masks, cb.history
     fork = cb.fork(masks, init)
     control = ConvNet()
     trainer = lean_trainer(tmp_path, callbacks=[fork], max_epochs=2)
@@ -62,7 +63,11 @@ def test_control_masks_stay_enforced_while_it_trains(tmp_path, kind):
         assert torch.all(params[name][~mask] == 0), name
         assert bool((params[name][mask] != init[name][mask]).any())  # it trained
     assert fork.round == cb.round and all(torch.equal(fork.round_masks[k], masks[k]) for k in masks)
-    assert cb.phase == "pruned" and all(torch.equal(cb.round_masks[k], cb.round_masks[k]) for k in masks)
+    # Training the control left the ticket's own state as it was.
+    assert cb.phase == "pruned" and cb.history == ticket_history
+    assert all(torch.equal(cb.round_masks[k], ticket_round_masks[k]) for k in masks)
+    assert all(torch.equal(cb.masks[k], ticket_next_masks[k]) for k in masks)
+    assert not all(torch.equal(fork.masks[k], ticket_next_masks[k]) for k in masks)  # the fork pruned its own
     with pytest.raises(ValueError, match=r"Control masks must name the parameters \['conv.weight'"):
         cb.fork({"conv.weight": masks["conv.weight"]}, init)
 
@@ -92,6 +97,6 @@ def test_real_fashion_mnist_ticket_is_not_worse_than_random_reinit(tmp_path):
     )
     last = rows[-1]
     assert last.density < 0.07
-    ticket, reinit = last.test_acc, last.controls["random_reinit"]["test_acc"]
+    ticket, reinit = last.metrics["test_acc"], last.controls["random_reinit"]["test_acc"]
     # Noise: one 10,000-image test set (std. error ~0.3%) and one training run each; 1% is a few sigma.
     assert ticket >= reinit - 0.01, (ticket, reinit)

@@ -11,7 +11,7 @@ from cli_helpers import write_tiny_fashion
 from conftest import round_trainer
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
-from lth_lightning.driver import format_table
+from lth_lightning.results import format_table
 
 
 class CountFits(pl.Callback):
@@ -42,9 +42,13 @@ def test_run_lottery_python_api(tmp_path):
     )
     assert [r.round for r in rows] == [0, 1, 2]
     assert [round(r.density, 3) for r in rows] == [1.0, 0.6, 0.36]
-    assert all(0 <= r.test_acc <= 1 and r.best_val_step == r.steps == 5 for r in rows)  # 240 examples, batches of 48
+    assert all(0 <= r.metrics["test_acc"] <= 1 and r.best_val_step == r.steps == 5 for r in rows)  # 240 / 48
+    assert all(
+        set(r.metrics) == {"val_loss", "val_acc", "test_loss", "test_acc", "best_val_loss", "test_acc_at_best_val"}
+        for r in rows
+    )
     saved = json.loads((tmp_path / "api" / "results.json").read_text())
-    assert [s["test_acc"] for s in saved] == [r.test_acc for r in rows]
+    assert [s["metrics"]["test_acc"] for s in saved] == [r.metrics["test_acc"] for r in rows]
     assert set(saved[0]["layer_density"]) == {"net.layers.0.weight", "net.layers.1.weight"}
     table = format_table(rows)
     assert table.splitlines()[0].split()[:3] == ["round", "weights", "val_loss"] and " 36.00%" in table

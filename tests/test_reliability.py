@@ -208,3 +208,26 @@ def test_same_seed_same_masks_and_metrics(tmp_path, tiny_data):
     assert all(torch.equal(masks_a[k], masks_b[k]) for k in masks_a)
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in rows_a]
     assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in rows_b]
+
+
+def test_written_files_respect_the_umask(tmp_path, tiny_data):
+    """Results, plots, TensorBoard, checkpoints and exported tickets follow the umask (027: readable by the group)."""
+    script = REPO / "tests" / "scripts" / "small_run.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tiny_data), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        umask=0o027,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = list((tmp_path / "out").rglob("*"))
+    names = {p.name for p in paths}
+    assert {"results.csv", "accuracy_vs_weights_remaining.png", "ticket.pt", "ticket.json", "lottery.pt"} <= names
+    assert {"last.ckpt", "summary"} <= names and any(n.startswith("events.out.tfevents") for n in names)
+    wrong = {
+        str(p): oct(p.stat().st_mode & 0o777)
+        for p in paths
+        if p.stat().st_mode & 0o777 != (0o750 if p.is_dir() else 0o640)
+    }
+    assert not wrong

@@ -1,0 +1,140 @@
+"""``LotteryState``: where an iterative-magnitude-pruning experiment stands, as plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from lth_lightning.pruning import sparsity_report
+
+__all__ = ["LotteryState", "Phase"]
+
+Phase = Literal["init", "training", "pruned"]
+_PHASES = ("init", "training", "pruned")
+
+
+def _copy(tensors: Mapping[str, Tensor], dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", dtype=dtype, copy=True) for k, v in tensors.items()}
+
+
+@dataclass
+class LotteryState:
+    """The state of a lottery-ticket experiment: no module, no Trainer, only names and tensors on the CPU.
+
+    Attributes:
+        round: Index of the current (or last trained) round; 0 is the dense network.
+        phase: ``"init"`` before the first fit, ``"training"`` during a round, ``"pruned"`` after it.
+        names: The pruned tensors, by parameter name (the first name of a shared tensor).
+        masks: Boolean masks keyed by name; after a round they are the *next* round's.
+        round_masks: The masks the current (or last trained) round trains with.
+        snapshot: The module state rewound to (state-dict names), or None before it is taken.
+        history: One record per finished round (round, density, layer densities, steps, metrics).
+    """
+
+    round: int = 0
+    phase: Phase = "init"
+    names: list[str] = field(default_factory=list)
+    masks: dict[str, Tensor] = field(default_factory=dict)
+    round_masks: dict[str, Tensor] = field(default_factory=dict)
+    snapshot: dict[str, Tensor] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def density(self) -> float:
+        """Fraction of the pruned tensors' weights alive under ``masks`` (1.0 before any mask)."""
+        return sparsity_report(self.masks).density if self.masks else 1.0
+
+    def start(self, shapes: Mapping[str, Sequence[int]], snapshot: Mapping[str, Tensor] | None) -> None:
+        """The first fit: round 0 trains every weight of the tensors ``shapes`` names.
+
+        Args:
+            shapes: The pruned tensors' shapes keyed by name, in pruning order.
+            snapshot: The state to rewind to, or None when it is taken later (late rewinding).
+        """
+        self.names = list(shapes)
+        self.masks = {name: torch.ones(tuple(shape), dtype=torch.bool) for name, shape in shapes.items()}
+        self.round_masks = _copy(self.masks)
+        self.snapshot = None if snapshot is None else _copy(snapshot)
+        self.round, self.phase = 0, "training"
+
+    def begin_fit(self) -> None:
+        """A later fit starts: after a finished round the next one begins; mid-round (a resume) it continues.
+
+        Raises:
+            RuntimeError: Before :meth:`start`.
+        """
+        if self.phase == "init":
+            raise RuntimeError("The lottery state has not started: the first fit calls start().")
+        if self.phase == "pruned":
+            self.round, self.phase = self.round + 1, "training"
+        self.round_masks = _copy(self.masks)
+
+    def finish(self, masks: Mapping[str, Tensor], record: Mapping[str, Any]) -> None:
+        """The round ends: ``masks`` become the next round's and ``record`` joins the history.
+
+        Raises:
+            RuntimeError: If no round is being trained.
+        """
+        if self.phase != "training":
+            raise RuntimeError(f"No lottery round is being trained (phase {self.phase!r}).")
+        self.masks = _copy({n: masks[n] for n in self.names}, torch.bool)
+        self.history.append(dict(record))
+        self.phase = "pruned"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain containers of tensors and numbers (copies), loadable with ``torch.load(weights_only=True)``."""
+        return {
+            "round": self.round,
+            "phase": self.phase,
+            "names": list(self.names),
+            "masks": _copy(self.masks),
+            "round_masks": _copy(self.round_masks),
+            "snapshot": None if self.snapshot is None else _copy(self.snapshot),
+            "history": [dict(h) for h in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LotteryState:
+        """The state :meth:`as_dict` wrote (copied to the CPU).
+
+        Raises:
+            ValueError: If the phase is not one of ``init``, ``training``, ``pruned``.
+        """
+        phase = data["phase"]
+        if phase not in _PHASES:
+            raise ValueError(f"Invalid phase {phase!r} in a lottery state; allowed: {', '.join(_PHASES)}.")
+        snapshot = data["snapshot"]
+        return cls(
+            round=int(data["round"]),
+            phase=phase,
+            names=list(data["names"]),
+            masks=_copy(data["masks"], torch.bool),
+            round_masks=_copy(data["round_masks"], torch.bool),
+            snapshot=None if snapshot is None else _copy(snapshot),
+            history=[dict(h) for h in data["history"]],
+        )
+
+    def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryState:
+        """The state whose next fit trains ``masks`` from ``snapshot`` as this state's current round.
+
+        This is how a control experiment retrains a round under other conditions.
+
+        Raises:
+            ValueError: If ``masks`` does not name exactly this state's tensors.
+        """
+        if set(masks) != set(self.names):
+            raise ValueError(f"Control masks must name the parameters {self.names}, got {sorted(masks)}.")
+        return replace(
+            self,
+            round=self.round - 1,  # the fork's next fit is this round again
+            phase="pruned",
+            names=list(self.names),
+            masks=_copy({n: masks[n] for n in self.names}, torch.bool),
+            round_masks={},
+            snapshot=_copy(snapshot),
+            history=[],
+        )
