@@ -401,14 +401,22 @@ def ours_round(dm: FashionMNISTDataModule, epochs: int, device: torch.device) ->
 
 def report_cost(rounds: int = 3) -> float:
     """Seconds to redraw the plots and the TensorBoard summary of a run folder once."""
-    from lth_lightning.report import write_report
+    from lth_lightning.experiment.dashboard import write_run_report
+    from lth_lightning.experiment.paths import RunPaths
+    from lth_lightning.experiment.results import MetricNames, RoundResult
+    from lth_lightning.io import save_tensors
 
-    rows = [{"round": r, "density": 0.8**r, "test_acc": 0.88, "best_val_step": 100} for r in range(rounds)]
-    masks = {"net.layers.0.weight": torch.ones(256, 784, dtype=torch.bool)}
+    rows = [
+        RoundResult(r, 0.8**r, {"test_acc": 0.88, "test_acc_at_best_val": 0.88}, best_val_step=100)
+        for r in range(rounds)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        write_report(tmp, rows, masks, {})  # imports and first use
+        run = RunPaths(Path(tmp))
+        for r in range(rounds):
+            save_tensors({"net.layers.0.weight": torch.rand(256, 784) < 0.8**r}, run.masks(r))
+        write_run_report(run, rows, {}, MetricNames())  # imports and first use
         start = time.perf_counter()
-        write_report(tmp, rows, masks, {})
+        write_run_report(run, rows, {}, MetricNames())
         return time.perf_counter() - start
 
 

@@ -3,26 +3,61 @@
 Public API::
 
     from lth_lightning import LotteryTicketCallback, LotteryClassifier, MLP
-    from lth_lightning import FashionMNISTDataModule, MNISTDataModule, run_lottery
+    from lth_lightning import FashionMNISTDataModule, MNISTDataModule, run_lottery, run_seeds
+
+Names are imported on first use (PEP 562), so ``import lth_lightning`` and the commands that do
+not train (``lth export``, ``lth aggregate``, ``lth compare``) do not import Lightning.
 """
 
-from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.classifier import LotteryClassifier
-from lth_lightning.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
-from lth_lightning.download import DatasetFileError
-from lth_lightning.driver import run_lottery
-from lth_lightning.export import export_ticket, load_ticket
-from lth_lightning.idx import IDXFormatError, read_idx
-from lth_lightning.loader import EpochShards, TensorBatches
-from lth_lightning.mlp import MLP
-from lth_lightning.results import MetricNames, RoundResult
-from lth_lightning.sparse import SparseLinear, to_sparse
-from lth_lightning.state import LotteryState
-from lth_lightning.targets import select_targets
-from lth_lightning.tracker import EarlyStoppingTracker
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lth_lightning.callback import LotteryTicketCallback
+    from lth_lightning.classifier import LotteryClassifier
+    from lth_lightning.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
+    from lth_lightning.download import DatasetFileError
+    from lth_lightning.experiment.aggregate import aggregate_runs, compare_runs
+    from lth_lightning.experiment.results import MetricNames, RoundResult
+    from lth_lightning.experiment.rounds import run_lottery, run_seeds
+    from lth_lightning.export import export_ticket, load_ticket
+    from lth_lightning.idx import IDXFormatError, read_idx
+    from lth_lightning.loader import EpochShards, TensorBatches
+    from lth_lightning.mlp import MLP
+    from lth_lightning.sparse import SparseLinear, to_sparse
+    from lth_lightning.state import LotteryState
+    from lth_lightning.targets import select_targets
+    from lth_lightning.tracker import EarlyStoppingTracker
+
+_WHERE = {
+    "MLP": "mlp",
+    "DatasetFileError": "download",
+    "EarlyStoppingTracker": "tracker",
+    "EpochShards": "loader",
+    "FashionMNISTDataModule": "datamodule",
+    "IDXDataModule": "datamodule",
+    "IDXFormatError": "idx",
+    "LotteryClassifier": "classifier",
+    "LotteryState": "state",
+    "LotteryTicketCallback": "callback",
+    "MNISTDataModule": "datamodule",
+    "MetricNames": "experiment.results",
+    "RoundResult": "experiment.results",
+    "SparseLinear": "sparse",
+    "TensorBatches": "loader",
+    "aggregate_runs": "experiment.aggregate",
+    "compare_runs": "experiment.aggregate",
+    "export_ticket": "export",
+    "load_ticket": "export",
+    "read_idx": "idx",
+    "run_lottery": "experiment.rounds",
+    "run_seeds": "experiment.rounds",
+    "select_targets": "targets",
+    "to_sparse": "sparse",
+}
 __all__ = [
-    "MLP",
     "DatasetFileError",
     "EarlyStoppingTracker",
     "EpochShards",
@@ -32,16 +67,30 @@ __all__ = [
     "LotteryClassifier",
     "LotteryState",
     "LotteryTicketCallback",
+    "MLP",
     "MNISTDataModule",
     "MetricNames",
     "RoundResult",
     "SparseLinear",
     "TensorBatches",
+    "aggregate_runs",
+    "compare_runs",
     "export_ticket",
     "load_ticket",
     "read_idx",
     "run_lottery",
+    "run_seeds",
     "select_targets",
     "to_sparse",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

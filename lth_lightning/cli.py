@@ -1,9 +1,8 @@
-"""The ``lth`` command: LightningCLI whose ``fit`` runs a whole multi-round lottery experiment."""
+"""``LotteryCLI``: LightningCLI whose ``fit`` runs a whole multi-round lottery experiment (``lth fit``)."""
 
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -13,11 +12,11 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.driver import RoundResult, is_global_zero, run_lottery, write_aggregate
-from lth_lightning.export import main as export_main
-from lth_lightning.results import MetricNames, format_seed_table, format_table
+from lth_lightning.experiment.controls import ControlName
+from lth_lightning.experiment.results import MetricNames, format_seed_table, format_table
+from lth_lightning.experiment.rounds import is_global_zero, run_lottery, run_seeds
 
-__all__ = ["LotteryCLI", "LotteryOptions", "main"]
+__all__ = ["LotteryCLI", "LotteryOptions"]
 
 
 class LotteryOptions:
@@ -25,22 +24,23 @@ class LotteryOptions:
 
     Args:
         rounds: Number of rounds, the dense round 0 included (>= 1). With 1, ``lth fit`` is a
-            plain LightningCLI fit with the callback.
+            plain LightningCLI fit with the callback. Raising it continues a finished experiment.
         amount: Fraction of the alive prunable weights removed per round, in (0, 1).
         scope: Prune by global magnitude across layers or layer by layer.
         parameters: Names or glob patterns of the parameters to prune (default: the weight of
-            every Linear and Conv layer).
+            every Linear, Conv and ConvTranspose layer).
         rates: Per-parameter pruning rates overriding ``amount`` (name or glob -> rate).
         rewind_step: Optimizer step of the first round to rewind to; 0 is the initialization.
-        name: Name of the run folder.
-        out_dir: Parent of the run folder; defaults to the Trainer's ``default_root_dir``.
+        name: The experiment folder's name; by default ``<net>-<data>-<pruning>-<hash>``, from
+            every setting that changes results, so that every variant gets its own folder.
+        out_dir: Parent of the experiment folder; defaults to the Trainer's ``default_root_dir``.
         progress: Show a progress bar over rounds.
         controls: Controls trained at every round with the same recipe: ``random_reinit``
             (the ticket's masks, a fresh initialization) and ``random_prune`` (random masks of
             the ticket's per-layer sizes, the original initialization).
-        seeds: Run the whole experiment once per seed (``seed_everything``), each in
-            ``<name>/seed_<s>/``, and aggregate mean and standard deviation per round in
-            ``<name>/results_seeds.csv`` and plots with bands.
+        seeds: Run the experiment once per seed (``seed_everything``), each in
+            ``<experiment>/seed_<s>/``, and aggregate mean, std, min and max per round in
+            ``<experiment>/results_seeds.csv``, plots with bands and a TensorBoard summary.
         monitor: Validation metric, as the model logs it (``val/loss``, ``val_loss``), whose
             best value marks the early-stopping iteration; the weights there are tested too.
             null records no validation.
@@ -59,10 +59,10 @@ class LotteryOptions:
         parameters: list[str] | None = None,
         rates: dict[str, float] | None = None,
         rewind_step: int = 0,
-        name: str = "lottery",
+        name: str | None = None,
         out_dir: str | None = None,
         progress: bool = True,
-        controls: list[Literal["random_reinit", "random_prune"]] | None = None,
+        controls: list[ControlName] | None = None,
         seeds: list[int] | None = None,
         monitor: str | None = "val/loss",
         mode: Literal["min", "max"] = "min",
@@ -70,7 +70,7 @@ class LotteryOptions:
     ) -> None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`lottery.rounds` must be an integer >= 1, got {rounds!r}.")
-        if not name or Path(name).name != name:
+        if name is not None and (not name or Path(name).name != name or name in (".", "..")):
             raise ValueError(f"`lottery.name` must be a plain folder name, got {name!r}.")
         if controls is not None and len(set(controls)) != len(controls):
             raise ValueError(f"`lottery.controls` lists a control twice: {controls}.")
@@ -86,11 +86,12 @@ class LotteryOptions:
 
 
 class LotteryCLI(LightningCLI):
-    """LightningCLI with a ``--lottery`` group; ``fit`` runs :func:`~lth_lightning.run_lottery`.
+    """LightningCLI with a ``--lottery`` group; ``fit`` runs :func:`~lth_lightning.run_lottery` (or ``run_seeds``).
 
     The model may be any LightningModule and the data any LightningDataModule (``class_path``
     in the config); the defaults are the seed's MLP in a ``LotteryClassifier`` and
-    Fashion-MNIST. The full config is saved as ``config.yaml`` in the run folder.
+    Fashion-MNIST. The full config is saved as ``config.yaml`` in the run folder. Options are
+    never abbreviated: ``--lottery.round`` is an error, not ``--lottery.rounds``.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -99,6 +100,12 @@ class LotteryCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("auto_configure_optimizers", False)
+        no_abbreviations = {"allow_abbrev": False}
+        parser_kwargs = {
+            **no_abbreviations,
+            **{c: dict(no_abbreviations) for c in ("fit", "validate", "test", "predict")},
+        }
+        kwargs.setdefault("parser_kwargs", parser_kwargs)
         super().__init__(pl.LightningModule, pl.LightningDataModule, **kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
@@ -145,58 +152,30 @@ class LotteryCLI(LightningCLI):
         if datamodule is None:
             raise ValueError("`lth fit` needs a datamodule (--data).")
         trainer_kwargs: Mapping[str, Any] = self._round_trainer_kwargs
-        out_dir = Path(options.out_dir or trainer_kwargs.get("default_root_dir") or Path.cwd())
-        run_dir = out_dir / options.name
         config = self._run_config()
-
-        def run(
-            model: pl.LightningModule,
-            lottery: LotteryTicketCallback,
-            out: Path,
-            name: str,
-            seed: int,
-            config: dict[str, Any],
-        ) -> list[RoundResult]:
-            return run_lottery(
-                model,
-                datamodule,
-                rounds=options.rounds,
-                lottery=lottery,
-                trainer=trainer_kwargs,
-                out_dir=out,
-                name=name,
-                config=config,
-                progress=options.progress,
-                controls=options.controls,
-                seed=seed,
-                monitor=options.metrics.monitor,
-                mode=options.metrics.mode,
-                test_metric=options.metrics.test,
-            )
-
+        common: dict[str, Any] = {
+            "rounds": options.rounds,
+            "trainer": trainer_kwargs,
+            "out_dir": Path(options.out_dir or trainer_kwargs.get("default_root_dir") or Path.cwd()),
+            "name": options.name,
+            "progress": options.progress,
+            "controls": options.controls,
+            "monitor": options.metrics.monitor,
+            "mode": options.metrics.mode,
+            "test_metric": options.metrics.test,
+        }
         if options.seeds is None:
-            rows = run(model, options.callback, out_dir, options.name, int(config.get("seed_everything") or 0), config)
-            table = format_table(rows, options.metrics)
+            seed = int(config.get("seed_everything") or 0)
+            rows = run_lottery(model, datamodule, lottery=options.callback, seed=seed, config=config, **common)
+            table, folder = format_table(rows, options.metrics), rows.run_dir
         else:
-            runs = []
-            for seed in options.seeds:
-                pl.seed_everything(seed)
-                seed_model = self._parser(self.subcommand).instantiate_classes(self.config[self.subcommand])["model"]
-                lottery = LotteryTicketCallback(**options.callback.settings())
-                runs.append(
-                    run(seed_model, lottery, run_dir, f"seed_{seed}", seed, {**config, "seed_everything": seed})
-                )
-            hparams = {"seeds": len(runs), "rounds": options.rounds}
-            aggregated = write_aggregate(run_dir, runs, hparams, options.metrics)
-            table = format_seed_table(aggregated, options.metrics)
+
+            def make_model() -> pl.LightningModule:
+                return self._parser(self.subcommand).instantiate_classes(self.config[self.subcommand])["model"]
+
+            runs = run_seeds(
+                make_model, datamodule, seeds=options.seeds, lottery=options.callback, config=config, **common
+            )
+            table, folder = format_seed_table(runs.aggregated, options.metrics), runs.experiment_dir
         if is_global_zero():
-            print(f"\n{table}\n\nRun folder: {run_dir.resolve()}", flush=True)
-
-
-def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``lth`` console script: LightningCLI subcommands, plus ``lth export``."""
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["export"]:
-        export_main(argv[1:])
-        return
-    LotteryCLI(args=args)
+            print(f"\n{table}\n\nRun folder: {folder.resolve()}", flush=True)

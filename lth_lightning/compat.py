@@ -3,21 +3,22 @@
 Each name here is a private detail of a dependency that may change in any release. Code elsewhere
 imports these helpers, never the private names themselves, and ``tests/test_compat.py`` checks
 each one against the installed versions, so an upgrade that changes one fails loudly there.
+Lightning is imported inside the helpers that need it, so that importing this module does not.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import lightning.pytorch as pl
-from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
 from torch.nn.utils import parametrizations
 from torch.nn.utils.spectral_norm import SpectralNorm as SpectralNormHook
 from torch.nn.utils.weight_norm import WeightNorm as WeightNormHook
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 __all__ = [
     "CURRENT_FX_NAME",
@@ -46,6 +47,8 @@ def multiprocessing_start_method(trainer: pl.Trainer) -> str | None:
     Such launchers (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``) run ``fit`` in processes whose
     state never returns to the caller.
     """
+    from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
+
     launcher = getattr(trainer.strategy, "launcher", None)
     if isinstance(launcher, _MultiProcessingLauncher):
         return str(launcher._start_method)
@@ -54,6 +57,8 @@ def multiprocessing_start_method(trainer: pl.Trainer) -> str | None:
 
 def global_rank() -> int:
     """This process's global rank as Lightning's rank-zero utilities know it, before any Trainer exists."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
     return int(getattr(rank_zero_only, "rank", 0))
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+from lth_lightning.io import create_temporary
 
 __all__ = ["DatasetFileError", "file_md5", "fetch_files"]
 
@@ -30,8 +31,7 @@ def file_md5(path: Path) -> str:
 
 def _download_one(url: str, target: Path, md5: str, timeout: float) -> None:
     """Download ``url`` to ``target`` atomically, or raise; leaves no partial file behind."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    fd, tmp = create_temporary(target, suffix=".part")  # readable as the umask allows, like any new file
     try:
         digest = hashlib.md5(usedforsecurity=False)
         request = urllib.request.Request(url, headers={"User-Agent": "lth-lightning"})

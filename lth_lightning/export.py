@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from torch import Tensor
 
+from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
+from lth_lightning.experiment.results import MetricNames, RoundResult, column
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.pruning import sparsity_report
-from lth_lightning.results import MetricNames, RoundResult, column
 
-__all__ = ["export_ticket", "load_ticket", "main"]
+__all__ = ["choose_round", "export_ticket", "find_run", "load_ticket"]
+
+RoundChoice = int | Literal["last", "best"]
 
 
 def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -24,8 +25,69 @@ def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return dict(state)
 
 
-def export_ticket(run_dir: str | Path, round: int, out: str | Path, *, prefix: str = "net.") -> dict[str, Any]:
-    """Export the network trained in ``round`` of a run folder as a ticket.
+def find_run(folder: str | Path, seed: int | None = None) -> RunPaths:
+    """The run in ``folder``: the folder itself, or the run of ``seed`` in an experiment folder.
+
+    Raises:
+        FileNotFoundError: If the folder does not exist, holds no run, or has no run with ``seed``.
+        ValueError: If an experiment folder holds several seeds and ``seed`` is None.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder} does not exist: give a run folder (<experiment>/seed_<s>) or an experiment folder."
+        )
+    run = RunPaths(folder)
+    if run.round_dir(0).is_dir() or run.config.is_file():
+        return run
+    runs = ExperimentPaths(folder).runs()
+    seeds = [r.seed for r in runs]
+    if not runs:
+        raise FileNotFoundError(f"{folder} holds no run: neither round_00/ nor seed_<s>/ folders.")
+    if seed is not None:
+        if seed not in seeds:
+            raise FileNotFoundError(f"{folder} has no run with seed {seed}; its seeds: {seeds}.")
+        return runs[seeds.index(seed)]
+    if len(runs) > 1:
+        raise ValueError(f"{folder} holds the runs of seeds {seeds}: choose one with --seed (seed=...).")
+    return runs[0]
+
+
+def _test_column(run: RunPaths) -> str:
+    config = yaml.safe_load(run.config.read_text()) if run.config.is_file() else {}
+    test = ((config or {}).get("lottery") or {}).get("test_metric") or MetricNames().test
+    return column(test)
+
+
+def choose_round(run: RunPaths, round: RoundChoice) -> int:
+    """``round`` itself, the last finished round (``"last"``), or the one with the best test metric (``"best"``;
+    the sparser one on a tie).
+
+    Raises:
+        FileNotFoundError: If no round is finished.
+        ValueError: For any other choice.
+    """
+    finished = run.finished_rounds()
+    if isinstance(round, int) and not isinstance(round, bool):
+        return round
+    if round not in ("last", "best"):
+        raise ValueError(f"`round` must be a round number, 'last' or 'best', got {round!r}.")
+    if not finished:
+        raise FileNotFoundError(f"{run.root} has no finished round yet.")
+    if round == "last":
+        return finished[-1]
+    test = _test_column(run)
+    rows = [RoundResult(**json.loads(run.metrics(r).read_text())) for r in finished]
+    scored = [(float(value), row.round) for row in rows if (value := row.metrics.get(test)) is not None]
+    if not scored:
+        raise ValueError(f"{run.root}: no finished round has the test metric column {test!r}.")
+    return max(scored)[1]  # the best value; on a tie, the later (sparser) round
+
+
+def export_ticket(
+    run_dir: str | Path, round: RoundChoice, out: str | Path, *, prefix: str = "net.", seed: int | None = None
+) -> dict[str, Any]:
+    """Export the network trained in ``round`` of a run as a ticket.
 
     Writes ``out`` (``torch.save`` of ``{"state_dict", "masks"}``: tensors only, loadable with
     ``weights_only=True`` into the plain network, e.g. ``MLP``, without this package) and
@@ -33,28 +95,30 @@ def export_ticket(run_dir: str | Path, round: int, out: str | Path, *, prefix: s
     metrics, the run's config and seed.
 
     Args:
-        run_dir: A run folder written by :func:`~lth_lightning.run_lottery` or ``lth fit``.
-        round: The round whose trained network to export.
+        run_dir: A run folder (``<experiment>/seed_<s>``), or an experiment folder (with ``seed``
+            when it holds several seeds).
+        round: The round whose trained network to export, ``"last"`` or ``"best"``.
         out: Path of the ticket file.
         prefix: Prefix of the plain network's entries in the LightningModule's state (``"net."``
             for :class:`~lth_lightning.LotteryClassifier`); stripped from the exported names.
             Entries without it are dropped when any entry has it.
+        seed: Which run of an experiment folder.
 
     Returns:
         The card.
 
     Raises:
-        FileNotFoundError: If the round is not finished in ``run_dir`` (the message lists the
-            finished rounds).
+        FileNotFoundError: If the folder holds no such run, or the round is not finished (the
+            message lists the finished rounds).
     """
-    run_dir, out = Path(run_dir), Path(out)
-    round_dir = run_dir / f"round_{round:02d}"
-    needed = [round_dir / "metrics.json", round_dir / "masks.pt", round_dir / "weights.pt"]
+    run, out = find_run(run_dir, seed), Path(out)
+    number = choose_round(run, round)
+    needed = [run.metrics(number), run.masks(number), run.weights(number)]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
-        finished = sorted(int(p.parent.name[6:]) for p in run_dir.glob("round_*/metrics.json"))
         raise FileNotFoundError(
-            f"Round {round} of {run_dir} is not finished (missing {', '.join(missing)}); finished rounds: {finished}."
+            f"Round {number} of {run.root} is not finished (missing {', '.join(missing)}); "
+            f"finished rounds: {run.finished_rounds()}."
         )
     masks: dict[str, Tensor] = load_tensors(needed[1])
     state: dict[str, Tensor] = load_tensors(needed[2])
@@ -63,18 +127,17 @@ def export_ticket(run_dir: str | Path, round: int, out: str | Path, *, prefix: s
     plain_state, plain_masks = _strip(state, prefix), _strip(masks, prefix)
     save_tensors({"state_dict": plain_state, "masks": plain_masks}, out)
     report = sparsity_report(plain_masks)
-    config_file = run_dir / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    config = yaml.safe_load(run.config.read_text()) if run.config.is_file() else {}
     card = {
-        "run_dir": str(run_dir.resolve()),
-        "round": round,
+        "run_dir": str(run.root.resolve()),
+        "round": number,
         "density": report.density,
         "alive": report.alive,
         "total": report.total,
         "layers": {t.name: {"alive": t.alive, "total": t.total, "density": t.density} for t in report.tensors},
         "metrics": RoundResult(**json.loads(needed[0].read_text())).flat(),
-        "seed": (config or {}).get("seed_everything"),
-        "config": config,
+        "seed": run.seed,
+        "config": config or {},
     }
     atomic_write_text(out.with_suffix(".json"), json.dumps(card, indent=2, default=str))
     return card
@@ -84,22 +147,3 @@ def load_ticket(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Tensor]]
     """The ``(state_dict, masks)`` of an exported ticket, loaded with ``weights_only=True``."""
     data = load_tensors(path)
     return data["state_dict"], data["masks"]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``lth export RUN_DIR --round N --out ticket.pt``."""
-    parser = argparse.ArgumentParser(prog="lth export", description="Export a finished round's ticket.")
-    parser.add_argument("run_dir", type=Path, help="run folder (e.g. runs/fashion_mnist_mlp/lottery)")
-    parser.add_argument("--round", type=int, required=True, help="round to export")
-    parser.add_argument("--out", type=Path, required=True, help="ticket file to write (a .json card goes beside it)")
-    parser.add_argument("--prefix", default="net.", help="prefix of the plain network's entries (default: net.)")
-    args = parser.parse_args(argv)
-    try:
-        card = export_ticket(args.run_dir, args.round, args.out, prefix=args.prefix)
-    except FileNotFoundError as err:
-        parser.exit(2, f"lth export: error: {err}\n")
-    test = (card["config"].get("lottery") or {}).get("test_metric") or MetricNames().test
-    print(
-        f"Exported round {args.round}: {100 * card['density']:.2f}% of weights ({card['alive']}/{card['total']}), "
-        f"{test} {card['metrics'].get(column(test))} -> {args.out} (+ {args.out.with_suffix('.json').name})"
-    )

@@ -10,11 +10,25 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "fresh_folder", "load_tensors", "save_tensors"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "create_temporary",
+    "fresh_folder",
+    "load_tensors",
+    "save_tensors",
+]
 
 
-def _temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+def create_temporary(path: Path, suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new file beside ``path`` (``.<name>.<random><suffix>``), open for writing, with the permissions
+    of any new file: ``0o666`` less the process's umask (``mkstemp`` would give ``0o600``)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -25,8 +39,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+    fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

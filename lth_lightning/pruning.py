@@ -37,6 +37,7 @@ __all__ = [
     "apply_masks_",
     "keep_count",
     "magnitude_masks",
+    "mask_overlap",
     "match_names",
     "plan_groups",
     "prune",
@@ -372,3 +373,23 @@ def sparsity_report(masks: Mapping[str, Tensor]) -> SparsityReport:
     return SparsityReport(
         tuple(TensorSparsity(name, int(mask.to(torch.bool).sum()), mask.numel()) for name, mask in masks.items())
     )
+
+
+def mask_overlap(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> dict[str, float]:
+    """Jaccard index of the surviving weights, per tensor: ``|a & b| / |a | b|`` (1.0 when both are empty).
+
+    Between consecutive rounds of one ticket the masks are nested, so this is the fraction of a
+    layer's survivors that survive the next round; between two seeds' tickets at one density
+    ``d``, independent random masks would give about ``d / (2 - d)``.
+
+    Raises:
+        KeyError: If ``a`` and ``b`` do not name the same tensors.
+    """
+    if set(a) != set(b):
+        raise KeyError(f"Masks to compare must name the same tensors; got {sorted(a)} and {sorted(b)}.")
+    out = {}
+    for name, mask in a.items():
+        x, y = mask.to(torch.bool), b[name].to(torch.bool)
+        union = int((x | y).sum())
+        out[name] = int((x & y).sum()) / union if union else 1.0
+    return out

@@ -9,6 +9,8 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from lth_lightning.experiment.results import check_logged
+
 __all__ = ["EarlyStoppingTracker"]
 
 
@@ -23,15 +25,18 @@ class EarlyStoppingTracker(pl.Callback):
     Args:
         monitor: Logged metric to track.
         mode: ``"min"`` or ``"max"``.
+        strict: Raise at the first validation (usually Lightning's sanity check, before any
+            training) if ``monitor`` was not logged, listing what was, as Lightning's
+            ``EarlyStopping(strict=True)`` does.
 
     Raises:
-        ValueError: For an unknown ``mode``.
+        ValueError: For an unknown ``mode``; with ``strict``, when ``monitor`` is not logged.
     """
 
-    def __init__(self, monitor: str = "val/loss", mode: Literal["min", "max"] = "min") -> None:
+    def __init__(self, monitor: str = "val/loss", mode: Literal["min", "max"] = "min", strict: bool = True) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}.")
-        self.monitor, self.mode = monitor, mode
+        self.monitor, self.mode, self.strict = monitor, mode, strict
         self.curve: list[tuple[int, float]] = []
         self.best_step: int | None = None
         self.best_value: float | None = None
@@ -45,6 +50,8 @@ class EarlyStoppingTracker(pl.Callback):
         return value < self.best_value if self.mode == "min" else value > self.best_value
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.strict:
+            check_logged(self.monitor, "monitor", "validation", trainer.callback_metrics)
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])

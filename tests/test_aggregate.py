@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lth_lightning.aggregate import aggregate
+from lth_lightning.experiment.aggregate import aggregate
 
 
 def test_mean_and_std_per_round_from_per_seed_rows():
@@ -26,6 +26,8 @@ def test_mean_and_std_per_round_from_per_seed_rows():
     assert two[1]["test_acc_mean"] == pytest.approx(0.85) and two[1]["test_acc_std"] == pytest.approx(math.sqrt(2e-4))
     assert two[1]["random_reinit_test_acc_mean"] == pytest.approx(0.72)
     assert two[1]["density_mean"] == 0.5 and two[1]["density_std"] == 0.0
+    assert (two[1]["test_acc_min"], two[1]["test_acc_max"]) == (0.84, 0.86)
+    assert (rows[0]["test_acc_min"], rows[0]["test_acc_max"]) == (0.80, 0.90)
     single = aggregate([seed0])
     assert single[1]["test_acc_std"] == 0.0 and single[1]["seeds"] == 1
 

@@ -34,3 +34,10 @@ def test_sparse_inference_prints_its_table():
     rows = [line for line in out.splitlines() if re.match(r"\| (100|10)% \| [14] \|", line)]
     assert len(rows) == 4
     assert "batch 4: sparse beats dense" in out
+
+
+def test_startup_prints_its_table_and_the_light_commands_load_no_lightning():
+    out = _run("startup.py", "--reps", "1")
+    for command in ("export", "aggregate", "compare"):
+        assert re.search(rf"\| `lth {command} --help` \| [\d.]+ \| [\d.]+ \| no \|", out), command
+    assert re.search(r"\| `lth fit --help` \| [\d.]+ \| 1\.00 \| yes \|", out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,13 @@ def tiny_config(tmp_path: Path, data_dir: Path, **lottery) -> Path:
     return path
 
 
+def run_folder(result: subprocess.CompletedProcess) -> Path:
+    """The folder `lth fit` says it writes to (the last "Run folder:" line), as a user reads it."""
+    folders = re.findall(r"Run folder: (\S+)", result.stdout) or re.findall(r"Run folder: (\S+)", result.stderr)
+    assert folders, result.stdout[-2000:] + result.stderr[-2000:]
+    return Path(folders[-1])
+
+
 def lth(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
     result = subprocess.run([LTH, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
@@ -73,8 +81,11 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
     config = tiny_config(tmp_path, tiny_data)
     result = lth("fit", "-c", str(config), cwd=tmp_path)
-    run = tmp_path / "runs" / "lottery"
-    assert f"Run folder: {run.resolve()}" in result.stdout
+    run = run_folder(result)
+    experiment = run.parent
+    assert run.name == "seed_0" and experiment.parent == (tmp_path / "runs").resolve()
+    assert re.fullmatch(r"MLP-FashionMNIST-global0\.5-[0-9a-f]{8}", experiment.name)
+    assert f"Run folder: {run}" in result.stdout and (experiment / "experiment.yaml").is_file()
     assert "round  weights" in result.stdout and " 50.00%" in result.stdout
     for name in (
         "config.yaml",
@@ -101,7 +112,7 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
     assert saved["lottery"]["amount"] == 0.5 and saved["model"]["init_args"]["lr"] == 0.01
 
     # TensorBoard, read back with its own reader: one value per round, images, hparams.
-    summary = EventAccumulator(str(run / "tensorboard" / "summary"), size_guidance={"images": 0})
+    summary = EventAccumulator(str(run / "tensorboard" / "summary" / "ticket"), size_guidance={"images": 0})
     summary.Reload()
     tags = summary.Tags()
     for tag in (
@@ -120,8 +131,13 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
     for r in range(2):
         per_round = EventAccumulator(str(run / "tensorboard" / f"round_{r:02d}"))
         per_round.Reload()
-        assert {"train/loss", "val/loss", "val/acc", "lottery/density"} <= set(per_round.Tags()["scalars"])
+        scalars = set(per_round.Tags()["scalars"])
+        assert {"train/loss", "val/loss", "val/acc", "test/acc"} <= scalars
+        assert "epoch" not in scalars and not any(t.startswith("lottery/") for t in scalars)  # the summary has those
         assert len(per_round.Scalars("val/loss")) == 2  # one per epoch
+        assert len(per_round.Scalars("test/acc")) == 1  # the final weights' test, once
+        with pytest.raises(KeyError, match="hparams"):  # hyperparameters live in the summary run only
+            per_round.PluginTagToContent("hparams")
 
     # Rerunning the same command recomputes nothing; asking for one more round runs only that one.
     stamps = {p: p.stat().st_mtime_ns for p in run.glob("round_*/metrics.json")}
@@ -134,21 +150,25 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
     assert [int(r["round"]) for r in rows] == [0, 1, 2]
     assert float(rows[2]["density"]) == pytest.approx(keep_count(TOTAL, 0.5, 2) / TOTAL)
 
-    # Another experiment on the same folder is refused, naming what differs; nothing is touched.
-    refused = lth("fit", "-c", str(config), "--lottery.amount", "0.3", "--model.lr", "0.02", cwd=tmp_path, check=False)
-    assert refused.returncode != 0
-    assert (
-        "holds another experiment: its config.yaml differs in lottery.amount: folder has 0.5, now 0.3" in refused.stderr
+    # A variant is another experiment, in its own folder; the first is untouched.
+    variant = run_folder(lth("fit", "-c", str(config), "--lottery.amount", "0.3", "--model.lr", "0.02", cwd=tmp_path))
+    assert variant.parent != experiment and re.fullmatch(
+        r"MLP-FashionMNIST-global0\.3-[0-9a-f]{8}", variant.parent.name
     )
-    assert "model.init_args.lr" in refused.stderr
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # Naming the first experiment's folder for the variant is refused, naming what differs; nothing is touched.
+    named = ["--lottery.name", experiment.name, "--lottery.amount", "0.3", "--model.lr", "0.02"]
+    refused = lth("fit", "-c", str(config), *named, cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "holds another experiment: it differs in lottery.amount: folder has 0.5, now 0.3" in refused.stderr
+    assert "model.init_args.lr: folder has 0.01, now 0.02" in refused.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["lottery"]["amount"] == 0.5
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_data) -> Path:
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    lth("fit", "-c", str(tiny_config(tmp, tiny_data, rounds=3)), cwd=tmp)
-    return tmp / "runs" / "lottery"
+    return run_folder(lth("fit", "-c", str(tiny_config(tmp, tiny_data, rounds=3)), cwd=tmp))
 
 
 @pytest.mark.parametrize(("round_", "epoch"), [(1, 1), (2, 0)])
@@ -163,9 +183,10 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_d
     ]
     killed = lth("fit", "-c", str(config), *kill, cwd=tmp_path, check=False)
     assert killed.returncode == -9 and marker.exists(), killed.stderr[-3000:]
-    run = tmp_path / "runs" / "lottery"
+    run = run_folder(killed)  # said when the run starts
     assert not (run / f"round_{round_:02d}" / "metrics.json").exists()
     resumed = lth("fit", "-c", str(config), *kill, cwd=tmp_path)
+    assert run_folder(resumed) == run
     if epoch > 0:
         assert f"round_{round_:02d} was interrupted: resuming it from" in resumed.stderr + resumed.stdout
     final = torch.load(run / "round_02" / "lottery.pt", weights_only=True)
@@ -183,7 +204,7 @@ def test_rounds_1_is_a_plain_fit_with_the_callback(tmp_path, tiny_data):
     config = tiny_config(tmp_path, tiny_data, rounds=1)
     lth("fit", "-c", str(config), "--trainer.max_epochs", "1", cwd=tmp_path)
     runs = tmp_path / "runs"
-    assert not (runs / "lottery").exists()
+    assert not list(runs.rglob("experiment.yaml"))  # a plain fit: no experiment folder
     ckpts = list(runs.glob("lightning_logs/version_0/checkpoints/*.ckpt"))
     assert len(ckpts) == 1
     state = torch.load(ckpts[0], weights_only=True)["callbacks"]["LotteryTicketCallback"]
@@ -228,16 +249,33 @@ def test_print_config_prints_a_complete_config(tmp_path):
     assert printed["data"]["init_args"]["batch_size"] == 128 and "max_epochs" in printed["trainer"]
 
 
-def test_bad_lottery_option_is_refused_with_the_allowed_values(tmp_path):
-    result = lth(
-        "fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.scope", "local", cwd=tmp_path, check=False
-    )
-    assert result.returncode != 0 and "lottery.scope" in result.stderr and "global" in result.stderr
-    result = lth("fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.rounds", "0", cwd=tmp_path, check=False)
-    assert result.returncode != 0 and "`lottery.rounds` must be an integer >= 1, got 0" in result.stderr
+def test_bad_input_is_refused_with_a_message_and_status_2_not_a_traceback(tmp_path, tiny_data):
     quick = str(REPO / "configs" / "quick.yaml")
+    result = lth("fit", "-c", quick, "--lottery.scope", "local", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "lottery.scope" in result.stderr and "global" in result.stderr
+    result = lth("fit", "-c", quick, "--lottery.rounds", "0", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "`lottery.rounds` must be an integer >= 1, got 0" in result.stderr
     result = lth("fit", "-c", quick, "--lottery.rounds", "1", "--lottery.seeds", "[0, 1]", cwd=tmp_path, check=False)
-    assert result.returncode != 0 and "`lottery.seeds` runs the multi-round experiment per seed" in result.stderr
+    assert result.returncode == 2 and "`lottery.seeds` runs the multi-round experiment per seed" in result.stderr
+    result = lth("fit", "-c", quick, "--lottery.round", "5", cwd=tmp_path, check=False)  # never abbreviated
+    assert result.returncode == 2 and "--lottery.round" in result.stderr and "Round 0" not in result.stderr
+    config = tiny_config(tmp_path, tiny_data)
+    result = lth("fit", "-c", str(config), "--data.data_dir", str(tmp_path / "nowhere"), cwd=tmp_path, check=False)
+    assert (
+        result.returncode == 2
+        and "lth fit: error: FashionMNIST file train-images-idx3-ubyte.gz not found" in result.stderr
+    )
+    for refused in ("--lottery.rounds 0", "--data.data_dir", "--lottery.round"):
+        assert "Traceback" not in result.stderr, refused
+    assert not any((tmp_path / "runs").rglob("*.yaml"))  # nothing recorded
+
+
+def test_lth_help_lists_every_command(tmp_path):
+    result = lth("--help", cwd=tmp_path)
+    for command in ("fit", "validate", "test", "predict", "export", "aggregate", "compare"):
+        assert re.search(rf"^  {command}\b", result.stdout, flags=re.M), command
+    unknown = lth("train", cwd=tmp_path, check=False)
+    assert unknown.returncode != 0 and "unknown command 'train'; choose from fit, validate" in unknown.stderr
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -254,8 +292,9 @@ def test_every_config_parses(path, monkeypatch, tmp_path):
 def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
     config = tiny_config(tmp_path, tiny_data, rounds=2, seeds=[0, 1], controls=["random_prune"])
     result = lth("fit", "-c", str(config), "--trainer.max_epochs", "1", cwd=tmp_path)
-    run = tmp_path / "runs" / "lottery"
-    assert "random_prune" in result.stdout and "+-" in result.stdout
+    run = run_folder(result)  # the experiment folder, with one run per seed
+    assert (run / "experiment.yaml").is_file() and "random_prune" in result.stdout
+    assert re.search(r"\s1\s+\S+%\s+2\s+\d\.\d{4} \[\d\.\d{4}, \d\.\d{4}\]", result.stdout)  # mean [min, max]
     per_seed = [read_csv(run / f"seed_{s}" / "results.csv") for s in (0, 1)]
     assert yaml.safe_load((run / "seed_1" / "config.yaml").read_text())["seed_everything"] == 1
     assert (
@@ -268,6 +307,7 @@ def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
         accs = [float(seed[r]["test_acc"]) for seed in per_seed]
         assert float(row["test_acc_mean"]) == pytest.approx(sum(accs) / 2)
         assert float(row["test_acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
+        assert (float(row["test_acc_min"]), float(row["test_acc_max"])) == (min(accs), max(accs))
     assert float(aggregated[1]["random_prune_test_acc_mean"]) == pytest.approx(
         sum(float(seed[1]["random_prune_test_acc"]) for seed in per_seed) / 2
     )
@@ -281,12 +321,30 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data)
     refused = lth("fit", "-c", str(config), *user, cwd=tmp_path, check=False)
     assert refused.returncode != 0
     assert "`monitor` 'val/loss' was never logged in validation. Logged metrics: val_acc, val_loss" in refused.stderr
-    named = ["--lottery.name", "named", "--lottery.monitor", "val_loss", "--lottery.test_metric", "test_acc"]
+    assert not any((tmp_path / "runs").rglob("*"))  # refused at the sanity check, before anything was recorded
+    named = ["--lottery.monitor", "val_loss", "--lottery.test_metric", "test_acc"]
     result = lth("fit", "-c", str(config), *user, *named, cwd=tmp_path)
-    rows = read_csv(tmp_path / "runs" / "named" / "results.csv")
+    rows = read_csv(run_folder(result) / "results.csv")
     assert list(rows[0])[:6] == ["round", "density", "val_loss", "val_acc", "test_acc", "best_val_loss"]
     for row in rows:
         assert float(row["val_loss"]) > 0 and 0 <= float(row["test_acc"]) <= 1 <= int(row["best_val_step"])
         assert 0 <= float(row["test_acc_at_best_val"]) <= 1
     assert 0 <= float(rows[1]["random_prune_test_acc"]) <= 1 and float(rows[1]["random_prune_val_loss"]) > 0
-    assert "test_acc@early" in result.stdout and "random_prune" in result.stdout
+    # The final table has the control; the log lines read like it; Lightning's per-Trainer lines come once.
+    header = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("round"))
+    assert header.split() == [
+        "round",
+        "weights",
+        "val_loss",
+        "test_acc",
+        "early_stop",
+        "test_acc@early",
+        "random_prune",
+        "seconds",
+    ]
+    assert re.search(r"^\s+1\s+50\.\d\d%(\s+\d\.\d{4}){2}\s+\d+(\s+\d\.\d{4}){2}\s+\d+\.\d$", result.stdout, flags=re.M)
+    line = r"Round 1: 50\.\d\d% of weights, test_acc \d\.\d{4}, early-stop step \d+ "
+    line += r"\(test_acc there \d\.\d{4}\), random_prune \d\.\d{4}\."
+    assert re.search(line, result.stderr)
+    assert result.stderr.count("GPU available:") == 1 and result.stderr.count("💡 Tip") == 1  # 3 Trainers, said once
+    assert "LeafSpec" not in result.stderr and "Warning" not in result.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 from conftest import SHARED_DATA, ConvNet, lean_trainer, loader, round_trainer, tiny_images
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
-from lth_lightning.driver import control_masks_and_init
+from lth_lightning.experiment.controls import CONTROLS, ControlName, control_masks_and_init
 
 
 def _one_round(tmp_path):
@@ -23,20 +25,20 @@ def _one_round(tmp_path):
 
 def test_random_prune_keeps_per_layer_counts_and_the_original_init(tmp_path):
     model, cb, _ = _one_round(tmp_path)
-    masks, init = control_masks_and_init("random_prune", cb, model, seed=3)
+    masks, init = control_masks_and_init("random_prune", cb.round_masks, cb.snapshot, model, seed=3)
     ticket = cb.round_masks
     for name in ticket:
         assert int(masks[name].sum()) == int(ticket[name].sum())
         assert not torch.equal(masks[name], ticket[name])
     snapshot = cb.snapshot
     assert all(torch.equal(init[k], snapshot[k]) for k in snapshot)
-    again, _ = control_masks_and_init("random_prune", cb, model, seed=3)
+    again, _ = control_masks_and_init("random_prune", cb.round_masks, cb.snapshot, model, seed=3)
     assert all(torch.equal(again[k], masks[k]) for k in masks)  # reproducible from the seed
 
 
 def test_random_reinit_keeps_masks_and_shares_no_weights_with_the_init(tmp_path):
     model, cb, _ = _one_round(tmp_path)
-    masks, init = control_masks_and_init("random_reinit", cb, model, seed=4)
+    masks, init = control_masks_and_init("random_reinit", cb.round_masks, cb.snapshot, model, seed=4)
     assert all(torch.equal(masks[k], cb.round_masks[k]) for k in masks)
     snapshot = cb.snapshot
     for name in ("conv.weight", "fc1.weight", "head.weight", "fc1.bias"):
@@ -46,13 +48,13 @@ def test_random_reinit_keeps_masks_and_shares_no_weights_with_the_init(tmp_path)
     # The original module is untouched.
     assert torch.equal(dict(model.named_parameters())["fc1.weight"].detach() != 0, cb.round_masks["fc1.weight"])
     with pytest.raises(ValueError, match="Unknown control 'shuffle'; allowed: random_reinit, random_prune"):
-        control_masks_and_init("shuffle", cb, model, seed=0)
+        control_masks_and_init("shuffle", cb.round_masks, cb.snapshot, model, seed=0)
 
 
 @pytest.mark.parametrize("kind", ["random_reinit", "random_prune"])
 def test_control_masks_stay_enforced_while_it_trains(tmp_path, kind):
     model, cb, data = _one_round(tmp_path)
-    masks, init = control_masks_and_init(kind, cb, model, seed=5)
+    masks, init = control_masks_and_init(kind, cb.round_masks, cb.snapshot, model, seed=5)
     ticket_round_masks, ticket_next_masks, ticket_history = cb.round_masks, cb.masks, cb.history
     fork = cb.fork(masks, init)
     control = ConvNet()
@@ -100,3 +102,7 @@ def test_real_fashion_mnist_ticket_is_not_worse_than_random_reinit(tmp_path):
     ticket, reinit = last.metrics["test_acc"], last.controls["random_reinit"]["test_acc"]
     # Noise: one 10,000-image test set (std. error ~0.3%) and one training run each; 1% is a few sigma.
     assert ticket >= reinit - 0.01, (ticket, reinit)
+
+
+def test_the_cli_choices_are_the_registered_controls():
+    assert get_args(ControlName) == tuple(CONTROLS)  # one registry; the Literal only feeds --help

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import os
 import socket
 import threading
 from pathlib import Path
@@ -264,12 +265,17 @@ def test_download_happy_path_then_resume(tmp_path):
     cls = tiny_datamodule_class(md5s)
     with _Server(blobs) as server:
         dm = cls(data_dir=tmp_path / "data", download=True, mirrors=[server.url], val_size=20)
-        dm.prepare_data()
+        umask = os.umask(0o027)  # a lab's shared data folder: downloads readable by the group
+        try:
+            dm.prepare_data()
+        finally:
+            os.umask(umask)
         assert sorted(r.rsplit("/", 1)[-1] for r in server.requests) == sorted(blobs)
         raw = tmp_path / "data" / "FashionMNIST" / "raw"
         assert sorted(p.name for p in raw.iterdir()) == sorted(blobs)
         for name, blob in blobs.items():
             assert (raw / name).read_bytes() == blob
+            assert (raw / name).stat().st_mode & 0o777 == 0o640
         dm.setup("fit")
         assert dm.split("test")[0].shape == (50, 1, 28, 28)
         # Resume: two files gone, only those two are fetched again.

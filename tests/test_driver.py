@@ -11,7 +11,7 @@ from cli_helpers import write_tiny_fashion
 from conftest import round_trainer
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
-from lth_lightning.results import format_table
+from lth_lightning.experiment.results import format_table
 
 
 class CountFits(pl.Callback):
@@ -47,7 +47,8 @@ def test_run_lottery_python_api(tmp_path):
         set(r.metrics) == {"val_loss", "val_acc", "test_loss", "test_acc", "best_val_loss", "test_acc_at_best_val"}
         for r in rows
     )
-    saved = json.loads((tmp_path / "api" / "results.json").read_text())
+    assert rows.run_dir == tmp_path / "api" / "seed_0" and rows.experiment_dir == tmp_path / "api"
+    saved = json.loads((rows.run_dir / "results.json").read_text())
     assert [s["metrics"]["test_acc"] for s in saved] == [r.metrics["test_acc"] for r in rows]
     assert set(saved[0]["layer_density"]) == {"net.layers.0.weight", "net.layers.1.weight"}
     table = format_table(rows)
@@ -77,7 +78,7 @@ def test_run_lottery_refuses_bad_rounds_and_another_experiment(tmp_path):
     run(1, 0.4)
     with pytest.raises(
         ValueError,
-        match=r"holds another experiment: its config.yaml differs in lottery.amount: "
+        match=r"The experiment folder .*x holds another experiment: it differs in lottery.amount: "
         r"folder has 0.4, now 0.5",
     ):
         run(2, 0.5)

@@ -303,7 +303,7 @@ def test_run_lottery_names_the_metrics_it_reads_and_refuses_missing_ones(tmp_pat
         ValueError, match=r"`monitor` 'val/loss' was never logged in validation\. Logged metrics: val_loss"
     ):
         run_lottery(UnderscoreNet(), TinyImageData(), rounds=2, trainer=round_trainer(), out_dir=tmp_path, name="a")
-    assert not (tmp_path / "a" / "round_00" / "metrics.json").exists()
+    assert not (tmp_path / "a").exists()  # refused at the sanity check: nothing was recorded
     with pytest.raises(
         ValueError, match=r"`test_metric` 'test/acc' was never logged in test\. Logged metrics: test_acc"
     ):

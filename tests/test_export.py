@@ -23,6 +23,8 @@ from lth_lightning import (
     run_lottery,
     to_sparse,
 )
+from lth_lightning.experiment.paths import RunPaths
+from lth_lightning.export import choose_round
 from lth_lightning.pruning import prune
 
 PLAIN_LOADER = """
@@ -61,10 +63,10 @@ def finished_run(tmp_path_factory):
     dm = FashionMNISTDataModule(data, batch_size=32, val_size=60)
     model = LotteryClassifier(net=MLP((784, 32, 16, 10)), lr=0.01)
     trainer = round_trainer(max_epochs=2, logger=False)
-    run_lottery(
+    rows = run_lottery(
         model, dm, rounds=2, lottery=LotteryTicketCallback(amount=0.5), trainer=trainer, out_dir=tmp, progress=False
     )
-    return tmp / "lottery", dm
+    return rows.run_dir, dm
 
 
 def test_export_round_trip_into_a_plain_module_without_the_package(tmp_path, finished_run):
@@ -75,7 +77,7 @@ def test_export_round_trip_into_a_plain_module_without_the_package(tmp_path, fin
     for name, mask in masks.items():
         assert torch.all(state[name][~mask] == 0) and name in card["layers"]
     assert card["density"] == pytest.approx(0.5, abs=1e-3) and card["round"] == 1
-    assert card["seed"] is None  # the Python API run set none; `lth fit` records seed_everything
+    assert card["seed"] == 0  # the run's seed (its folder seed_0)
     saved = json.loads((run / "round_01" / "metrics.json").read_text())
     assert card["metrics"]["test_acc"] == saved["metrics"]["test_acc"] and card["metrics"]["round"] == 1
     assert card["config"]["lottery"]["amount"] == 0.5
@@ -120,6 +122,39 @@ def test_lth_export_command(tmp_path, finished_run):
     missing = lth("export", str(run), "--round", "5", "--out", str(tmp_path / "x.pt"), cwd=tmp_path, check=False)
     assert missing.returncode == 2 and "Round 5 of" in missing.stderr and "finished rounds: [0, 1]" in missing.stderr
     assert not (tmp_path / "x.pt").exists()
+    nowhere = lth("export", str(tmp_path / "nowhere"), "--round", "last", "--out", "x.pt", cwd=tmp_path, check=False)
+    assert nowhere.returncode == 2 and f"lth export: error: {tmp_path / 'nowhere'} does not exist" in nowhere.stderr
+    # The experiment folder (one seed) and `last` pick the run and the round.
+    last = lth("export", str(run.parent), "--round", "last", "--out", str(tmp_path / "last.pt"), cwd=tmp_path)
+    assert "Exported round 1: 50.00% of weights" in last.stdout and "Traceback" not in last.stderr
+
+
+def test_export_best_is_the_round_with_the_best_test_metric(finished_run):
+    run, _ = finished_run
+    rows = [json.loads((run / f"round_{r:02d}" / "metrics.json").read_text()) for r in (0, 1)]
+    accs = [row["metrics"]["test_acc"] for row in rows]
+    best = max(range(2), key=lambda r: (accs[r], r))
+    assert choose_round(RunPaths(run), "best") == best and choose_round(RunPaths(run), "last") == 1
+    with pytest.raises(ValueError, match="`round` must be a round number, 'last' or 'best', got 'first'"):
+        choose_round(RunPaths(run), "first")
+
+
+def test_commands_that_do_not_train_do_not_import_lightning(tmp_path, finished_run):
+    run, _ = finished_run
+    script = f"""
+import sys
+from lth_lightning.commands import main
+main(["export", {str(run)!r}, "--round", "best", "--out", {str(tmp_path / "t.pt")!r}])
+main(["aggregate", {str(run.parent)!r}])
+main(["compare", {str(run.parent)!r}, "--out", {str(tmp_path / "cmp")!r}])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "lightning")
+assert not loaded, loaded
+print("no lightning")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no lightning" in result.stdout and "Aggregated 1 runs (seeds [0])" in result.stdout
+    assert (run.parent / "results_seeds.csv").is_file() and (tmp_path / "cmp" / "tensorboard").is_dir()
 
 
 @pytest.mark.parametrize("density", [1.0, 0.2, 0.05, 0.02])

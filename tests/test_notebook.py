@@ -32,5 +32,5 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     assert "random reinit" in text and "sparse CSR" in text and "batch 256:" in text and "border" in text
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the accuracy plot and the pixel heat map
-    assert (tmp_path / "runs" / "ticket" / "ticket.pt").is_file()
+    assert (tmp_path / "runs" / "ticket" / "seed_0" / "ticket.pt").is_file()
     assert os.environ["LTH_ROUNDS"] == "3"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from cli_helpers import write_tiny_fashion
 from conftest import REPO, ConvNet, lean_trainer, loader, round_trainer, tiny_images
-from test_cli import lth, read_csv, tiny_config
+from test_cli import lth, read_csv, run_folder, tiny_config
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.io import load_tensors, save_tensors
@@ -60,7 +60,7 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
         cwd=tmp_path,
     )
     _check_ranks_agree(_probe_records(probe), 3)
-    run = tmp_path / "runs" / "lottery"
+    run = run_folder(result)
     rows = read_csv(run / "results.csv")
     assert [float(r["density"]) for r in rows] == [keep_count(TOTAL, 0.5, r) / TOTAL for r in range(3)]
     assert result.stdout.count("Run folder:") == 1  # printed by rank zero only
@@ -86,7 +86,7 @@ def test_python_driver_with_ddp_on_two_processes(tmp_path, tiny_data):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     _check_ranks_agree(_probe_records(probe), 2)
-    rows = read_csv(tmp_path / "out" / "ddp" / "results.csv")
+    rows = read_csv(tmp_path / "out" / "ddp" / "seed_0" / "results.csv")
     assert [float(r["density"]) for r in rows] == [1.0, keep_count(TOTAL, 0.5, 1) / TOTAL]
 
 
@@ -109,19 +109,19 @@ def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data):
     ]
     killed = lth("fit", "-c", str(config), *kill, cwd=tmp_path, check=False)
     assert killed.returncode == -9 and marker.exists()
-    run = tmp_path / "runs" / "lottery"
+    run = run_folder(killed)
     # The epoch-0 checkpoint of round 1 is intact (the kill came while the next one was being made).
     state = torch.load(run / "round_01" / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["epoch"] == 0 and state["callbacks"]["LotteryTicketCallback"]["round"] == 1
     lth("fit", "-c", str(config), *kill, cwd=tmp_path)
     clean = tmp_path / "clean"
     clean.mkdir()
-    lth("fit", "-c", str(tiny_config(clean, tiny_data, rounds=2)), cwd=clean)
+    clean_run = run_folder(lth("fit", "-c", str(tiny_config(clean, tiny_data, rounds=2)), cwd=clean))
     got = torch.load(run / "round_01" / "lottery.pt", weights_only=True)["masks"]
-    want = torch.load(clean / "runs" / "lottery" / "round_01" / "lottery.pt", weights_only=True)["masks"]
+    want = torch.load(clean_run / "round_01" / "lottery.pt", weights_only=True)["masks"]
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert [r["test_acc"] for r in read_csv(run / "results.csv")] == [
-        r["test_acc"] for r in read_csv(clean / "runs" / "lottery" / "results.csv")
+        r["test_acc"] for r in read_csv(clean_run / "results.csv")
     ]
 
 
@@ -161,7 +161,7 @@ def test_nan_loss_stops_naming_the_round_and_keeps_finished_rounds(tmp_path, tin
     trainer = round_trainer()
     with pytest.raises(FloatingPointError, match=r"round 1 ended with NaN or infinite weights in \['net.layers.0"):
         run_lottery(model, dm, rounds=3, trainer=trainer, out_dir=tmp_path, progress=False)
-    run = tmp_path / "lottery"
+    (run,) = tmp_path.glob("*/seed_0")
     assert (run / "round_00" / "metrics.json").is_file() and not (run / "round_01" / "metrics.json").exists()
     assert [r["round"] for r in read_csv(run / "results.csv")] == ["0"]
 

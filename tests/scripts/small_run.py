@@ -11,7 +11,7 @@ from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, export
 
 def main() -> None:
     data_dir, out_dir = sys.argv[1:3]
-    run_lottery(
+    rows = run_lottery(
         LotteryClassifier(net=MLP((784, 16, 10)), lr=0.01),
         FashionMNISTDataModule(data_dir, batch_size=32, val_size=60),
         rounds=2,
@@ -19,7 +19,7 @@ def main() -> None:
         out_dir=out_dir,
         progress=False,
     )
-    export_ticket(Path(out_dir) / "lottery", 1, Path(out_dir) / "export" / "ticket.pt")
+    export_ticket(rows.run_dir, "last", Path(out_dir) / "export" / "ticket.pt")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ __all__ = [
     "column",
     "format_seed_table",
     "format_table",
+    "format_value",
     "write_table",
 ]
 
@@ -145,49 +146,53 @@ class RoundResult:
         return row
 
 
-def _fmt(value: Any, spec: str) -> str:
+def format_value(value: Any, digits: int = 4) -> str:
+    """A table cell: ``-`` for a missing value, integers as they are, other numbers with ``digits`` decimals."""
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return format(value, spec)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{float(value):.{digits}f}"
 
 
 def format_table(rows: Sequence[RoundResult], names: MetricNames = DEFAULT_METRICS) -> str:
     """A compact text table of the rounds: the monitored and test metrics, early stopping, every control."""
-    monitor = column(names.monitor) if names.monitor else None
     test = names.test_column
     controls = list(dict.fromkeys(c for r in rows for c in r.controls))
-    cols = [("weights", 8)] + ([(monitor, 10)] if monitor else []) + [(test, 10), ("early_stop", 10)]
-    cols += [(f"{test}@early", 14)] + [(c, 14) for c in controls] + [("seconds", 8)]
-    lines = [f"{'round':>5} " + " ".join(f"{name:>{width}}" for name, width in cols)]
+    header: list[tuple[str, int]] = [("round", 5), ("weights", 8)]
+    if names.monitor is not None:
+        header.append((column(names.monitor), 10))
+    header += [(test, 10), ("early_stop", 10), (f"{test}@early", 14), *((c, 14) for c in controls), ("seconds", 8)]
+    lines = [" ".join(f"{title:>{width}}" for title, width in header)]
     for r in rows:
-        cells = [f"{_fmt(100 * r.density, '7.2f')}%"]
-        if monitor:
-            cells.append(_fmt(r.metrics.get(monitor), "10.4f"))
-        cells += [_fmt(r.metrics.get(test), "10.4f"), _fmt(r.best_val_step, "10d")]
-        cells.append(_fmt(r.metrics.get(names.at_best_column), "14.4f"))
-        cells += [_fmt(r.controls.get(c, {}).get(test), "14.4f") for c in controls]
-        cells.append(_fmt(r.seconds, "8.1f"))
-        lines.append(f"{r.round:>5} " + " ".join(cells))
+        cells = [str(r.round), f"{100 * r.density:.2f}%"]
+        if names.monitor is not None:
+            cells.append(format_value(r.metrics.get(column(names.monitor))))
+        cells += [format_value(r.metrics.get(test)), format_value(r.best_val_step)]
+        cells += [format_value(r.metrics.get(names.at_best_column))]
+        cells += [format_value(r.controls.get(c, {}).get(test)) for c in controls]
+        cells.append(format_value(r.seconds, 1))
+        lines.append(" ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, header, strict=True)))
     return "\n".join(lines)
 
 
 def format_seed_table(rows: Sequence[Mapping[str, Any]], names: MetricNames = DEFAULT_METRICS) -> str:
-    """A compact text table of aggregated rows: mean +- std over seeds of the test metric, ticket and controls."""
+    """A text table of aggregated rows: mean [min, max] over seeds of the test metric, ticket and controls."""
     test = names.test_column
     suffix = f"_{test}_mean"
-    keys = [test, *sorted({k[: -len(suffix)] for r in rows for k in r if k.endswith(suffix)})]
-    labels = ["ticket" if k == test else k for k in keys]
-    lines = [f"{'round':>5} {'weights':>8} {'seeds':>5} " + " ".join(f"{label:>15}" for label in labels)]
+    controls = list(dict.fromkeys(k[: -len(suffix)] for r in rows for k in r if k.endswith(suffix)))  # run order
+    keys = [test, *(f"{c}_{test}" for c in controls)]
+    header = [("round", 5), ("weights", 8), ("seeds", 5), *((label, 24) for label in ["ticket", *controls])]
+    lines = [" ".join(f"{title:>{width}}" for title, width in header)]
     for row in rows:
-        cells = []
+        cells = [str(row["round"]), f"{100 * row['density_mean']:.2f}%", str(row["seeds"])]
         for key in keys:
-            mean_key = f"{key}_mean" if key == test else f"{key}_{test}_mean"
-            std_key = mean_key[: -len("_mean")] + "_std"
-            cells.append(f"{row[mean_key]:.4f}+-{row[std_key]:.4f}" if mean_key in row else "-")
-        lines.append(
-            f"{row['round']:>5} {100 * row['density_mean']:7.2f}% {row['seeds']:>5} "
-            + " ".join(f"{c:>15}" for c in cells)
-        )
+            if f"{key}_mean" not in row:
+                cells.append("-")
+                continue
+            low, high = format_value(row[f"{key}_min"]), format_value(row[f"{key}_max"])
+            cells.append(f"{format_value(row[f'{key}_mean'])} [{low}, {high}]")
+        lines.append(" ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, header, strict=True)))
     return "\n".join(lines)
 
 

@@ -1,0 +1,155 @@
+"""The ``lth`` command: LightningCLI's ``fit`` (the experiment) and friends; ``export``, ``aggregate``, ``compare``.
+
+``export``, ``aggregate`` and ``compare`` read run folders and do not import Lightning. A user
+error (an option out of range, a missing data folder, a metric that was never logged) prints its
+message and exits with status 2, as argparse does; ``LTH_TRACEBACK=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+TRAINING = ("fit", "validate", "test", "predict")
+HELP = """usage: lth [-h] {fit,validate,test,predict,export,aggregate,compare} ...
+
+Find lottery tickets with PyTorch Lightning.
+
+commands:
+  fit        run a lottery-ticket experiment: rounds of train, test, prune, rewind (LightningCLI)
+  validate   LightningCLI validate, test, predict: one Trainer call with the lottery callback
+  test
+  predict
+  export     export a finished round's ticket: plain state_dict, masks and a JSON card
+  aggregate  combine the seeds of an experiment run as separate jobs: results_seeds.csv, plots, TensorBoard
+  compare    overlay several experiments in one plot and one TensorBoard logdir
+
+`lth COMMAND --help` documents each command.
+"""
+
+
+def _export(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lth export", description="Export a finished round's ticket.", allow_abbrev=False
+    )
+    parser.add_argument("run_dir", type=Path, help="run folder (<experiment>/seed_<s>) or experiment folder")
+    parser.add_argument("--round", required=True, help="round to export: a number, last or best (best test metric)")
+    parser.add_argument("--out", type=Path, required=True, help="ticket file to write (a .json card goes beside it)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="the seed's run, in an experiment folder of several seeds"
+    )
+    parser.add_argument("--prefix", default="net.", help="prefix of the plain network's entries (default: net.)")
+    args = parser.parse_args(argv)  # before the imports below: --help answers at once
+    from lth_lightning.experiment.results import column
+    from lth_lightning.export import export_ticket
+
+    round_ = int(args.round) if args.round.lstrip("-").isdigit() else args.round
+    card = export_ticket(args.run_dir, round_, args.out, prefix=args.prefix, seed=args.seed)
+    test = (card["config"].get("lottery") or {}).get("test_metric") or "test/acc"
+    print(
+        f"Exported round {card['round']}: {100 * card['density']:.2f}% of weights ({card['alive']}/{card['total']}), "
+        f"{test} {card['metrics'].get(column(test))} -> {args.out} (+ {args.out.with_suffix('.json').name})"
+    )
+
+
+def _aggregate(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lth aggregate",
+        description="Combine the seeds of one experiment, run as separate jobs, into results_seeds.csv/.json, plots "
+        "with min-max bands and a TensorBoard summary: what `lth fit --lottery.seeds` writes in one process.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("folders", nargs="+", type=Path, help="an experiment folder (its seed_<s>/ runs), or runs")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: the folder that holds the runs)"
+    )
+    args = parser.parse_args(argv)
+    from lth_lightning.experiment.aggregate import aggregate_runs, find_runs, load_config, metric_names
+    from lth_lightning.experiment.results import format_seed_table
+
+    runs = find_runs(args.folders)
+    out = args.out
+    if out is None:  # the experiment folder: the runs' common parent
+        parents = {run.root.parent.resolve() for run in runs}
+        if len(parents) != 1:
+            parser.error("the runs are in several folders: say where to write with --out")
+        out = parents.pop()
+    rows = aggregate_runs(runs, out)
+    print(format_seed_table(rows, metric_names(load_config(runs[0]))))
+    print(f"\nAggregated {len(runs)} runs (seeds {[r.seed for r in runs]}) into {Path(out).resolve()}")
+
+
+def _compare(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lth compare",
+        description="Overlay several experiments (rewind 0 vs late rewinding, global vs layerwise, ...): one "
+        "accuracy-vs-weights-remaining plot and one TensorBoard logdir with a run per experiment.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("folders", nargs="+", type=Path, help="experiment folders (or runs)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the plot and the TensorBoard logdir")
+    parser.add_argument("--labels", nargs="+", default=None, help="one label per folder (default: folder names)")
+    args = parser.parse_args(argv)
+    from lth_lightning.experiment.aggregate import compare_runs
+
+    experiments = compare_runs(args.folders, args.out, args.labels)
+    out = args.out.resolve()
+    plot, logdir = out / "accuracy_vs_weights_remaining.png", out / "tensorboard"
+    print(f"Compared {', '.join(experiments)}: {plot}, tensorboard --logdir {logdir}")
+
+
+def _training(argv: Sequence[str] | None) -> None:
+    from lth_lightning.cli import LotteryCLI
+    from lth_lightning.experiment.trainer import quiet_lightning
+
+    with quiet_lightning():  # LightningCLI's own Trainer says the device lines; the rounds' Trainers do not again
+        LotteryCLI(args=None if argv is None else list(argv))
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message says what to change; anything else is a bug and keeps its traceback."""
+    errors: list[type[BaseException]] = [ValueError, FileNotFoundError, FloatingPointError]
+    download = sys.modules.get("lth_lightning.download")  # only a loaded module raises its errors: no import here
+    if download is not None:
+        errors.append(download.DatasetFileError)
+    return tuple(errors)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"export": _export, "aggregate": _aggregate, "compare": _compare}
+
+
+def _rank() -> int:
+    for variable in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of the ``lth`` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(HELP, end="")
+        return
+    command = argv[0]
+    run = COMMANDS.get(command)
+    if run is None and command not in TRAINING:
+        print(HELP, end="", file=sys.stderr)
+        sys.exit(f"lth: error: unknown command {command!r}; choose from {', '.join([*TRAINING, *COMMANDS])}.")
+    try:
+        if run is not None:
+            run(argv[1:])
+        else:
+            _training(None if args is None else argv)  # LightningCLI reads sys.argv itself when given none
+    except _user_errors() as err:
+        if os.environ.get("LTH_TRACEBACK"):
+            raise
+        rank = _rank()
+        where = f" (rank {rank})" if rank else ""
+        print(f"lth {command}: error{where}: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,214 @@
+"""What defines an experiment: the settings that change its results, their digest and the folder's name.
+
+An experiment's identity is its full configuration less the keys that cannot change a round's
+results (where the data lives, progress bars, logging, how many rounds: raising ``rounds``
+continues an experiment). Its seeds are the experiment's runs, so the seed is left out of the
+experiment's identity too. Two configurations with the same identity are the same experiment and
+share a folder; any other difference gives another folder (OpenLTH names run folders by a hash
+of their hyperparameters for the same reason).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+__all__ = [
+    "NOT_IDENTITY",
+    "SEED_KEYS",
+    "check_same_experiment",
+    "describe_differences",
+    "digest",
+    "experiment_identity",
+    "flatten",
+    "folder_name",
+    "plain",
+    "python_config",
+]
+
+# Keys (glob patterns over flattened config keys) that do not change a round's results.
+NOT_IDENTITY: tuple[str, ...] = (
+    "config",
+    "ckpt_path",
+    "weights_only",
+    "lottery.rounds",
+    "lottery.seeds",
+    "lottery.name",
+    "lottery.out_dir",
+    "lottery.progress",
+    "lottery.stack",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.logger",
+    "trainer.log_every_n_steps",
+    "trainer.default_root_dir",
+    "trainer.accelerator",
+    "trainer.profiler",
+    "data.*data_dir",
+    "data.*download",
+    "data.*mirrors",
+    "data.*num_workers",
+    "data.*pin_memory",
+    "data.*persistent_workers",
+)
+# The seed of a run: `lth fit --seed_everything`, `run_lottery(seed=...)`.
+SEED_KEYS: tuple[str, ...] = ("seed_everything", "lottery.seed")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def plain(value: Any) -> Any:
+    """``value`` as YAML-safe data that is the same from run to run (no memory addresses)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    text = repr(value)
+    return f"{type(value).__module__}.{type(value).__qualname__}" if " at 0x" in text else text
+
+
+def _excluded(key: str, patterns: Sequence[str]) -> bool:
+    return any(key == p or fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:
+    """The flattened settings of ``config`` that change results; the seed too when ``seed``."""
+    patterns = NOT_IDENTITY if seed else (*NOT_IDENTITY, *SEED_KEYS)
+    flat = flatten(yaml.safe_load(yaml.safe_dump(plain(dict(config)))) or {})
+    return {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns)}
+
+
+def _canonical(value: Any) -> Any:
+    """Numbers as floats (``100`` and ``100.0`` are equal, and must hash alike), containers recursively."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return str(value)
+
+
+def digest(identity: Mapping[str, Any]) -> str:
+    """A short, stable hash of an identity: 8 hex digits of SHA-256 over its canonical JSON.
+
+    Identities that compare equal hash alike (numbers are compared as numbers: ``100 == 100.0``).
+    """
+    text = json.dumps(_canonical(dict(identity)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _last(class_path: Any) -> str:
+    return str(class_path).rsplit(".", 1)[-1] if class_path else ""
+
+
+def folder_name(config: Mapping[str, Any]) -> str:
+    """``<network>-<data>-<scope><amount>-<hash>``: readable, and distinct for distinct experiments."""
+    flat = flatten(config)
+    net = _last(flat.get("model.init_args.net.class_path")) or _last(flat.get("model.class_path")) or "model"
+    data = _last(flat.get("data.class_path")).removesuffix("DataModule") or "data"
+    pruning = f"{flat.get('lottery.scope', 'global')}{flat.get('lottery.amount', '')}"
+    parts = [re.sub(r"[^A-Za-z0-9.]+", "_", part) for part in (net, data, pruning)]
+    return "-".join([*parts, digest(experiment_identity(config))])
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_MISSING = object()
+
+
+def describe_differences(saved: Mapping[str, Any], current: Mapping[str, Any], limit: int = 10) -> str:
+    """``key: folder has X, now Y; ...`` for the keys whose values differ (empty when none do).
+
+    A key that one side lacks differs, even from ``None``: exactly when the two digests differ.
+    """
+
+    def value(side: Mapping[str, Any], key: str) -> str:
+        return "(no such key)" if key not in side else _short(side[key])
+
+    differing = sorted(k for k in set(saved) | set(current) if saved.get(k, _MISSING) != current.get(k, _MISSING))
+    details = "; ".join(f"{k}: folder has {value(saved, k)}, now {value(current, k)}" for k in differing[:limit])
+    more = f" (and {len(differing) - limit} more)" if len(differing) > limit else ""
+    return details + more
+
+
+def check_same_experiment(identity_file: Path, identity: Mapping[str, Any]) -> None:
+    """Refuse to use a folder that holds another experiment, naming what differs.
+
+    Raises:
+        ValueError: If ``identity_file`` exists and records another identity.
+    """
+    if not identity_file.is_file():
+        return
+    saved = yaml.safe_load(identity_file.read_text()) or {}
+    differences = describe_differences(saved, identity)
+    if differences:
+        raise ValueError(
+            f"The experiment folder {identity_file.parent} holds another experiment: it differs in {differences}. "
+            "Leave out --lottery.name (run_lottery(name=None)) to give every experiment its own folder, "
+            "or delete the folder to start over."
+        )
+
+
+def _class_path(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def python_config(
+    model: nn.Module,
+    datamodule: object,
+    lottery: Mapping[str, Any],
+    trainer: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The config of an experiment started from Python: what ``lth fit`` would have in its config.
+
+    The module's and datamodule's saved hyperparameters (``save_hyperparameters``) and the
+    module's architecture (its ``repr``: every layer with its sizes) stand for their
+    constructor arguments; the Trainer's settings are kept, with callbacks by their
+    ``state_key`` (class and main arguments) and loggers left out.
+    """
+    trainer_config = {k: plain(v) for k, v in trainer.items() if k not in ("callbacks", "logger")}
+    callbacks = trainer.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    if callbacks:
+        trainer_config["callbacks"] = [str(getattr(cb, "state_key", _class_path(cb))) for cb in callbacks]
+    return {
+        "model": {
+            "class_path": _class_path(model),
+            "init_args": plain(dict(getattr(model, "hparams", {}) or {})),
+            "architecture": repr(model),
+        },
+        "data": {
+            "class_path": _class_path(datamodule),
+            "init_args": plain(dict(getattr(datamodule, "hparams", {}) or {})),
+        },
+        "trainer": trainer_config,
+        "lottery": plain(dict(lottery)),
+    }

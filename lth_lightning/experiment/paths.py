@@ -1,0 +1,151 @@
+"""Every path of an experiment folder, in one place: the code that writes them and the tests that read them use this.
+
+Layout::
+
+    <out_dir>/<experiment>/                 one experiment: `--lottery.name`, or "<net>-<data>-<pruning>-<hash>"
+      experiment.yaml                       what defines it (its identity), written when its first round starts
+      results_seeds.csv, .json              mean, std, min and max per round over the seeds (several seeds)
+      accuracy_vs_weights_remaining.png     ... and the other plots, with min-max bands (several seeds)
+      tensorboard/summary/<series>/         the across-seeds summary: ticket, random_reinit, random_prune
+      seed_<s>/                             one run of the experiment, with seed s
+        config.yaml                         the full config of the last invocation
+        results.csv, results.json           one row per finished round
+        accuracy_vs_weights_remaining.png, early_stop_vs_weights_remaining.png, first_layer_pixels.png
+        round_<NN>/
+          metrics.json                      the round's row (written last: the round is finished)
+          masks.pt, weights.pt, lottery.pt  the masks it trained with, the trained network, the callback state
+          control_<name>.json, control_<name>_masks.pt
+          checkpoints/last.ckpt             where an interrupted round resumes
+        tensorboard/round_<NN>[_<control>]/ each training's curves
+        tensorboard/summary/<series>/       lottery/* across rounds, one run per series: ticket (with the
+                                            plots, dashboard layout, hparams), random_reinit, random_prune
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ExperimentPaths", "RunPaths", "round_label"]
+
+PLOTS = ("accuracy_vs_weights_remaining", "early_stop_vs_weights_remaining", "first_layer_pixels")
+_SEED_DIR = re.compile(r"seed_(-?\d+)")
+
+
+def round_label(round: int, control: str | None = None) -> str:
+    """``round_03``, or ``round_03_random_reinit`` for a control: folder and TensorBoard run names."""
+    return f"round_{round:02d}" + (f"_{control}" if control else "")
+
+
+@dataclass(frozen=True)
+class _Reports:
+    """Files every folder with results has: the tables, the plots and the TensorBoard summary."""
+
+    root: Path
+
+    def plot(self, name: str) -> Path:
+        """``<root>/<name>.png`` (one of :data:`PLOTS`)."""
+        return self.root / f"{name}.png"
+
+    @property
+    def tensorboard(self) -> Path:
+        """The TensorBoard logdir of this folder."""
+        return self.root / "tensorboard"
+
+    @property
+    def summary(self) -> Path:
+        """The TensorBoard summary: one run per series (``ticket``, each control), ``lottery/*`` across rounds."""
+        return self.tensorboard / "summary"
+
+    def series(self, name: str) -> Path:
+        """The summary's run of one series: ``ticket`` (with the plots, layout and hparams) or a control."""
+        return self.summary / name
+
+
+@dataclass(frozen=True)
+class RunPaths(_Reports):
+    """The folder of one run: one experiment with one seed."""
+
+    @property
+    def config(self) -> Path:
+        """The full config of the last invocation."""
+        return self.root / "config.yaml"
+
+    @property
+    def results(self) -> Path:
+        """``results`` (``.csv`` and ``.json``), one row per finished round."""
+        return self.root / "results"
+
+    def round_dir(self, round: int) -> Path:
+        """``round_<NN>/``."""
+        return self.root / round_label(round)
+
+    def metrics(self, round: int) -> Path:
+        """The round's row; its presence marks the round finished."""
+        return self.round_dir(round) / "metrics.json"
+
+    def masks(self, round: int) -> Path:
+        """The masks the round trained with."""
+        return self.round_dir(round) / "masks.pt"
+
+    def weights(self, round: int) -> Path:
+        """The network the round trained."""
+        return self.round_dir(round) / "weights.pt"
+
+    def lottery_state(self, round: int) -> Path:
+        """The callback's state after the round."""
+        return self.round_dir(round) / "lottery.pt"
+
+    def control(self, round: int, control: str) -> Path:
+        """A control's columns for the round; its presence marks the control finished."""
+        return self.round_dir(round) / f"control_{control}.json"
+
+    def control_masks(self, round: int, control: str) -> Path:
+        """The masks a control trained with."""
+        return self.round_dir(round) / f"control_{control}_masks.pt"
+
+    def checkpoints(self, round: int) -> Path:
+        """Where the round's ``last.ckpt`` is replaced after every epoch."""
+        return self.round_dir(round) / "checkpoints"
+
+    def last_checkpoint(self, round: int) -> Path:
+        """The checkpoint an interrupted round resumes from."""
+        return self.checkpoints(round) / "last.ckpt"
+
+    def finished_rounds(self) -> list[int]:
+        """Rounds whose ``metrics.json`` exists, in order, stopping at the first missing one."""
+        rounds: list[int] = []
+        while self.metrics(len(rounds)).is_file():
+            rounds.append(len(rounds))
+        return rounds
+
+    @property
+    def seed(self) -> int | None:
+        """The seed in the folder's name (``seed_<s>``), or None."""
+        match = _SEED_DIR.fullmatch(self.root.name)
+        return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class ExperimentPaths(_Reports):
+    """The folder of one experiment: its identity, one run per seed, and the across-seeds results."""
+
+    @property
+    def identity(self) -> Path:
+        """What defines the experiment."""
+        return self.root / "experiment.yaml"
+
+    @property
+    def results_seeds(self) -> Path:
+        """``results_seeds`` (``.csv`` and ``.json``): mean, std, min and max per round over the seeds."""
+        return self.root / "results_seeds"
+
+    def run(self, seed: int) -> RunPaths:
+        """The run with ``seed``."""
+        return RunPaths(self.root / f"seed_{seed}")
+
+    def runs(self) -> list[RunPaths]:
+        """Every ``seed_<s>/`` run in the folder, by seed."""
+        found = [RunPaths(p) for p in self.root.glob("seed_*") if p.is_dir() and _SEED_DIR.fullmatch(p.name)]
+        return sorted(found, key=lambda run: run.seed or 0)

@@ -1,0 +1,181 @@
+"""The plots of an experiment: accuracy and early stopping vs weights remaining, the first layer's pixel map.
+
+Rows are flat results (``RoundResult.flat()``) or aggregated rows (``<key>_mean``, ``_min``,
+``_max`` over seeds, drawn as the mean with a min-max band: the paper's error bars).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from lth_lightning.experiment.controls import CONTROLS
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "first_layer_pixel_map",
+    "plot_accuracy_vs_density",
+    "plot_comparison",
+    "plot_early_stop_vs_density",
+    "plot_pixel_map",
+    "png_bytes",
+]
+
+
+def _figure() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(7, 4.5), dpi=100)
+
+
+def _value(row: Mapping[str, Any], key: str) -> float | None:
+    value = row.get(f"{key}_mean", row.get(key))
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _percent(row: Mapping[str, Any]) -> float:
+    return 100 * float(row.get("density_mean", row.get("density", 1.0)))
+
+
+def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float], list[tuple[float, float]]]:
+    """Percent remaining, values (means with several seeds), and (min, max) per point (empty for one seed)."""
+    pct, values, bands = [], [], []
+    for row in rows:
+        value = _value(row, key)
+        if value is None:
+            continue
+        pct.append(_percent(row))
+        values.append(value)
+        if f"{key}_min" in row:
+            bands.append((float(row[f"{key}_min"]), float(row[f"{key}_max"])))
+    return pct, values, bands
+
+
+def _density_axis(ax: Axes, pct: Sequence[float]) -> None:
+    """Log x axis of weights remaining, decreasing to the right, one tick per round."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = sorted(set(pct))
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    if len(ticks) > 10:
+        ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+    ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%), one tick per round")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _line(ax: Axes, pct: list[float], values: list[float], bands: list[tuple[float, float]], **style: Any) -> Any:
+    (line,) = ax.plot(pct, values, **style)
+    if bands:
+        low, high = zip(*bands, strict=True)
+        ax.fill_between(pct, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    return line
+
+
+def _plot_metric(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str, title: str, at_best: bool) -> Figure:
+    fig = _figure()
+    ax = fig.subplots()
+    dense = _value(rows[0], metric) if rows else None
+    all_pct: list[float] = []
+    for prefix, label in (("", "ticket"), *((f"{c.name}_", c.label) for c in CONTROLS.values())):
+        pct, values, bands = _series(rows, f"{prefix}{metric}")
+        if prefix and dense is not None and pct:  # controls start from the dense network
+            pct, values = [_percent(rows[0]), *pct], [dense, *values]
+            bands = [(dense, dense), *bands] if bands else []
+        if not values:
+            continue
+        line = _line(ax, pct, values, bands, marker="o", markersize=4, label=label)
+        if at_best:
+            best = _series(rows, f"{prefix}{metric}_at_best_val")
+            if best[1]:
+                style = {"color": line.get_color(), "linestyle": "--", "marker": "x", "markersize": 4}
+                _line(ax, *best, label=f"{label}, at early stop", **style)
+        all_pct += pct
+    if dense is not None:
+        ax.axhline(dense, color="0.4", linestyle=":", linewidth=1, label=f"dense network ({dense:.4g})")
+    _density_axis(ax, all_pct or [100.0])
+    seeds = rows[0].get("seeds") if rows else None
+    ax.set_title(title + (f" (mean, min-max band over {seeds} seeds)" if seeds and int(seeds) > 1 else ""))
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_density(rows: Sequence[Mapping[str, Any]], metric: str = "test_acc") -> Figure:
+    """The test metric vs weights remaining (log x axis, as in the paper): the ticket, its accuracy at
+    the early-stopping iteration (dashed), the controls, and the dense network as a reference line."""
+    label = "test accuracy" if metric == "test_acc" else metric
+    return _plot_metric(rows, metric, label, f"{label[0].upper()}{label[1:]} vs weights remaining", at_best=True)
+
+
+def plot_early_stop_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Early-stopping iteration (step of the best validation value) vs weights remaining."""
+    return _plot_metric(
+        rows, "best_val_step", "early-stopping iteration (step)", "Early-stopping iteration vs weights remaining", False
+    )
+
+
+def plot_comparison(experiments: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "test_acc") -> Figure:
+    """Several experiments' tickets overlaid: the test metric vs weights remaining, one line per experiment."""
+    fig = _figure()
+    ax = fig.subplots()
+    all_pct: list[float] = []
+    for label, rows in experiments.items():
+        pct, values, bands = _series(rows, metric)
+        if values:
+            _line(ax, pct, values, bands, marker="o", markersize=4, label=label)
+            all_pct += pct
+    _density_axis(ax, all_pct or [100.0])
+    name = "test accuracy" if metric == "test_acc" else metric
+    ax.set_title(f"Ticket {name} vs weights remaining: {len(experiments)} experiments")
+    ax.set_ylabel(name)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def first_layer_pixel_map(masks: Mapping[str, Tensor], image_shape: tuple[int, int] = (28, 28)) -> Tensor | None:
+    """Surviving connections per input pixel of the first 2-D mask whose inputs are ``image_shape`` pixels."""
+    pixels = image_shape[0] * image_shape[1]
+    for mask in masks.values():
+        if mask.dim() == 2 and mask.shape[1] == pixels:
+            return mask.sum(0).reshape(image_shape).to(torch.float32)
+    return None
+
+
+def plot_pixel_map(pixel_map: Tensor, title: str) -> Figure:
+    """A heat map of surviving first-layer connections per input pixel."""
+    fig = _figure()
+    ax = fig.subplots()
+    image = ax.imshow(pixel_map.numpy(), cmap="viridis")
+    fig.colorbar(image, ax=ax, label="surviving connections")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure rendered as PNG (for files, notebooks and dashboards)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

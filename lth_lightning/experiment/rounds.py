@@ -1,0 +1,464 @@
+"""The round loop: ``run_lottery`` runs an experiment with one seed, ``run_seeds`` with several.
+
+One fresh Trainer per training (a round of the ticket, or one of its controls), one
+``LotteryTicketCallback`` carried across rounds, every path from :mod:`.paths`, and idempotent
+steps: a finished round (its ``metrics.json``) or control (its ``control_<name>.json``) is read
+back, never recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import yaml
+from lightning.pytorch.utilities import rank_zero_info
+
+from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.compat import detached_copy, global_rank
+from lth_lightning.experiment.aggregate import aggregate_runs
+from lth_lightning.experiment.controls import CONTROLS, control_masks_and_init, control_seed
+from lth_lightning.experiment.dashboard import write_run_report
+from lth_lightning.experiment.identity import (
+    check_same_experiment,
+    experiment_identity,
+    folder_name,
+    plain,
+    python_config,
+)
+from lth_lightning.experiment.paths import ExperimentPaths, round_label
+from lth_lightning.experiment.results import MetricNames, RoundResult, check_logged, column, format_value, write_table
+from lth_lightning.experiment.trainer import make_trainer, quiet_lightning
+from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
+from lth_lightning.tracker import EarlyStoppingTracker
+
+__all__ = ["Rounds", "SeedRuns", "is_global_zero", "run_lottery", "run_seeds"]
+
+
+def is_global_zero() -> bool:
+    """Whether this process is rank zero (from the launcher's environment, before any Trainer exists)."""
+    return global_rank() == 0
+
+
+class Rounds(list[RoundResult]):
+    """The rows of a run, one per round, and the folders it wrote.
+
+    Attributes:
+        run_dir: The run's folder (``<experiment>/seed_<s>``).
+        experiment_dir: The experiment's folder.
+    """
+
+    def __init__(self, rows: Sequence[RoundResult], run_dir: Path, experiment_dir: Path) -> None:
+        super().__init__(rows)
+        self.run_dir, self.experiment_dir = run_dir, experiment_dir
+
+
+@dataclass
+class SeedRuns:
+    """What :func:`run_seeds` ran.
+
+    Attributes:
+        experiment_dir: The experiment's folder, holding ``results_seeds.csv`` and one ``seed_<s>/`` per seed.
+        runs: Each seed's rows.
+        aggregated: Per round, the mean, std, min and max of every column over the seeds.
+    """
+
+    experiment_dir: Path
+    runs: dict[int, Rounds]
+    aggregated: list[dict[str, Any]]
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The one-number entries of a metrics mapping, as floats."""
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
+
+
+def _check_arguments(rounds: int, controls: Sequence[str]) -> None:
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"`rounds` must be an integer >= 1, got {rounds!r}.")
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown or len(set(controls)) != len(controls):
+        raise ValueError(f"`controls` must be distinct entries of {list(CONTROLS)}, got {list(controls)}.")
+
+
+def run_lottery(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    *,
+    rounds: int,
+    lottery: LotteryTicketCallback | None = None,
+    trainer: Mapping[str, Any] | None = None,
+    out_dir: str | Path = "runs",
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    controls: Sequence[str] = (),
+    seed: int = 0,
+    report: bool = True,
+    monitor: str | None = "val/loss",
+    mode: Literal["min", "max"] = "min",
+    test_metric: str = "test/acc",
+) -> Rounds:
+    """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
+
+    Every round gets a fresh ``Trainer`` built from the same ``trainer`` settings, the same
+    ``lottery`` callback (which carries masks and the rewind snapshot across rounds), an
+    :class:`~lth_lightning.tracker.EarlyStoppingTracker`, a ``ModelCheckpoint`` writing
+    ``round_NN/checkpoints/last.ckpt`` after every epoch, and a TensorBoard run
+    ``tensorboard/round_NN``. After ``fit`` it tests the trained network and the weights at the
+    best monitored value. Round 0 is the dense network.
+
+    The run's folder is ``<out_dir>/<experiment>/seed_<seed>/`` (layout: :mod:`.paths`). The
+    experiment's folder is named after what defines it (``MLP-FashionMNIST-global0.2-1a2b3c4d``:
+    the module's and datamodule's hyperparameters and architecture, the callback's settings, the
+    controls, the metric names and the Trainer's settings; :mod:`.identity`), so that every
+    distinct experiment gets its own folder; ``name`` overrides it. Calling it again with the
+    same experiment resumes: finished rounds are read back, never recomputed; a round interrupted
+    mid-way restarts from its last checkpoint. Nothing is recorded before the first round starts
+    training: an invocation that fails before (a wrong data folder, a typo in ``rates``) leaves
+    nothing behind.
+
+    Args:
+        model: The LightningModule; its initial weights are the first round's.
+        datamodule: The data.
+        rounds: Number of rounds (>= 1), the dense one included.
+        lottery: The pruning callback; a default ``LotteryTicketCallback()`` if None.
+        trainer: Keyword arguments of every round's ``Trainer`` (``callbacks`` and loggers given
+            here are deep-copied per round, fresh each time).
+        out_dir: Parent folder of the experiment folder.
+        name: The experiment folder's name; by default ``<net>-<data>-<pruning>-<hash>``.
+        config: The experiment's full configuration (``lth fit`` passes its own), saved as the
+            run's ``config.yaml``; by default built from the objects given.
+        progress: Show a progress bar over rounds.
+        controls: Control experiments trained at every round after the dense one, with the
+            same recipe (:mod:`.controls`): ``"random_reinit"`` (the ticket's masks, a fresh
+            initialization) and ``"random_prune"`` (random masks of the ticket's per-layer
+            sizes, the original initialization). Their results are columns of the results.
+        seed: The run's seed: its folder ``seed_<seed>`` and the controls' random draws. The
+            module's initialization is the caller's (seed it before building the module;
+            :func:`run_seeds` does).
+        report: Redraw the plots and the TensorBoard summary after every round (about half a
+            second each time); ``results.csv``/``.json`` are written regardless.
+        monitor: The validation metric, by the name the module logs it under, whose best value
+            marks the early-stopping iteration; the weights there are tested too. Every metric
+            logged under its prefix (``val/`` for ``val/loss``) is recorded. None records no
+            validation.
+        mode: ``"min"`` or ``"max"``: which value of ``monitor`` is best.
+        test_metric: The test metric the results report for every round and control.
+
+    Returns:
+        One :class:`RoundResult` per round (a list, with ``run_dir`` and ``experiment_dir``).
+
+    Raises:
+        ValueError: If ``rounds < 1``, the folder holds another experiment, or, after the first
+            fit, ``monitor`` or ``test_metric`` was never logged (the message lists what was).
+    """
+    _check_arguments(rounds, controls)
+    names = MetricNames(monitor, mode, test_metric)
+    lottery = lottery if lottery is not None else LotteryTicketCallback()
+    trainer_kwargs = dict(trainer or {})
+    if config is None:
+        settings = {"controls": list(controls), "seed": seed, "monitor": monitor, "mode": mode}
+        settings.update(test_metric=test_metric, rounds=rounds, **lottery.settings())
+        config = python_config(model, datamodule, settings, trainer_kwargs)
+    experiment = ExperimentPaths(Path(out_dir) / (name or folder_name(config)))
+    runner = _Runner(model, datamodule, lottery, trainer_kwargs, experiment, seed, config, names, list(controls))
+    return runner.run(rounds, progress, report)
+
+
+def run_seeds(
+    make_model: Callable[[], pl.LightningModule],
+    datamodule: pl.LightningDataModule,
+    *,
+    seeds: Sequence[int],
+    rounds: int,
+    lottery: LotteryTicketCallback | None = None,
+    config: Mapping[str, Any] | None = None,
+    report: bool = True,
+    **kwargs: Any,
+) -> SeedRuns:
+    """Run the experiment once per seed and aggregate the runs, as ``lth fit --lottery.seeds`` does.
+
+    For every seed: ``seed_everything(seed)``, a fresh module from ``make_model()``, a fresh
+    callback with ``lottery``'s settings, and :func:`run_lottery` into ``<experiment>/seed_<s>/``
+    (every seed of one experiment shares its folder). Then ``results_seeds.csv``/``.json``
+    (mean, std, min and max of every column per round), plots with min-max bands and a TensorBoard
+    summary are written to the experiment's folder, exactly as ``lth aggregate`` writes them for
+    seeds run as separate jobs.
+
+    Args:
+        make_model: Builds the module (called after seeding, once per seed).
+        datamodule: The data, shared by the seeds.
+        seeds: Distinct seeds.
+        rounds: Rounds per seed.
+        lottery: The callback whose settings every seed uses.
+        config: The full config (``lth fit`` passes its own); ``seed_everything`` is set per seed.
+        report: Write plots and TensorBoard summaries.
+        **kwargs: Any other :func:`run_lottery` argument (``trainer``, ``controls``, ``out_dir``,
+            ``name``, ``monitor``, ...).
+
+    Raises:
+        ValueError: If ``seeds`` is empty or repeats a seed.
+    """
+    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"`seeds` must be a non-empty list of distinct integers, got {list(seeds)!r}.")
+    template = lottery if lottery is not None else LotteryTicketCallback()
+    runs: dict[int, Rounds] = {}
+    for seed in seeds:
+        pl.seed_everything(seed)
+        callback = LotteryTicketCallback(**template.settings(), verbose=template.verbose)
+        seed_config = None if config is None else {**config, "seed_everything": seed}
+        runs[seed] = run_lottery(
+            make_model(),
+            datamodule,
+            rounds=rounds,
+            lottery=callback,
+            seed=seed,
+            config=seed_config,
+            report=report,
+            **kwargs,
+        )
+    experiment = ExperimentPaths(runs[seeds[0]].experiment_dir)
+    runs_paths = [experiment.run(s) for s in seeds]
+    aggregated = aggregate_runs(runs_paths, experiment.root, report=report, write=is_global_zero())
+    return SeedRuns(experiment.root, runs, aggregated)
+
+
+class _RoundProgress:
+    """A progress bar over rounds (tqdm, as Lightning's own bars), on rank zero only."""
+
+    def __init__(self, total: int, done: int, enabled: bool, test_column: str) -> None:
+        self.bar = None
+        self.test_column = test_column
+        if enabled and is_global_zero():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc="lottery rounds", unit="round", position=0, leave=True)
+
+    def update(self, row: RoundResult) -> None:
+        if self.bar is not None:
+            test = format_value(row.metrics.get(self.test_column))
+            self.bar.set_postfix({"weights": f"{100 * row.density:.1f}%", self.test_column: test})
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _RecordOnStart(pl.Callback):
+    """Records the experiment (its identity) and the run's config when the first round trains, not before."""
+
+    def __init__(self, runner: _Runner) -> None:
+        self.runner = runner
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.runner.record(trainer.is_global_zero)
+
+
+@dataclass
+class _Measured:
+    metrics: dict[str, float]  # validation metrics at the end of training and test metrics, by column
+    best_step: int | None
+    best_value: float | None
+    test_at_best: float | None
+
+
+class _Runner:
+    """One run (an experiment with one seed): the fixed context of its rounds."""
+
+    def __init__(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        lottery: LotteryTicketCallback,
+        trainer_kwargs: Mapping[str, Any],
+        experiment: ExperimentPaths,
+        seed: int,
+        config: Mapping[str, Any],
+        names: MetricNames,
+        controls: list[str],
+    ) -> None:
+        self.model, self.datamodule, self.lottery, self.trainer_kwargs = model, datamodule, lottery, trainer_kwargs
+        self.experiment, self.paths, self.seed = experiment, experiment.run(seed), seed
+        self.config, self.names = dict(config), names
+        self.controls = [c for c in CONTROLS if c in controls]  # registry order
+        self.identity = experiment_identity(config)
+        self.is_zero = is_global_zero()
+        self.recorded = False
+
+    # ------------------------------------------------------------------ the run
+    def run(self, rounds: int, progress: bool, report: bool) -> Rounds:
+        check_same_experiment(self.experiment.identity, self.identity)
+        rows = self.resume()
+        created = [p for p in (self.experiment.root, self.paths.root) if not p.exists()]
+        bar = _RoundProgress(rounds, len(rows), progress, self.names.test_column)
+        rank_zero_info(f"Run folder: {self.paths.root.resolve()}")
+        try:
+            with quiet_lightning():
+                for r in range(len(rows), rounds):
+                    rows.append(self.round(r))
+                    if self.is_zero:
+                        write_table(self.paths.results, [x.flat() for x in rows], [x.as_dict() for x in rows])
+                    if self.is_zero and report:
+                        write_run_report(self.paths, rows, self.hparams(), self.names)
+                    bar.update(rows[-1])
+        except BaseException:
+            self.forget(created)
+            raise
+        finally:
+            bar.close()
+        return Rounds(rows, self.paths.root, self.experiment.root)
+
+    def resume(self) -> list[RoundResult]:
+        rows = [RoundResult(**json.loads(self.paths.metrics(r).read_text())) for r in self.paths.finished_rounds()]
+        if rows:
+            self.lottery.load_state_dict(load_tensors(self.paths.lottery_state(rows[-1].round)))
+            rank_zero_info(
+                f"Resuming {self.paths.root}: rounds 0-{rows[-1].round} are finished and will not be recomputed."
+            )
+        return rows
+
+    def record(self, is_zero: bool) -> None:
+        """The first round of this invocation starts training: record the experiment and the run's config."""
+        if self.recorded:
+            return
+        self.recorded = True
+        if is_zero:
+            if not self.experiment.identity.is_file():
+                atomic_write_text(self.experiment.identity, yaml.safe_dump(self.identity, sort_keys=True))
+            atomic_write_text(self.paths.config, yaml.safe_dump(plain(self.config), sort_keys=False))
+
+    def forget(self, created: Sequence[Path]) -> None:
+        """After a failure before anything was recorded, remove the folders this invocation created."""
+        if self.recorded or not self.is_zero:
+            return
+        for folder in reversed(created):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def hparams(self) -> dict[str, Any]:
+        identity = experiment_identity(self.config, seed=True)
+        return {k: v for k, v in identity.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 200}
+
+    # ------------------------------------------------------------------ one round
+    def round(self, r: int) -> RoundResult:
+        start = time.perf_counter()
+        ticket = self.train_and_test(round_label(r), self.model, self.lottery, self.paths.checkpoints(r))
+        lottery = self.lottery
+        if lottery.round != r or lottery.phase != "pruned":
+            raise RuntimeError(
+                f"Round {r} ended with the lottery callback at round {lottery.round} ({lottery.phase}); "
+                "the run folder and the callback state disagree."
+            )
+        history = lottery.history[-1]
+        row = RoundResult(
+            round=r,
+            density=float(history["density"]),
+            metrics=self.with_best(ticket),
+            best_val_step=ticket.best_step,
+            steps=int(history["steps"]),
+            layer_density={k: float(v) for k, v in history["layer_density"].items()},
+        )
+        if self.is_zero:
+            save_tensors(lottery.round_masks, self.paths.masks(r))
+            save_tensors({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, self.paths.weights(r))
+        for control in self.controls if r > 0 else ():
+            row.controls[control] = self.control(r, control)
+        row.seconds = time.perf_counter() - start
+        if self.is_zero:
+            save_tensors(lottery.state_dict(), self.paths.lottery_state(r))
+            atomic_write_text(self.paths.metrics(r), json.dumps(row.as_dict(), indent=2))  # written last: done
+        self.say(row)
+        return row
+
+    def control(self, r: int, control: str) -> dict[str, float | None]:
+        done = self.paths.control(r, control)
+        if done.is_file():
+            return dict(json.loads(done.read_text()))
+        seed = control_seed(self.seed, r, control)
+        masks, init = control_masks_and_init(control, self.lottery.round_masks, self.lottery.snapshot, self.model, seed)
+        fork = self.lottery.fork(masks, init)
+        measured = self.train_and_test(round_label(r, control), detached_copy(self.model), fork, None)
+        columns = self.control_columns(measured)
+        if self.is_zero:
+            save_tensors(masks, self.paths.control_masks(r, control))
+            atomic_write_text(done, json.dumps(columns, indent=2))
+        return columns
+
+    def say(self, row: RoundResult) -> None:
+        names, test = self.names, self.names.test_column
+        controls = "".join(f", {k} {format_value(v[test])}" for k, v in row.controls.items())
+        rank_zero_info(
+            f"Round {row.round}: {100 * row.density:.2f}% of weights, {names.test} {format_value(row.metrics[test])}, "
+            f"early-stop step {format_value(row.best_val_step)} ({names.test} there "
+            f"{format_value(row.metrics[names.at_best_column])}){controls}."
+        )
+
+    # ------------------------------------------------------------------ one training
+    def train_and_test(
+        self, label: str, model: pl.LightningModule, lottery: LotteryTicketCallback, checkpoint_dir: Path | None
+    ) -> _Measured:
+        """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights.
+
+        Raises:
+            ValueError: If the monitored or the test metric was never logged.
+        """
+        names = self.names
+        tracker = EarlyStoppingTracker(names.monitor, names.mode) if names.monitor is not None else None
+        callbacks: list[pl.Callback] = [lottery, *([tracker] if tracker else []), _RecordOnStart(self)]
+        trainer = make_trainer(label, callbacks, self.trainer_kwargs, self.paths.root, checkpoint_dir)
+        ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
+        resume = ckpt if ckpt is not None and ckpt.is_file() else None
+        if resume is not None:
+            rank_zero_info(f"{label} was interrupted: resuming it from {resume}.")
+        trainer.fit(model, datamodule=self.datamodule, ckpt_path=resume)
+        metrics = names.validation(_scalars(trainer.callback_metrics))
+        tested = self.test(trainer, model)
+        metrics.update(tested)
+        if tracker is None or tracker.best_state is None:
+            return _Measured(metrics, None, None, None)
+        if tracker.best_step == trainer.global_step:  # the best weights are the final ones
+            return _Measured(metrics, tracker.best_step, tracker.best_value, tested[names.test_column])
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        tracker.load_best_into(model)
+        loggers, trainer.loggers = trainer.loggers, []  # the run's test/* at this step are the final weights'
+        try:
+            at_best = self.test(trainer, model)[names.test_column]
+        finally:
+            trainer.loggers = loggers
+        model.load_state_dict(final)
+        return _Measured(metrics, tracker.best_step, tracker.best_value, at_best)
+
+    def test(self, trainer: pl.Trainer, model: pl.LightningModule) -> dict[str, float]:
+        """Every metric the module logs in ``test``, by column; the test metric must be one of them."""
+        results = trainer.test(model, datamodule=self.datamodule, verbose=False)
+        logged = _scalars(results[0]) if results else {}
+        check_logged(self.names.test, "test_metric", "test", logged)
+        return {column(k): v for k, v in logged.items()}
+
+    def with_best(self, measured: _Measured) -> dict[str, float | None]:
+        """The measured metrics, then the best monitored value and the test metric at that point."""
+        metrics: dict[str, float | None] = dict(measured.metrics)
+        if self.names.best_column is not None:
+            metrics[self.names.best_column] = measured.best_value
+        metrics[self.names.at_best_column] = measured.test_at_best
+        return metrics
+
+    def control_columns(self, measured: _Measured) -> dict[str, float | None]:
+        """A control's columns: the test metric, at the early-stopping iteration, that step, the monitored value."""
+        names = self.names
+        values: dict[str, float | None] = {
+            names.test_column: measured.metrics[names.test_column],
+            names.at_best_column: measured.test_at_best,
+            "best_val_step": measured.best_step,
+        }
+        if names.monitor is not None:
+            values[column(names.monitor)] = measured.metrics[column(names.monitor)]
+        return values

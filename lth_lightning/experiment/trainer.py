@@ -1,0 +1,122 @@
+"""The Trainers of an experiment: one per training, from the same settings, each logging to its own TensorBoard run."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from argparse import Namespace
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+
+__all__ = ["RoundLogger", "make_trainer", "quiet_lightning"]
+
+# Lines Lightning prints for every Trainer (device availability, tips): once per experiment is enough.
+_ONCE_PER_EXPERIMENT = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:")
+# Lightning 2.6 calls a torch function that torch 2.13 deprecates, at every fit: not the user's concern.
+_DEPRECATION_NOISE = r".*isinstance\(treespec, LeafSpec\)` is deprecated.*"
+_RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+class _Once(logging.Filter):
+    def __init__(self, prefixes: Sequence[str]) -> None:
+        super().__init__()
+        self.prefixes, self.seen = tuple(prefixes), set[str]()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.prefixes):
+            return True
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """While an experiment runs: Lightning's per-Trainer device lines and tips once, no known deprecation noise.
+
+    Nested uses share the outermost filter, so a line said before the experiment is not said again.
+    """
+    logger = logging.getLogger(_RANK_ZERO_LOGGER)
+    if any(isinstance(f, _Once) for f in logger.filters):
+        yield
+        return
+    once = _Once(_ONCE_PER_EXPERIMENT)
+    logger.addFilter(once)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_DEPRECATION_NOISE, category=FutureWarning)
+            warnings.filterwarnings("ignore", message=_DEPRECATION_NOISE, category=DeprecationWarning)
+            yield
+    finally:
+        logger.removeFilter(once)
+
+
+class RoundLogger(TensorBoardLogger):
+    """A TensorBoard run of one training, keeping the dashboard's Scalars page clean.
+
+    It leaves out Lightning's ``epoch`` scalar, the callback's ``lottery/*`` values (single points
+    here; the summary run has them across rounds) and hyperparameters (the summary run has them,
+    once, with the final metrics).
+    """
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        kept = {k: v for k, v in metrics.items() if k != "epoch" and not k.startswith("lottery/")}
+        if kept:
+            super().log_metrics(kept, step)
+
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, metrics: dict[str, Any] | None = None, step: int | None = None
+    ) -> None:
+        return None
+
+
+def make_trainer(
+    label: str,
+    callbacks: Sequence[pl.Callback],
+    trainer_kwargs: Mapping[str, Any],
+    run_dir: Path,
+    checkpoint_dir: Path | None,
+) -> pl.Trainer:
+    """A fresh Trainer from the shared settings, logging to the TensorBoard run ``<run_dir>/tensorboard/<label>``.
+
+    ``callbacks`` come first; the user's callbacks and loggers in ``trainer_kwargs`` are
+    deep-copied, fresh for every Trainer. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
+    ``last.ckpt`` there after every training epoch.
+    """
+    kwargs = copy.deepcopy(dict(trainer_kwargs))
+    user_callbacks = kwargs.pop("callbacks", None) or []
+    if not isinstance(user_callbacks, list):
+        user_callbacks = [user_callbacks]
+    all_callbacks = [*callbacks, *user_callbacks]
+    if checkpoint_dir is not None and kwargs.get("enable_checkpointing", True) is not False:
+        all_callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoint_dir,
+                filename="last",
+                save_top_k=1,
+                every_n_epochs=1,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
+    elif checkpoint_dir is None:
+        kwargs["enable_checkpointing"] = False
+    logger = kwargs.pop("logger", None)
+    loggers: list[Logger] = []
+    if logger is not False:
+        if isinstance(logger, Logger):
+            loggers.append(logger)
+        elif isinstance(logger, list):
+            loggers.extend(logger)
+        loggers.append(RoundLogger(save_dir=run_dir, name="tensorboard", version=label, default_hp_metric=False))
+    kwargs["default_root_dir"] = run_dir / label
+    return pl.Trainer(callbacks=all_callbacks, logger=loggers or False, **kwargs)

@@ -1,0 +1,146 @@
+"""The TensorBoard dashboard, read back with TensorBoard's own reader."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from cli_helpers import write_tiny_fashion
+from conftest import round_trainer
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util import tensor_util
+
+from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
+from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
+
+CONTROLS = ["random_reinit", "random_prune"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
+
+
+def _reader(folder) -> EventAccumulator:
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def _layout(events: EventAccumulator) -> layout_pb2.Layout:
+    (event,) = events.Tensors("custom_scalars__config__")
+    return layout_pb2.Layout.FromString(tensor_util.make_ndarray(event.tensor_proto).item())
+
+
+def _charts(layout: layout_pb2.Layout) -> dict[str, layout_pb2.Chart]:
+    return {chart.title: chart for category in layout.category for chart in category.chart}
+
+
+def _session_start(events: EventAccumulator) -> plugin_data_pb2.SessionStartInfo:
+    content = events.PluginTagToContent("hparams")[hparams_metadata.SESSION_START_INFO_TAG]
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_data) -> RunPaths:
+    torch.manual_seed(0)
+    rows = run_lottery(
+        LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
+        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        rounds=3,
+        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+        trainer=round_trainer(deterministic=False),
+        out_dir=tmp_path_factory.mktemp("dash"),
+        controls=CONTROLS,
+        progress=False,
+    )
+    return RunPaths(rows.run_dir)
+
+
+def test_the_layout_tells_the_ticket_vs_controls_story(run):
+    assert sorted(p.name for p in run.summary.iterdir()) == ["random_prune", "random_reinit", "ticket"]  # a run each
+    events = _reader(run.series("ticket"))
+    charts = _charts(_layout(events))
+    story = charts["test accuracy: ticket vs random reinit vs random pruning"].multiline.tag
+    assert list(story) == ["^lottery/test_acc$"]  # one tag, drawn for every series' run, each in its own color
+    for title in (
+        "test accuracy at the early-stopping iteration: ticket vs controls",
+        "early-stopping iteration (step): ticket vs controls",
+        "weights remaining (fraction) by round",
+        "density of each layer by round",
+        "mask overlap with the previous round (Jaccard), per layer",
+    ):
+        assert title in charts, sorted(charts)
+    # Every chart shows something: each of its tag patterns matches a scalar of the summary run.
+    scalars = events.Tags()["scalars"]
+    for title, chart in charts.items():
+        for pattern in chart.multiline.tag:
+            assert any(re.search(pattern, tag) for tag in scalars), (title, pattern)
+    assert [e.step for e in events.Scalars("lottery/test_acc")] == [0, 1, 2]
+    for control in CONTROLS:
+        series = _reader(run.series(control))
+        assert [e.step for e in series.Scalars("lottery/test_acc")] == [1, 2]
+        expected = {"lottery/test_acc", "lottery/test_acc_at_best_val", "lottery/best_val_step", "lottery/val_loss"}
+        assert set(series.Tags()["scalars"]) == expected
+
+
+def test_the_scalars_page_is_clean_and_the_hparams_typed(run):
+    events = _reader(run.series("ticket"))
+    scalars = events.Tags()["scalars"]
+    assert all(tag.startswith("lottery/") for tag in scalars)  # no epoch, no single-point hparam/* charts
+    assert {"lottery/accuracy_vs_weights_remaining", "lottery/first_layer_pixels"} <= set(events.Tags()["images"])
+    hparams = _session_start(events).hparams
+    assert hparams["trainer.deterministic"].WhichOneof("kind") == "bool_value"  # a boolean, shown as one
+    assert hparams["trainer.deterministic"].bool_value is False
+    assert hparams["lottery.amount"].number_value == 0.5 and hparams["lottery.scope"].string_value == "global"
+    assert hparams["lottery.seed"].number_value == 0
+
+
+def test_mask_overlap_with_the_previous_round_is_the_layers_survival_rate(run):
+    events = _reader(run.series("ticket"))
+    masks = [torch.load(run.masks(r), weights_only=True) for r in range(3)]
+    for name in masks[0]:
+        values = [e.value for e in events.Scalars(f"lottery/overlap_prev/{name}")]
+        expected = [masks[r][name].sum().item() / masks[r - 1][name].sum().item() for r in (1, 2)]
+        assert values == pytest.approx(expected)  # the masks are nested, so Jaccard = survivors / alive before
+
+
+def test_seeds_have_min_max_bands_and_the_overlap_between_their_tickets(tmp_path, tiny_data):
+    runs = run_seeds(
+        lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
+        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        seeds=[0, 1],
+        rounds=2,
+        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+        trainer=round_trainer(),
+        out_dir=tmp_path,
+        controls=["random_prune"],
+        progress=False,
+    )
+    experiment = ExperimentPaths(runs.experiment_dir)
+    events = _reader(experiment.series("ticket"))
+    charts = _charts(_layout(events))
+    band = charts["test accuracy: mean and min-max over seeds"].margin.series[0]
+    tags = ("lottery/test_acc/mean", "lottery/test_acc/min", "lottery/test_acc/max")
+    assert (band.value, band.lower, band.upper) == tags
+    per_seed = _reader(experiment.run(0).series("ticket")).Tags()["scalars"]
+    assert not any(tag.endswith(("/mean", "/min", "/max")) for tag in per_seed)  # no band chart lacks its tags
+    lows = [e.value for e in events.Scalars("lottery/test_acc/min")]
+    assert lows == pytest.approx([row["test_acc_min"] for row in runs.aggregated])
+    control = _reader(experiment.series("random_prune"))  # the same band tags: the chart draws a band per series
+    highs = [e.value for e in control.Scalars("lottery/test_acc/max")]
+    assert highs == pytest.approx([row["random_prune_test_acc_max"] for row in runs.aggregated[1:]])
+    masks = [torch.load(experiment.run(s).masks(1), weights_only=True) for s in (0, 1)]
+    name = "net.layers.0.weight"
+    both, either = (masks[0][name] & masks[1][name]).sum(), (masks[0][name] | masks[1][name]).sum()
+    (overlap,) = [e.value for e in events.Scalars(f"lottery/overlap_seeds/{name}") if e.step == 1]
+    assert overlap == pytest.approx(float(both / either))
+    chance_run = _reader(experiment.series("chance"))
+    (chance,) = [e.value for e in chance_run.Scalars(f"lottery/overlap_seeds/{name}") if e.step == 1]
+    density = float((masks[0][name].float().mean() + masks[1][name].float().mean()) / 2)
+    assert chance == pytest.approx(density / (2 - density))
+    assert _session_start(events).hparams["seeds"].number_value == 2
