@@ -466,24 +466,34 @@ def masking_share(dm: FashionMNISTDataModule, device: torch.device, steps: int =
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def interleaving_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every interleaved benchmark takes: data, device, epochs, repetitions, chunk, limit."""
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is a warm-up")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions of every variant")
     parser.add_argument("--chunk", type=int, default=20, help="steps per chunk of the interleaving")
-    parser.add_argument("--round-epochs", type=int, default=2, help="epochs of the round comparison")
-    parser.add_argument("--round-reps", type=int, default=3, help="repetitions of the round comparison")
     parser.add_argument("--limit", type=int, default=None, help="use only this many batches of data (smoke tests)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["seed", "modelpruning", "plain", "bare", "rounds"])
-    args = parser.parse_args(argv)
+
+
+def checked_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
+    """The device asked for, after checking it and the number of epochs."""
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     if args.epochs < 2:
         parser.error(f"--epochs must be >= 2 (the first is a warm-up), got {args.epochs}")
+    return torch.device(args.device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    interleaving_arguments(parser)
+    parser.add_argument("--round-epochs", type=int, default=2, help="epochs of the round comparison")
+    parser.add_argument("--round-reps", type=int, default=3, help="repetitions of the round comparison")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["seed", "modelpruning", "plain", "bare", "rounds"])
+    args = parser.parse_args(argv)
+    device = checked_device(parser, args)
     warnings.filterwarnings("ignore")
-    device = torch.device(args.device)
     dm, source = load_data(args.data_dir, args.limit)
     x, y = dm.split("train")
     steps_per_epoch = -(-len(x) // 128)

@@ -205,6 +205,16 @@ class LotteryTicketCallback(pl.Callback):
         """A copy of the experiment's state (round, phase, masks, snapshot, history)."""
         return LotteryState.from_dict(self._state.as_dict())
 
+    def set_state(self, state: LotteryState) -> None:
+        """Continue from ``state`` (a copy is kept): a state computed outside a fit, as the stacked driver does.
+
+        Raises:
+            ValueError: During a fit, when the live state must not change.
+        """
+        if self._stage is not None:
+            raise ValueError(f"LotteryTicketCallback.set_state() is not allowed during '{self._stage}'.")
+        self._state = LotteryState.from_dict(state.as_dict())
+
     def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryTicketCallback:
         """A new callback whose next fit trains ``masks`` from ``snapshot`` (for control experiments).
 
@@ -367,7 +377,15 @@ class LotteryTicketCallback(pl.Callback):
                 "Lower the learning rate or clip gradients, then rerun the round."
             )
         report = sparsity_report(state.masks)
-        masks = prune(trained, state.masks, self.amount, scope=self.scope, rates=self._rates, rounds=state.round + 1)
+        masks = prune(
+            trained,
+            state.masks,
+            self.amount,
+            scope=self.scope,
+            rates=self._rates,
+            rounds=state.round + 1,
+            member_dims=state.member_dims,
+        )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
         state.finish(
             masks,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -14,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lth_lightning.compat import CURRENT_FX_NAME
 from lth_lightning.mlp import MLP
 
-__all__ = ["LotteryClassifier"]
+__all__ = ["LotteryClassifier", "MeanLoss", "make_optimizer"]
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -181,13 +182,29 @@ class LotteryClassifier(pl.LightningModule):
         self.test_acc.reset()
 
     def configure_optimizers(self) -> Any:
-        params = list(self.parameters())
-        fused: bool | None = self.fused
-        if fused is None:  # Lightning calls this after moving the model to its device
-            fused = bool(params) and all(p.device.type in _FUSED_DEVICES and p.is_floating_point() for p in params)
-        fused = fused or None  # else torch's own default (foreach on CUDA): passing False would force per-tensor
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=fused)
-        if self.optimizer_name == "adamw":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, fused=fused)
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay, fused=fused)
+        return make_optimizer(
+            self.parameters(), self.optimizer_name, self.lr, self.weight_decay, self.momentum, self.fused
+        )
+
+
+def make_optimizer(
+    parameters: Iterable[Tensor],
+    name: OptimizerName,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    fused: bool | None,
+) -> torch.optim.Optimizer:
+    """The optimizer of :class:`LotteryClassifier` (and of its stacked members) over ``parameters``.
+
+    ``fused=None`` uses torch's fused kernel where every parameter is on a CPU or CUDA device.
+    """
+    params = list(parameters)
+    if fused is None:  # Lightning calls configure_optimizers after moving the model to its device
+        fused = bool(params) and all(p.device.type in _FUSED_DEVICES and p.is_floating_point() for p in params)
+    fused = fused or None  # else torch's own default (foreach on CUDA): passing False would force per-tensor
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)

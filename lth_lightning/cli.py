@@ -46,6 +46,10 @@ class LotteryOptions:
             null records no validation.
         mode: Which value of ``monitor`` is best: ``min`` or ``max``.
         test_metric: Test metric the results report, as the model logs it (``test/acc``, ``test_acc``).
+        stack: Train each round's tickets and controls (of every seed) as members of one stacked
+            network, in one fit per round: true, false, or null to stack wherever the model can
+            (a LotteryClassifier whose network torch.func can vectorize, rewinding to the
+            initialization) and say why not elsewhere. The results are those of sequential runs.
 
     Raises:
         ValueError: If ``rounds`` < 1, a pruning option is out of range or a metric name is empty.
@@ -67,6 +71,7 @@ class LotteryOptions:
         monitor: str | None = "val/loss",
         mode: Literal["min", "max"] = "min",
         test_metric: str = "test/acc",
+        stack: bool | None = None,
     ) -> None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`lottery.rounds` must be an integer >= 1, got {rounds!r}.")
@@ -80,6 +85,7 @@ class LotteryOptions:
         self.controls = list(controls or [])
         self.seeds = list(seeds) if seeds is not None else None
         self.metrics = MetricNames(monitor, mode, test_metric)
+        self.stack = stack
         self.callback = LotteryTicketCallback(
             amount=amount, scope=scope, parameters=parameters, rates=rates, rewind_step=rewind_step
         )
@@ -163,6 +169,7 @@ class LotteryCLI(LightningCLI):
             "monitor": options.metrics.monitor,
             "mode": options.metrics.mode,
             "test_metric": options.metrics.test,
+            "stack": options.stack,
         }
         if options.seeds is None:
             seed = int(config.get("seed_everything") or 0)

@@ -33,6 +33,7 @@ class LotteryState:
         round_masks: The masks the current (or last trained) round trains with.
         snapshot: The module state rewound to (state-dict names), or None before it is taken.
         history: One record per finished round (round, density, layer densities, steps, metrics).
+        member_dims: Leading member dimensions of the masks (1 for stacked members, each pruned on its own).
     """
 
     round: int = 0
@@ -42,6 +43,7 @@ class LotteryState:
     round_masks: dict[str, Tensor] = field(default_factory=dict)
     snapshot: dict[str, Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    member_dims: int = 0
 
     @property
     def density(self) -> float:
@@ -95,6 +97,7 @@ class LotteryState:
             "round_masks": _copy(self.round_masks),
             "snapshot": None if self.snapshot is None else _copy(self.snapshot),
             "history": [dict(h) for h in self.history],
+            "member_dims": self.member_dims,
         }
 
     @classmethod
@@ -116,6 +119,7 @@ class LotteryState:
             round_masks=_copy(data["round_masks"], torch.bool),
             snapshot=None if snapshot is None else _copy(snapshot),
             history=[dict(h) for h in data["history"]],
+            member_dims=int(data.get("member_dims", 0)),
         )
 
     def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryState:

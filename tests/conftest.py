@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +136,21 @@ def round_trainer(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def data() -> TensorDataset:
     return tiny_images()
+
+
+@contextmanager
+def lightning_messages() -> Iterator[list[str]]:
+    """The messages logged through Lightning's loggers (rank-zero info included) while the block runs."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(level=logging.INFO)
+    logger = logging.getLogger("lightning.pytorch")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)

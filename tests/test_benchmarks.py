@@ -41,3 +41,9 @@ def test_startup_prints_its_table_and_the_light_commands_load_no_lightning():
     for command in ("export", "aggregate", "compare"):
         assert re.search(rf"\| `lth {command} --help` \| [\d.]+ \| [\d.]+ \| no \|", out), command
     assert re.search(r"\| `lth fit --help` \| [\d.]+ \| 1\.00 \| yes \|", out)
+
+
+def test_stacked_speed_prints_its_table():
+    out = _run("stacked_speed.py", "--members", "1", "3", "--epochs", "2", "--limit", "20", "--reps", "1")
+    for k in (1, 3):
+        assert re.search(rf"\| {k} \| [\d.]+ \(runs: [\d.]+\) \| [\d.]+ ms \| \d+ \| [\d.]+ \| \d+ \|", out), k

@@ -96,8 +96,10 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
     ):
         assert (run / name).is_file(), name
     for r in range(2):
-        for name in ("metrics.json", "masks.pt", "lottery.pt", "checkpoints/last.ckpt"):
+        for name in ("metrics.json", "masks.pt", "weights.pt", "lottery.pt"):
             assert (run / f"round_{r:02d}" / name).is_file(), (r, name)
+    # LotteryClassifier's MLP is stackable, so `lth fit` stacked each round (one member here): one checkpoint each.
+    assert len(list(experiment.glob("stacked/round_0[01]-*/last.ckpt"))) == 2
     rows = read_csv(run / "results.csv")
     assert [int(r["round"]) for r in rows] == [0, 1]
     assert float(rows[0]["density"]) == 1.0
@@ -166,14 +168,22 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, tiny_data) -> Path:
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    return run_folder(lth("fit", "-c", str(tiny_config(tmp, tiny_data, rounds=3)), cwd=tmp))
+def uninterrupted(tmp_path_factory, tiny_data) -> dict[str, Path]:
+    runs = {}
+    for stack in ("false", "true"):
+        tmp = tmp_path_factory.mktemp(f"uninterrupted_{stack}")
+        config = tiny_config(tmp, tiny_data, rounds=3, controls=["random_prune"], stack=stack == "true")
+        runs[stack] = run_folder(lth("fit", "-c", str(config), cwd=tmp))
+    return runs
 
 
-@pytest.mark.parametrize(("round_", "epoch"), [(1, 1), (2, 0)])
-def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_data, uninterrupted, round_, epoch):
-    config = tiny_config(tmp_path, tiny_data, rounds=3)
+@pytest.mark.parametrize(("round_", "epoch", "stack"), [(1, 1, "false"), (2, 0, "false"), (1, 1, "true")])
+def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
+    tmp_path, tiny_data, uninterrupted, round_, epoch, stack
+):
+    """Sequential rounds, and stacked ones (the ticket and its control in one fit), resume exactly."""
+    config = tiny_config(tmp_path, tiny_data, rounds=3, controls=["random_prune"], stack=stack == "true")
+    uninterrupted = uninterrupted[stack]
     marker = tmp_path / "killed"
     kill = [
         "--trainer.callbacks+=cli_helpers.KillAt",
@@ -188,16 +198,16 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_d
     resumed = lth("fit", "-c", str(config), *kill, cwd=tmp_path)
     assert run_folder(resumed) == run
     if epoch > 0:
-        assert f"round_{round_:02d} was interrupted: resuming it from" in resumed.stderr + resumed.stdout
+        interrupted = f"Stacked round {round_}" if stack == "true" else f"round_{round_:02d}"
+        assert f"{interrupted} was interrupted: resuming it from" in resumed.stderr + resumed.stdout
     final = torch.load(run / "round_02" / "lottery.pt", weights_only=True)
     expected = torch.load(uninterrupted / "round_02" / "lottery.pt", weights_only=True)
     for key in ("masks", "round_masks"):
         assert final[key].keys() == expected[key].keys()
         assert all(torch.equal(final[key][k], expected[key][k]) for k in expected[key]), key
     got, want = read_csv(run / "results.csv"), read_csv(uninterrupted / "results.csv")
-    assert [(r["density"], r["test_acc"], r["best_val_step"]) for r in got] == [
-        (r["density"], r["test_acc"], r["best_val_step"]) for r in want
-    ]
+    columns = ("density", "test_acc", "best_val_step", "random_prune_test_acc")
+    assert [[r[c] for c in columns] for r in got] == [[r[c] for c in columns] for r in want]
 
 
 def test_rounds_1_is_a_plain_fit_with_the_callback(tmp_path, tiny_data):

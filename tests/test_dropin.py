@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gc
-import logging
 from typing import Any
 
 import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ConvNet, TinyImageData, lean_trainer, loader, round_trainer, tiny_images
+from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, loader, round_trainer, tiny_images
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
@@ -355,23 +354,13 @@ class Mixed(pl.LightningModule):
 
 
 def test_the_first_fit_says_what_is_pruned_and_what_the_default_leaves_out(tmp_path):
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Collect(level=logging.INFO)
-    logging.getLogger("lightning.pytorch").addHandler(handler)
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 32, (32, 5), generator=g)
     data = loader(torch.utils.data.TensorDataset(tokens, tokens[:, 0] % 4))
     cb = LotteryTicketCallback(amount=0.5)
-    try:
+    with lightning_messages() as messages:
         for _ in range(2):
             lean_trainer(tmp_path, callbacks=[cb]).fit(Mixed(), data)
-    finally:
-        logging.getLogger("lightning.pytorch").removeHandler(handler)
     summaries = [m for m in messages if "LotteryTicketCallback prunes" in m]
     assert len(summaries) == 1  # once, at the first fit
     text = summaries[0]

@@ -45,16 +45,14 @@ def _check_ranks_agree(records, rounds):
 
 
 def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
-    config = tiny_config(tmp_path, tiny_data, rounds=3)
+    config = tiny_config(tmp_path, tiny_data, rounds=3, stack=False)
     probe = tmp_path / "probe"
+    ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
     result = lth(
         "fit",
         "-c",
         str(config),
-        "--trainer.devices",
-        "2",
-        "--trainer.strategy",
-        "ddp",
+        *ddp,
         "--trainer.callbacks+=cli_helpers.RankProbe",
         f"--trainer.callbacks.out_dir={probe}",
         cwd=tmp_path,
@@ -70,6 +68,20 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
     assert not list(run.rglob("*.tmp")) and not list(run.rglob("*.part"))
     # Each rank trains on its own half of the 240 examples: 4 batches of 32 per epoch, 2 epochs.
     assert int(rows[0]["steps"]) == 2 * 4
+    # Stacking composes with DDP: every rank holds all members, the data is sharded as before; same results.
+    stacked = tmp_path / "stacked"
+    stacked.mkdir()
+    stacked_config = tiny_config(stacked, tiny_data, rounds=3, stack=True)
+    stacked_run = run_folder(lth("fit", "-c", str(stacked_config), *ddp, cwd=stacked))
+    assert (stacked_run.parent / "stacked").is_dir()
+    stacked_rows = read_csv(stacked_run / "results.csv")
+    assert [r["density"] for r in stacked_rows] == [r["density"] for r in rows]
+    for got, want in zip(stacked_rows, rows, strict=True):
+        assert float(got["test_acc"]) == pytest.approx(float(want["test_acc"]), abs=1e-5)
+    for r in range(3):
+        got = torch.load(stacked_run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"]
+        want = torch.load(run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"]
+        assert all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_python_driver_with_ddp_on_two_processes(tmp_path, tiny_data):
@@ -98,7 +110,7 @@ def test_ddp_spawn_is_refused_with_the_reason(tmp_path):
 
 
 def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data):
-    config = tiny_config(tmp_path, tiny_data, rounds=2)
+    config = tiny_config(tmp_path, tiny_data, rounds=2, stack=False)
     marker = tmp_path / "killed"
     kill = [
         "--trainer.callbacks+=cli_helpers.KillAt",
@@ -116,7 +128,7 @@ def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data):
     lth("fit", "-c", str(config), *kill, cwd=tmp_path)
     clean = tmp_path / "clean"
     clean.mkdir()
-    clean_run = run_folder(lth("fit", "-c", str(tiny_config(clean, tiny_data, rounds=2)), cwd=clean))
+    clean_run = run_folder(lth("fit", "-c", str(tiny_config(clean, tiny_data, rounds=2, stack=False)), cwd=clean))
     got = torch.load(run / "round_01" / "lottery.pt", weights_only=True)["masks"]
     want = torch.load(clean_run / "round_01" / "lottery.pt", weights_only=True)["masks"]
     assert all(torch.equal(got[k], want[k]) for k in want)

@@ -7,6 +7,7 @@ Layout::
       results_seeds.csv, .json              mean, std, min and max per round over the seeds (several seeds)
       accuracy_vs_weights_remaining.png     ... and the other plots, with min-max bands (several seeds)
       tensorboard/summary/<series>/         the across-seeds summary: ticket, random_reinit, random_prune
+      stacked/round_<NN>-<members>/last.ckpt  a stacked round's checkpoint (all its members in one network)
       seed_<s>/                             one run of the experiment, with seed s
         config.yaml                         the full config of the last invocation
         results.csv, results.json           one row per finished round
@@ -140,6 +141,13 @@ class ExperimentPaths(_Reports):
     def results_seeds(self) -> Path:
         """``results_seeds`` (``.csv`` and ``.json``): mean, std, min and max per round over the seeds."""
         return self.root / "results_seeds"
+
+    def stacked_checkpoints(self, round: int, members: str) -> Path:
+        """Where a stacked round (one fit for every member: the seeds' tickets and controls) keeps ``last.ckpt``.
+
+        ``members`` names the member set (a digest), so that another set never resumes this checkpoint.
+        """
+        return self.root / "stacked" / f"{round_label(round)}-{members}"
 
     def run(self, seed: int) -> RunPaths:
         """The run with ``seed``."""

@@ -105,6 +105,7 @@ def run_lottery(
     monitor: str | None = "val/loss",
     mode: Literal["min", "max"] = "min",
     test_metric: str = "test/acc",
+    stack: bool | None = False,
 ) -> Rounds:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
@@ -152,6 +153,11 @@ def run_lottery(
             validation.
         mode: ``"min"`` or ``"max"``: which value of ``monitor`` is best.
         test_metric: The test metric the results report for every round and control.
+        stack: Train each round's ticket and controls as members of one stacked network, in one
+            fit (:mod:`.stacked`); the folder is the same as a sequential run's. ``None`` stacks
+            where the module can (a :class:`~lth_lightning.LotteryClassifier` whose network
+            ``torch.func`` can vectorize, rewinding to the initialization) and says why not
+            elsewhere; ``True`` refuses a module that cannot, with the reason.
 
     Returns:
         One :class:`RoundResult` per round (a list, with ``run_dir`` and ``experiment_dir``).
@@ -161,16 +167,59 @@ def run_lottery(
             fit, ``monitor`` or ``test_metric`` was never logged (the message lists what was).
     """
     _check_arguments(rounds, controls)
-    names = MetricNames(monitor, mode, test_metric)
     lottery = lottery if lottery is not None else LotteryTicketCallback()
+    arguments = {"controls": controls, "monitor": monitor, "mode": mode, "test_metric": test_metric, "rounds": rounds}
+    runner = _make_runner(model, datamodule, lottery, trainer, out_dir, name, config, seed, arguments)
+    if _stacking(stack, model, lottery, datamodule):
+        from lth_lightning.experiment.stacked import StackedRounds
+
+        return StackedRounds({seed: runner}, report).run(rounds, progress)[seed]
+    return runner.run(rounds, progress, report)
+
+
+def _make_runner(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    lottery: LotteryTicketCallback,
+    trainer: Mapping[str, Any] | None,
+    out_dir: str | Path,
+    name: str | None,
+    config: Mapping[str, Any] | None,
+    seed: int,
+    arguments: Mapping[str, Any],
+) -> _Runner:
+    """The bookkeeping of one run: its folder (from the config's identity), callback, module and metric names."""
+    names = MetricNames(arguments["monitor"], arguments["mode"], arguments["test_metric"])
     trainer_kwargs = dict(trainer or {})
     if config is None:
-        settings = {"controls": list(controls), "seed": seed, "monitor": monitor, "mode": mode}
-        settings.update(test_metric=test_metric, rounds=rounds, **lottery.settings())
+        settings = {"controls": list(arguments["controls"]), "seed": seed, "monitor": names.monitor, "mode": names.mode}
+        settings.update(test_metric=names.test, rounds=arguments["rounds"], **lottery.settings())
         config = python_config(model, datamodule, settings, trainer_kwargs)
     experiment = ExperimentPaths(Path(out_dir) / (name or folder_name(config)))
-    runner = _Runner(model, datamodule, lottery, trainer_kwargs, experiment, seed, config, names, list(controls))
-    return runner.run(rounds, progress, report)
+    controls = list(arguments["controls"])
+    return _Runner(model, datamodule, lottery, trainer_kwargs, experiment, seed, config, names, controls)
+
+
+def _stacking(
+    stack: bool | None, model: pl.LightningModule, lottery: LotteryTicketCallback, datamodule: pl.LightningDataModule
+) -> bool:
+    """Whether to stack: as asked, or (None) where the module can, saying why not where it cannot.
+
+    Raises:
+        StackingError: If ``stack`` is True and the module cannot be stacked.
+    """
+    if stack is False:
+        return False
+    from lth_lightning.experiment.stacked import probe_batch, why_not_stackable
+    from lth_lightning.stack.network import StackingError
+
+    reason = why_not_stackable(model, lottery, probe_batch(datamodule))
+    if reason is None:
+        return True
+    if stack:
+        raise StackingError(f"stack=True cannot stack this experiment: {reason}.")
+    rank_zero_info(f"Training the rounds one network at a time: {reason}.")
+    return False
 
 
 def run_seeds(
@@ -210,25 +259,45 @@ def run_seeds(
     if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"`seeds` must be a non-empty list of distinct integers, got {list(seeds)!r}.")
     template = lottery if lottery is not None else LotteryTicketCallback()
+    stack = kwargs.pop("stack", False)
     runs: dict[int, Rounds] = {}
+    runners: dict[int, _Runner] = {}
     for seed in seeds:
         pl.seed_everything(seed)
         callback = LotteryTicketCallback(**template.settings(), verbose=template.verbose)
         seed_config = None if config is None else {**config, "seed_everything": seed}
-        runs[seed] = run_lottery(
-            make_model(),
-            datamodule,
-            rounds=rounds,
-            lottery=callback,
-            seed=seed,
-            config=seed_config,
-            report=report,
-            **kwargs,
-        )
+        if stack is False:
+            runs[seed] = run_lottery(
+                make_model(),
+                datamodule,
+                rounds=rounds,
+                lottery=callback,
+                seed=seed,
+                config=seed_config,
+                report=report,
+                **kwargs,
+            )
+            continue
+        _check_arguments(rounds, kwargs.get("controls", ()))
+        arguments = {key: kwargs.get(key, default) for key, default in _RUN_DEFAULTS.items()} | {"rounds": rounds}
+        place = (kwargs.get("trainer"), kwargs.get("out_dir", "runs"), kwargs.get("name"))
+        runners[seed] = _make_runner(make_model(), datamodule, callback, *place, seed_config, seed, arguments)
+    if runners:
+        first = runners[seeds[0]]
+        progress = kwargs.get("progress", True)
+        if _stacking(stack, first.model, first.lottery, datamodule):
+            from lth_lightning.experiment.stacked import StackedRounds
+
+            runs = StackedRounds(runners, report).run(rounds, progress)
+        else:
+            runs = {seed: runner.run(rounds, progress, report) for seed, runner in runners.items()}
     experiment = ExperimentPaths(runs[seeds[0]].experiment_dir)
     runs_paths = [experiment.run(s) for s in seeds]
     aggregated = aggregate_runs(runs_paths, experiment.root, report=report, write=is_global_zero())
     return SeedRuns(experiment.root, runs, aggregated)
+
+
+_RUN_DEFAULTS: dict[str, Any] = {"controls": (), "monitor": "val/loss", "mode": "min", "test_metric": "test/acc"}
 
 
 class _RoundProgress:
@@ -253,22 +322,46 @@ class _RoundProgress:
             self.bar.close()
 
 
-class _RecordOnStart(pl.Callback):
-    """Records the experiment (its identity) and the run's config when the first round trains, not before."""
+class RecordOnStart(pl.Callback):
+    """Records the experiments (their identity) and the runs' configs when the first round trains, not before."""
 
-    def __init__(self, runner: _Runner) -> None:
-        self.runner = runner
+    def __init__(self, runners: Sequence[_Runner]) -> None:
+        self.runners = list(runners)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.runner.record(trainer.is_global_zero)
+        for runner in self.runners:
+            runner.record(trainer.is_global_zero)
 
 
 @dataclass
-class _Measured:
+class Measured:
+    """What one training measured: the metrics by column, and the early-stopping point."""
+
     metrics: dict[str, float]  # validation metrics at the end of training and test metrics, by column
     best_step: int | None
     best_value: float | None
     test_at_best: float | None
+
+
+def with_best(measured: Measured, names: MetricNames) -> dict[str, float | None]:
+    """The measured metrics, then the best monitored value and the test metric at that point."""
+    metrics: dict[str, float | None] = dict(measured.metrics)
+    if names.best_column is not None:
+        metrics[names.best_column] = measured.best_value
+    metrics[names.at_best_column] = measured.test_at_best
+    return metrics
+
+
+def control_columns(measured: Measured, names: MetricNames) -> dict[str, float | None]:
+    """A control's columns: the test metric, at the early-stopping iteration, that step, the monitored value."""
+    values: dict[str, float | None] = {
+        names.test_column: measured.metrics[names.test_column],
+        names.at_best_column: measured.test_at_best,
+        "best_val_step": measured.best_step,
+    }
+    if names.monitor is not None:
+        values[column(names.monitor)] = measured.metrics[column(names.monitor)]
+    return values
 
 
 class _Runner:
@@ -295,8 +388,12 @@ class _Runner:
         self.recorded = False
 
     # ------------------------------------------------------------------ the run
-    def run(self, rounds: int, progress: bool, report: bool) -> Rounds:
+    def check_experiment(self) -> None:
+        """Refuse a folder that holds another experiment."""
         check_same_experiment(self.experiment.identity, self.identity)
+
+    def run(self, rounds: int, progress: bool, report: bool) -> Rounds:
+        self.check_experiment()
         rows = self.resume()
         created = [p for p in (self.experiment.root, self.paths.root) if not p.exists()]
         bar = _RoundProgress(rounds, len(rows), progress, self.names.test_column)
@@ -305,10 +402,7 @@ class _Runner:
             with quiet_lightning():
                 for r in range(len(rows), rounds):
                     rows.append(self.round(r))
-                    if self.is_zero:
-                        write_table(self.paths.results, [x.flat() for x in rows], [x.as_dict() for x in rows])
-                    if self.is_zero and report:
-                        write_run_report(self.paths, rows, self.hparams(), self.names)
+                    self.save_results(rows, report)
                     bar.update(rows[-1])
         except BaseException:
             self.forget(created)
@@ -343,6 +437,37 @@ class _Runner:
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)
 
+    def save_results(self, rows: Sequence[RoundResult], report: bool) -> None:
+        """``results.csv``/``.json``, and with ``report`` the plots and the TensorBoard summary (rank zero)."""
+        if self.is_zero:
+            write_table(self.paths.results, [x.flat() for x in rows], [x.as_dict() for x in rows])
+        if self.is_zero and report:
+            write_run_report(self.paths, rows, self.hparams(), self.names)
+
+    def save_ticket(self, r: int, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> None:
+        """The masks round ``r`` trained with and the network it trained (rank zero)."""
+        if self.is_zero:
+            save_tensors(dict(masks), self.paths.masks(r))
+            save_tensors({k: v.detach().cpu() for k, v in weights.items()}, self.paths.weights(r))
+
+    def save_control(self, r: int, control: str, columns: Mapping[str, Any], masks: Mapping[str, torch.Tensor]) -> None:
+        """A control's masks, then its columns (which mark it finished) (rank zero)."""
+        if self.is_zero:
+            save_tensors(dict(masks), self.paths.control_masks(r, control))
+            atomic_write_text(self.paths.control(r, control), json.dumps(dict(columns), indent=2))
+
+    def finished_control(self, r: int, control: str) -> dict[str, float | None] | None:
+        """A control's columns if it already finished in round ``r``."""
+        done = self.paths.control(r, control)
+        return dict(json.loads(done.read_text())) if done.is_file() else None
+
+    def finish_round(self, row: RoundResult) -> None:
+        """The callback's state after the round, then its row (which marks the round finished) (rank zero)."""
+        if self.is_zero:
+            save_tensors(self.lottery.state_dict(), self.paths.lottery_state(row.round))
+            atomic_write_text(self.paths.metrics(row.round), json.dumps(row.as_dict(), indent=2))  # written last
+        self.say(row)
+
     def hparams(self) -> dict[str, Any]:
         identity = experiment_identity(self.config, seed=True)
         return {k: v for k, v in identity.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 200}
@@ -361,35 +486,28 @@ class _Runner:
         row = RoundResult(
             round=r,
             density=float(history["density"]),
-            metrics=self.with_best(ticket),
+            metrics=with_best(ticket, self.names),
             best_val_step=ticket.best_step,
             steps=int(history["steps"]),
             layer_density={k: float(v) for k, v in history["layer_density"].items()},
         )
-        if self.is_zero:
-            save_tensors(lottery.round_masks, self.paths.masks(r))
-            save_tensors({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, self.paths.weights(r))
+        self.save_ticket(r, lottery.round_masks, self.model.state_dict())
         for control in self.controls if r > 0 else ():
             row.controls[control] = self.control(r, control)
         row.seconds = time.perf_counter() - start
-        if self.is_zero:
-            save_tensors(lottery.state_dict(), self.paths.lottery_state(r))
-            atomic_write_text(self.paths.metrics(r), json.dumps(row.as_dict(), indent=2))  # written last: done
-        self.say(row)
+        self.finish_round(row)
         return row
 
     def control(self, r: int, control: str) -> dict[str, float | None]:
-        done = self.paths.control(r, control)
-        if done.is_file():
-            return dict(json.loads(done.read_text()))
+        finished = self.finished_control(r, control)
+        if finished is not None:
+            return finished
         seed = control_seed(self.seed, r, control)
         masks, init = control_masks_and_init(control, self.lottery.round_masks, self.lottery.snapshot, self.model, seed)
         fork = self.lottery.fork(masks, init)
         measured = self.train_and_test(round_label(r, control), detached_copy(self.model), fork, None)
-        columns = self.control_columns(measured)
-        if self.is_zero:
-            save_tensors(masks, self.paths.control_masks(r, control))
-            atomic_write_text(done, json.dumps(columns, indent=2))
+        columns = control_columns(measured, self.names)
+        self.save_control(r, control, columns, masks)
         return columns
 
     def say(self, row: RoundResult) -> None:
@@ -404,7 +522,7 @@ class _Runner:
     # ------------------------------------------------------------------ one training
     def train_and_test(
         self, label: str, model: pl.LightningModule, lottery: LotteryTicketCallback, checkpoint_dir: Path | None
-    ) -> _Measured:
+    ) -> Measured:
         """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights.
 
         Raises:
@@ -412,7 +530,7 @@ class _Runner:
         """
         names = self.names
         tracker = EarlyStoppingTracker(names.monitor, names.mode) if names.monitor is not None else None
-        callbacks: list[pl.Callback] = [lottery, *([tracker] if tracker else []), _RecordOnStart(self)]
+        callbacks: list[pl.Callback] = [lottery, *([tracker] if tracker else []), RecordOnStart([self])]
         trainer = make_trainer(label, callbacks, self.trainer_kwargs, self.paths.root, checkpoint_dir)
         ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
         resume = ckpt if ckpt is not None and ckpt.is_file() else None
@@ -423,9 +541,9 @@ class _Runner:
         tested = self.test(trainer, model)
         metrics.update(tested)
         if tracker is None or tracker.best_state is None:
-            return _Measured(metrics, None, None, None)
+            return Measured(metrics, None, None, None)
         if tracker.best_step == trainer.global_step:  # the best weights are the final ones
-            return _Measured(metrics, tracker.best_step, tracker.best_value, tested[names.test_column])
+            return Measured(metrics, tracker.best_step, tracker.best_value, tested[names.test_column])
         final = {k: v.detach().clone() for k, v in model.state_dict().items()}
         tracker.load_best_into(model)
         loggers, trainer.loggers = trainer.loggers, []  # the run's test/* at this step are the final weights'
@@ -434,7 +552,7 @@ class _Runner:
         finally:
             trainer.loggers = loggers
         model.load_state_dict(final)
-        return _Measured(metrics, tracker.best_step, tracker.best_value, at_best)
+        return Measured(metrics, tracker.best_step, tracker.best_value, at_best)
 
     def test(self, trainer: pl.Trainer, model: pl.LightningModule) -> dict[str, float]:
         """Every metric the module logs in ``test``, by column; the test metric must be one of them."""
@@ -442,23 +560,3 @@ class _Runner:
         logged = _scalars(results[0]) if results else {}
         check_logged(self.names.test, "test_metric", "test", logged)
         return {column(k): v for k, v in logged.items()}
-
-    def with_best(self, measured: _Measured) -> dict[str, float | None]:
-        """The measured metrics, then the best monitored value and the test metric at that point."""
-        metrics: dict[str, float | None] = dict(measured.metrics)
-        if self.names.best_column is not None:
-            metrics[self.names.best_column] = measured.best_value
-        metrics[self.names.at_best_column] = measured.test_at_best
-        return metrics
-
-    def control_columns(self, measured: _Measured) -> dict[str, float | None]:
-        """A control's columns: the test metric, at the early-stopping iteration, that step, the monitored value."""
-        names = self.names
-        values: dict[str, float | None] = {
-            names.test_column: measured.metrics[names.test_column],
-            names.at_best_column: measured.test_at_best,
-            "best_val_step": measured.best_step,
-        }
-        if names.monitor is not None:
-            values[column(names.monitor)] = measured.metrics[column(names.monitor)]
-        return values

@@ -85,12 +85,14 @@ def make_trainer(
     trainer_kwargs: Mapping[str, Any],
     run_dir: Path,
     checkpoint_dir: Path | None,
+    loggers: Sequence[Logger] | None = None,
 ) -> pl.Trainer:
     """A fresh Trainer from the shared settings, logging to the TensorBoard run ``<run_dir>/tensorboard/<label>``.
 
     ``callbacks`` come first; the user's callbacks and loggers in ``trainer_kwargs`` are
     deep-copied, fresh for every Trainer. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
-    ``last.ckpt`` there after every training epoch.
+    ``last.ckpt`` there after every training epoch. ``loggers`` replace the round's
+    :class:`RoundLogger` (a stacked fit logs each member to its own run).
     """
     kwargs = copy.deepcopy(dict(trainer_kwargs))
     user_callbacks = kwargs.pop("callbacks", None) or []
@@ -111,12 +113,17 @@ def make_trainer(
     elif checkpoint_dir is None:
         kwargs["enable_checkpointing"] = False
     logger = kwargs.pop("logger", None)
-    loggers: list[Logger] = []
+    all_loggers: list[Logger] = []
     if logger is not False:
         if isinstance(logger, Logger):
-            loggers.append(logger)
+            all_loggers.append(logger)
         elif isinstance(logger, list):
-            loggers.extend(logger)
-        loggers.append(RoundLogger(save_dir=run_dir, name="tensorboard", version=label, default_hp_metric=False))
+            all_loggers.extend(logger)
+        if loggers is None:
+            all_loggers.append(
+                RoundLogger(save_dir=run_dir, name="tensorboard", version=label, default_hp_metric=False)
+            )
+        else:
+            all_loggers.extend(loggers)
     kwargs["default_root_dir"] = run_dir / label
-    return pl.Trainer(callbacks=all_callbacks, logger=loggers or False, **kwargs)
+    return pl.Trainer(callbacks=all_callbacks, logger=all_loggers or False, **kwargs)

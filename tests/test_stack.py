@@ -1,0 +1,241 @@
+"""Many tickets at once: the ticket, its controls and its seeds as members of one stacked network."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from cli_helpers import write_tiny_fashion
+from conftest import ConvNet, lean_trainer, lightning_messages, loader, round_trainer
+from torch import nn
+
+from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
+from lth_lightning.stack.module import StackedClassifier
+from lth_lightning.stack.network import StackingError, stack_network, stack_states
+from lth_lightning.state import LotteryState
+
+CONTROLS = ["random_reinit", "random_prune"]
+# Measured: after 50 fused-Adam steps per round (3 rounds, 2 seeds, both controls), the largest
+# |stacked - sequential| over every trained weight was 2.8e-6 (float32); masks identical.
+WEIGHT_TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
+
+
+def _model() -> LotteryClassifier:
+    return LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01)
+
+
+def _seeds(tiny_data, out, stack, **trainer):
+    return run_seeds(
+        _model,
+        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        seeds=[0, 1],
+        rounds=3,
+        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+        trainer=round_trainer(**{"max_epochs": 10, **trainer}),  # 5 steps an epoch: 50 Adam steps a round
+        out_dir=out,
+        controls=CONTROLS,
+        progress=False,
+        stack=stack,
+    )
+
+
+def _read(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, tiny_data):
+    out = tmp_path_factory.mktemp("equivalence")
+    return _seeds(tiny_data, out / "sequential", False), _seeds(tiny_data, out / "stacked", True)
+
+
+def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
+    sequential, stacked = both
+    assert (stacked.experiment_dir / "stacked").is_dir() and not (sequential.experiment_dir / "stacked").exists()
+    for seed in (0, 1):
+        a, b = sequential.runs[seed].run_dir, stacked.runs[seed].run_dir
+        for r in range(3):
+            files = ["masks.pt", *(f"control_{c}_masks.pt" for c in CONTROLS if r > 0)]
+            for name in files:
+                masks_a = torch.load(a / f"round_{r:02d}" / name, weights_only=True)
+                masks_b = torch.load(b / f"round_{r:02d}" / name, weights_only=True)
+                assert all(torch.equal(masks_a[k], masks_b[k]) for k in masks_a), (seed, r, name)
+            weights_a = torch.load(a / f"round_{r:02d}" / "weights.pt", weights_only=True)
+            weights_b = torch.load(b / f"round_{r:02d}" / "weights.pt", weights_only=True)
+            assert weights_a.keys() == weights_b.keys()
+            largest = max(float((weights_a[k] - weights_b[k]).abs().max()) for k in weights_a)
+            assert largest < WEIGHT_TOLERANCE, (seed, r, largest)
+            next_a = torch.load(a / f"round_{r:02d}" / "lottery.pt", weights_only=True)
+            next_b = torch.load(b / f"round_{r:02d}" / "lottery.pt", weights_only=True)
+            assert all(torch.equal(next_a["masks"][k], next_b["masks"][k]) for k in next_a["masks"])
+            assert (next_a["round"], next_a["phase"], len(next_a["history"])) == (r, "pruned", r + 1)
+            assert next_a["history"][-1]["metrics"].keys() == next_b["history"][-1]["metrics"].keys()
+        rows_a, rows_b = _read(a / "results.csv"), _read(b / "results.csv")
+        assert [list(row) for row in rows_a] == [list(row) for row in rows_b]  # the same columns
+        for row_a, row_b in zip(rows_a, rows_b, strict=True):
+            for key in row_a:
+                if key == "seconds" or row_a[key] == "":
+                    assert (row_a[key] == "") == (row_b[key] == ""), key
+                    continue
+                assert float(row_b[key]) == pytest.approx(float(row_a[key]), abs=1e-5), (seed, key)
+    agg_a = _read(sequential.experiment_dir / "results_seeds.csv")
+    agg_b = _read(stacked.experiment_dir / "results_seeds.csv")
+    assert agg_a[2]["random_prune_test_acc_mean"] == pytest.approx(agg_b[2]["random_prune_test_acc_mean"])
+
+
+def test_each_member_trains_in_its_own_tensorboard_run(both):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sequential, stacked = both
+    for label in ("round_00", "round_02_random_reinit"):
+        values = []
+        for runs in (sequential, stacked):
+            events = EventAccumulator(str(runs.runs[1].run_dir / "tensorboard" / label))
+            events.Reload()
+            assert {"train/loss", "val/loss", "val/acc", "test/acc"} <= set(events.Tags()["scalars"])
+            values.append([e.value for e in events.Scalars("val/loss")])
+        assert values[0] == pytest.approx(values[1], abs=1e-5)
+
+
+def test_gradient_clipping_by_norm_is_per_member(tmp_path, tiny_data):
+    def run(stack):
+        torch.manual_seed(0)
+        return run_lottery(
+            _model(),
+            FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+            rounds=2,
+            lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+            trainer=round_trainer(max_epochs=3, gradient_clip_val=0.05),  # clips every step
+            out_dir=tmp_path / str(stack),
+            controls=["random_reinit"],
+            progress=False,
+            stack=stack,
+        )
+
+    sequential, stacked = run(False), run(True)
+    for r in range(2):
+        a = torch.load(sequential.run_dir / f"round_{r:02d}" / "weights.pt", weights_only=True)
+        b = torch.load(stacked.run_dir / f"round_{r:02d}" / "weights.pt", weights_only=True)
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) < WEIGHT_TOLERANCE
+    assert stacked[1].controls["random_reinit"]["test_acc"] == pytest.approx(
+        sequential[1].controls["random_reinit"]["test_acc"], abs=1e-5
+    )
+
+
+# ----------------------------------------------------------------------------- the stacked module
+
+
+def _stacked(members: int, seed: int = 0, perturb: bool = False) -> tuple[StackedClassifier, dict[str, torch.Tensor]]:
+    torch.manual_seed(seed)
+    template = LotteryClassifier(net=MLP((64, 16, 4)), lr=0.02)
+    states = []
+    for k in range(members):
+        torch.manual_seed(100 + k)
+        state = {name: torch.randn_like(v) * 0.3 for name, v in template.state_dict().items()}
+        if perturb and k == 0:
+            state = {name: v + 1.0 for name, v in state.items()}
+        states.append(state)
+    masks = {
+        name: torch.rand(members, *p.shape, generator=torch.Generator().manual_seed(7)) < 0.5
+        for name, p in template.state_dict().items()
+        if name.endswith("weight")
+    }
+    probe = torch.rand(4, 1, 8, 8)
+    return StackedClassifier(template, states, [f"m{k}" for k in range(members)], probe), masks
+
+
+def _train_stacked(tmp_path, members: int, data, perturb: bool = False, extra=()) -> StackedClassifier:
+    module, masks = _stacked(members, perturb=perturb)
+    callback = LotteryTicketCallback(amount=0.5, verbose=False)
+    snapshot = {k: v.clone() for k, v in module.state_dict().items()}
+    callback.set_state(
+        LotteryState(round=0, phase="pruned", names=list(masks), masks=masks, snapshot=snapshot, member_dims=1)
+    )
+    lean_trainer(tmp_path, callbacks=[callback, *extra], max_epochs=2).fit(module, loader(data, shuffle=False))
+    return module
+
+
+class MembersStayMasked(pl.Callback):
+    """Before every training batch: every member's pruned weights are exactly zero."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
+        params = dict(pl_module.named_parameters())
+        for name, mask in lottery.round_masks.items():
+            assert mask.shape[0] == 3 and bool((params[name][~mask] == 0).all()), name
+        self.checks += 1
+
+
+def test_every_members_pruned_weights_stay_exactly_zero(tmp_path, data):
+    probe = MembersStayMasked()
+    module = _train_stacked(tmp_path, 3, data, extra=[probe])
+    assert probe.checks == 2 * 6
+    _, masks = _stacked(3)
+    for name, mask in masks.items():
+        weights = dict(module.named_parameters())[name]
+        assert bool((weights[~mask] == 0).all()) and bool((weights[mask] != 0).all())
+
+
+def test_members_do_not_leak_into_each_other(tmp_path, data):
+    plain = _train_stacked(tmp_path, 3, data)
+    perturbed = _train_stacked(tmp_path, 3, data, perturb=True)  # member 0 starts elsewhere
+    for name, value in plain.state_dict().items():
+        assert not torch.equal(value[0], perturbed.state_dict()[name][0])
+        assert torch.equal(value[1:], perturbed.state_dict()[name][1:]), name  # bit for bit
+
+
+# ----------------------------------------------------------------------------- what cannot be stacked
+
+
+@pytest.mark.parametrize(
+    ("net", "message"),
+    [
+        (
+            lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4)),
+            r"Sequential has buffers \(2.running_mean, 2.running_var, 2.num_batches_tracked\), updated in place",
+        ),
+        (
+            lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Dropout(0.5), nn.Linear(16, 4)),
+            r"Sequential cannot run as stacked members under torch.func.vmap: .*random",
+        ),
+    ],
+    ids=["batchnorm", "dropout"],
+)
+def test_a_network_that_cannot_be_stacked_is_refused_with_the_reason(net, message):
+    network = net()
+    state = {k: v.detach() for k, v in network.named_parameters()}
+    with pytest.raises(StackingError, match=message + r".*Train it with stack=false"):
+        stack_network(network, [state, state], torch.rand(4, 1, 8, 8))
+
+
+def test_run_lottery_refuses_or_falls_back_where_stacking_cannot_work(tmp_path, tiny_data):
+    dm = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+    common = {"rounds": 1, "trainer": round_trainer(), "out_dir": tmp_path, "progress": False}
+    with pytest.raises(StackingError, match=r"stack=True cannot stack this experiment: .*ConvNet is not one"):
+        run_lottery(ConvNet(), dm, stack=True, **common)
+    late = LotteryTicketCallback(rewind_step=3, verbose=False)
+    with pytest.raises(StackingError, match=r"rewind_step=3 trains with stack=false"):
+        run_lottery(_model(), dm, lottery=late, stack=True, **common)
+    dropout = LotteryClassifier(net=nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.Dropout(0.2), nn.Linear(16, 10)))
+    with lightning_messages() as messages:
+        rows = run_lottery(dropout, dm, stack=None, **common)  # auto: says why, trains one network at a time
+    assert rows[0].round == 0 and not (rows.experiment_dir / "stacked").exists()
+    assert any(m.startswith("Training the rounds one network at a time: Sequential cannot run") for m in messages)
+
+
+def test_stack_states_puts_members_first():
+    states = [{"w": torch.full((2, 3), float(k))} for k in range(4)]
+    stacked = stack_states(states)
+    assert stacked["w"].shape == (4, 2, 3) and torch.equal(stacked["w"][2], states[2]["w"])
