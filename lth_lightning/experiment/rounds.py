@@ -75,6 +75,10 @@ class SeedRuns:
     aggregated: list[dict[str, Any]]
 
 
+# run_lottery's defaults for the arguments run_seeds passes through.
+_RUN_DEFAULTS: dict[str, Any] = {"controls": (), "monitor": "val/loss", "mode": "min", "test_metric": "test/acc"}
+
+
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The one-number entries of a metrics mapping, as floats."""
     return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
@@ -255,9 +259,13 @@ def run_seeds(
 
     Raises:
         ValueError: If ``seeds`` is empty or repeats a seed.
+        TypeError: For a keyword argument :func:`run_lottery` does not take.
     """
     if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"`seeds` must be a non-empty list of distinct integers, got {list(seeds)!r}.")
+    unknown = sorted(set(kwargs) - {"trainer", "out_dir", "name", "progress", "stack", *_RUN_DEFAULTS})
+    if unknown:
+        raise TypeError(f"run_seeds() got unexpected keyword arguments {unknown}.")
     template = lottery if lottery is not None else LotteryTicketCallback()
     stack = kwargs.pop("stack", False)
     runs: dict[int, Rounds] = {}
@@ -295,9 +303,6 @@ def run_seeds(
     runs_paths = [experiment.run(s) for s in seeds]
     aggregated = aggregate_runs(runs_paths, experiment.root, report=report, write=is_global_zero())
     return SeedRuns(experiment.root, runs, aggregated)
-
-
-_RUN_DEFAULTS: dict[str, Any] = {"controls": (), "monitor": "val/loss", "mode": "min", "test_metric": "test/acc"}
 
 
 class _RoundProgress:
