@@ -45,15 +45,16 @@ def _export(argv: Sequence[str]) -> None:
     )
     parser.add_argument("--prefix", default="net.", help="prefix of the plain network's entries (default: net.)")
     args = parser.parse_args(argv)  # before the imports below: --help answers at once
-    from lth_lightning.experiment.results import column
+    from lth_lightning.experiment.results import column, format_value
     from lth_lightning.export import export_ticket
 
     round_ = int(args.round) if args.round.lstrip("-").isdigit() else args.round
     card = export_ticket(args.run_dir, round_, args.out, prefix=args.prefix, seed=args.seed)
     test = (card["config"].get("lottery") or {}).get("test_metric") or "test/acc"
+    value, card_file = format_value(card["metrics"].get(column(test))), args.out.with_suffix(".json").name
     print(
         f"Exported round {card['round']}: {100 * card['density']:.2f}% of weights ({card['alive']}/{card['total']}), "
-        f"{test} {card['metrics'].get(column(test))} -> {args.out} (+ {args.out.with_suffix('.json').name})"
+        f"{test} {value} -> {args.out} (+ {card_file})"
     )
 
 
