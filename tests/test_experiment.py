@@ -23,7 +23,7 @@ from lth_lightning import (
 )
 from lth_lightning.experiment.identity import experiment_identity, folder_name, python_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-from lth_lightning.experiment.plots import plot_accuracy_vs_density
+from lth_lightning.experiment.plots import plot_accuracy_vs_density, plot_early_stop_vs_density
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +215,25 @@ def test_accuracy_plot_has_a_title_a_dense_line_the_early_stop_series_and_a_tick
     ticks = sorted(ax.get_xticks())
     assert ticks == pytest.approx(sorted(100 * 0.8**r for r in range(5)))
     assert json.dumps([t.get_text() for t in ax.get_xticklabels()])  # labelled
+
+
+@pytest.mark.parametrize("plot", [plot_accuracy_vs_density, plot_early_stop_vs_density])
+def test_a_seeds_plot_title_fits_inside_the_figure(plot):
+    rows = [
+        {"round": r, "seeds": 5, "density_mean": 0.8**r}
+        | {
+            f"{key}_{stat}": value
+            for key, value in (("test_acc", 0.9), ("best_val_step", 400.0))
+            for stat in ("mean", "min", "max")
+        }
+        for r in range(3)
+    ]
+    fig = plot(rows)
+    fig.canvas.draw()
+    title = fig.axes[0].title
+    assert "5 seeds" in title.get_text()
+    box, width = title.get_window_extent(), fig.bbox.width
+    assert box.x0 >= 0 and box.x1 <= width, f"title spans x {box.x0:.0f}-{box.x1:.0f} of {width:.0f}"
 
 
 def test_identities_that_compare_equal_hash_alike():

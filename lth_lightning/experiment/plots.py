@@ -112,7 +112,9 @@ def _plot_metric(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str, ti
         ax.axhline(dense, color="0.4", linestyle=":", linewidth=1, label=f"dense network ({dense:.4g})")
     _density_axis(ax, all_pct or [100.0])
     seeds = rows[0].get("seeds") if rows else None
-    ax.set_title(title + (f" (mean, min-max band over {seeds} seeds)" if seeds and int(seeds) > 1 else ""))
+    if seeds and int(seeds) > 1:  # on a line of its own: one line overflows the figure's width
+        title += f"\nmean and min-max band over {seeds} seeds"
+    ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     fig.tight_layout()
