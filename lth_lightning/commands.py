@@ -45,16 +45,16 @@ def _export(argv: Sequence[str]) -> None:
     )
     parser.add_argument("--prefix", default="net.", help="prefix of the plain network's entries (default: net.)")
     args = parser.parse_args(argv)  # before the imports below: --help answers at once
-    from lth_lightning.experiment.results import column, format_value
+    from lth_lightning.experiment.results import MetricNames, format_value
     from lth_lightning.export import export_ticket
 
     round_ = int(args.round) if args.round.lstrip("-").isdigit() else args.round
     card = export_ticket(args.run_dir, round_, args.out, prefix=args.prefix, seed=args.seed)
-    test = (card["config"].get("lottery") or {}).get("test_metric") or "test/acc"
-    value, card_file = format_value(card["metrics"].get(column(test))), args.out.with_suffix(".json").name
+    names = MetricNames.from_config(card["config"])
+    value, card_file = format_value(card["metrics"].get(names.test_column)), args.out.with_suffix(".json").name
     print(
         f"Exported round {card['round']}: {100 * card['density']:.2f}% of weights ({card['alive']}/{card['total']}), "
-        f"{test} {value} -> {args.out} (+ {card_file})"
+        f"{names.test} {value} -> {args.out} (+ {card_file})"
     )
 
 
@@ -70,8 +70,9 @@ def _aggregate(argv: Sequence[str]) -> None:
         "--out", type=Path, default=None, help="where to write (default: the folder that holds the runs)"
     )
     args = parser.parse_args(argv)
-    from lth_lightning.experiment.aggregate import aggregate_runs, find_runs, load_config, metric_names
-    from lth_lightning.experiment.results import format_seed_table
+    from lth_lightning.experiment.aggregate import aggregate_runs, find_runs
+    from lth_lightning.experiment.identity import load_config
+    from lth_lightning.experiment.results import MetricNames, format_seed_table
 
     runs = find_runs(args.folders)
     out = args.out
@@ -81,7 +82,7 @@ def _aggregate(argv: Sequence[str]) -> None:
             parser.error("the runs are in several folders: say where to write with --out")
         out = parents.pop()
     rows = aggregate_runs(runs, out)
-    print(format_seed_table(rows, metric_names(load_config(runs[0]))))
+    print(format_seed_table(rows, MetricNames.from_config(load_config(runs[0]))))
     print(f"\nAggregated {len(runs)} runs (seeds {[r.seed for r in runs]}) into {Path(out).resolve()}")
 
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from torch import Tensor
 
+from lth_lightning.experiment.identity import load_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-from lth_lightning.experiment.results import MetricNames, RoundResult, column
+from lth_lightning.experiment.results import MetricNames, RoundResult
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.pruning import sparsity_report
 
@@ -53,12 +53,6 @@ def find_run(folder: str | Path, seed: int | None = None) -> RunPaths:
     return runs[0]
 
 
-def _test_column(run: RunPaths) -> str:
-    config = yaml.safe_load(run.config.read_text()) if run.config.is_file() else {}
-    test = ((config or {}).get("lottery") or {}).get("test_metric") or MetricNames().test
-    return column(test)
-
-
 def choose_round(run: RunPaths, round: RoundChoice) -> int:
     """``round`` itself, the last finished round (``"last"``), or the one with the best test metric (``"best"``;
     the sparser one on a tie).
@@ -67,16 +61,16 @@ def choose_round(run: RunPaths, round: RoundChoice) -> int:
         FileNotFoundError: If no round is finished.
         ValueError: For any other choice.
     """
-    finished = run.finished_rounds()
     if isinstance(round, int) and not isinstance(round, bool):
         return round
     if round not in ("last", "best"):
         raise ValueError(f"`round` must be a round number, 'last' or 'best', got {round!r}.")
+    finished = run.finished_rounds()
     if not finished:
         raise FileNotFoundError(f"{run.root} has no finished round yet.")
     if round == "last":
         return finished[-1]
-    test = _test_column(run)
+    test = MetricNames.from_config(load_config(run)).test_column
     rows = [RoundResult(**json.loads(run.metrics(r).read_text())) for r in finished]
     scored = [(float(value), row.round) for row in rows if (value := row.metrics.get(test)) is not None]
     if not scored:
@@ -127,7 +121,7 @@ def export_ticket(
     plain_state, plain_masks = _strip(state, prefix), _strip(masks, prefix)
     save_tensors({"state_dict": plain_state, "masks": plain_masks}, out)
     report = sparsity_report(plain_masks)
-    config = yaml.safe_load(run.config.read_text()) if run.config.is_file() else {}
+    config = load_config(run)
     card = {
         "run_dir": str(run.root.resolve()),
         "round": number,
@@ -137,7 +131,7 @@ def export_ticket(
         "layers": {t.name: {"alive": t.alive, "total": t.total, "density": t.density} for t in report.tensors},
         "metrics": RoundResult(**json.loads(needed[0].read_text())).flat(),
         "seed": run.seed,
-        "config": config or {},
+        "config": config,
     }
     atomic_write_text(out.with_suffix(".json"), json.dumps(card, indent=2, default=str))
     return card

@@ -14,14 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lth_lightning.experiment.dashboard import write_comparison, write_seeds_report
-from lth_lightning.experiment.identity import describe_differences, experiment_identity
+from lth_lightning.experiment.identity import describe_differences, experiment_identity, hparams, load_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.results import MetricNames, RoundResult, write_table
 
-__all__ = ["aggregate", "aggregate_runs", "compare_runs", "find_runs", "load_config", "load_rows", "metric_names"]
+__all__ = ["aggregate", "aggregate_runs", "compare_runs", "find_runs", "load_rows"]
 
 
 def _number(value: Any) -> float | None:
@@ -78,19 +76,6 @@ def load_rows(run: RunPaths) -> list[RoundResult]:
     if not path.is_file():
         raise FileNotFoundError(f"{run.root} holds no finished run: {path} does not exist.")
     return [RoundResult(**row) for row in json.loads(path.read_text())]
-
-
-def load_config(run: RunPaths) -> dict[str, Any]:
-    """A run's ``config.yaml`` (empty when it has none)."""
-    return dict(yaml.safe_load(run.config.read_text()) or {}) if run.config.is_file() else {}
-
-
-def metric_names(config: Mapping[str, Any]) -> MetricNames:
-    """The metric names a run's config used."""
-    lottery = config.get("lottery") or {}
-    default = MetricNames()
-    monitor = lottery.get("monitor", default.monitor)
-    return MetricNames(monitor, lottery.get("mode", default.mode), lottery.get("test_metric", default.test))
 
 
 def find_runs(folders: Sequence[str | Path]) -> list[RunPaths]:
@@ -153,13 +138,8 @@ def aggregate_runs(
         experiment = ExperimentPaths(Path(out))
         write_table(experiment.results_seeds, rows)
         if report:
-            hparams = {k: v for k, v in experiment_identity(configs[0]).items() if _is_hparam(v)}
-            write_seeds_report(experiment, rows, list(runs), hparams, metric_names(configs[0]))
+            write_seeds_report(experiment, rows, list(runs), hparams(configs[0]), MetricNames.from_config(configs[0]))
     return rows
-
-
-def _is_hparam(value: Any) -> bool:
-    return isinstance(value, (bool, int, float, str)) and len(str(value)) < 200
 
 
 def compare_runs(
@@ -182,17 +162,17 @@ def compare_runs(
     if len(set(names)) != len(names):
         raise ValueError(f"Every experiment needs its own label, got {names}; pass --labels.")
     experiments: dict[str, list[dict[str, Any]]] = {}
-    hparams: dict[str, dict[str, Any]] = {}
+    settings: dict[str, dict[str, Any]] = {}
     metrics: set[MetricNames] = set()
     for name, folder in zip(names, folders, strict=True):
         runs = find_runs([folder])
         configs = [load_config(run) for run in runs]
         _check_one_experiment(runs, configs)
         experiments[name] = aggregate([[r.flat() for r in load_rows(run)] for run in runs])
-        hparams[name] = {k: v for k, v in experiment_identity(configs[0]).items() if _is_hparam(v)}
-        metrics.add(metric_names(configs[0]))
+        settings[name] = hparams(configs[0])
+        metrics.add(MetricNames.from_config(configs[0]))
     tests = sorted({m.test for m in metrics})
     if len(tests) > 1:
         raise ValueError(f"The experiments report different test metrics ({', '.join(tests)}); compare like with like.")
-    write_comparison(Path(out), experiments, hparams, metrics.pop())
+    write_comparison(Path(out), experiments, settings, metrics.pop())
     return experiments

@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 from torch import nn
 
+from lth_lightning.experiment.paths import RunPaths
+
 __all__ = [
     "NOT_IDENTITY",
     "SEED_KEYS",
@@ -30,6 +32,8 @@ __all__ = [
     "experiment_identity",
     "flatten",
     "folder_name",
+    "hparams",
+    "load_config",
     "plain",
     "python_config",
 ]
@@ -98,6 +102,17 @@ def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dic
     patterns = NOT_IDENTITY if seed else (*NOT_IDENTITY, *SEED_KEYS)
     flat = flatten(yaml.safe_load(yaml.safe_dump(plain(dict(config)))) or {})
     return {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns)}
+
+
+def hparams(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:
+    """The identity's short scalar settings (numbers, strings, booleans), as TensorBoard's HParams shows them."""
+    identity = experiment_identity(config, seed=seed)
+    return {k: v for k, v in identity.items() if isinstance(v, (bool, int, float, str)) and len(str(v)) < 200}
+
+
+def load_config(run: RunPaths) -> dict[str, Any]:
+    """A run's ``config.yaml`` (empty when it has none)."""
+    return dict(yaml.safe_load(run.config.read_text()) or {}) if run.config.is_file() else {}
 
 
 def _canonical(value: Any) -> Any:

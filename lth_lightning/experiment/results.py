@@ -55,6 +55,16 @@ class MetricNames:
         if not isinstance(self.test, str) or not column(self.test):
             raise ValueError(f"`test_metric` must be a logged metric's name, got {self.test!r}.")
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MetricNames:
+        """The metric names a run's config (``config.yaml``, its ``lottery`` group) used."""
+        lottery, default = config.get("lottery") or {}, cls()
+        return cls(
+            lottery.get("monitor", default.monitor),
+            lottery.get("mode", default.mode),
+            lottery.get("test_metric", default.test),
+        )
+
     @property
     def test_column(self) -> str:
         """Column of the test metric (``test_acc``)."""

@@ -30,6 +30,7 @@ from lth_lightning.experiment.identity import (
     check_same_experiment,
     experiment_identity,
     folder_name,
+    hparams,
     plain,
     python_config,
 )
@@ -447,7 +448,7 @@ class _Runner:
         if self.is_zero:
             write_table(self.paths.results, [x.flat() for x in rows], [x.as_dict() for x in rows])
         if self.is_zero and report:
-            write_run_report(self.paths, rows, self.hparams(), self.names)
+            write_run_report(self.paths, rows, hparams(self.config, seed=True), self.names)
 
     def save_ticket(self, r: int, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> None:
         """The masks round ``r`` trained with and the network it trained (rank zero)."""
@@ -472,10 +473,6 @@ class _Runner:
             save_tensors(self.lottery.state_dict(), self.paths.lottery_state(row.round))
             atomic_write_text(self.paths.metrics(row.round), json.dumps(row.as_dict(), indent=2))  # written last
         self.say(row)
-
-    def hparams(self) -> dict[str, Any]:
-        identity = experiment_identity(self.config, seed=True)
-        return {k: v for k, v in identity.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 200}
 
     # ------------------------------------------------------------------ one round
     def round(self, r: int) -> RoundResult:
