@@ -14,9 +14,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from lth_lightning.compat import forward_pre_hooks, multiprocessing_start_method
-from lth_lightning.pruning import plan_groups, prune, sparsity_report
+from lth_lightning.pruning import prune, sparsity_report
 from lth_lightning.state import LotteryState, Phase
-from lth_lightning.targets import Target, magnitudes, resolve_rates, resolve_targets, select_targets
+from lth_lightning.targets import Target, magnitudes, plan_rates, resolve_targets, select_targets
 
 __all__ = ["LotteryTicketCallback"]
 
@@ -260,14 +260,14 @@ class LotteryTicketCallback(pl.Callback):
         if state.phase == "init":
             selection = select_targets(pl_module, self.parameters)
             self._targets = list(selection.targets)
-            self._rates = self._resolved_rates()
+            self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
             if self.verbose:
                 rank_zero_info(selection.describe())
             snapshot = self._take_snapshot(pl_module) if self.rewind_step == 0 else None
             state.start({t.name: t.shape for t in self._targets}, snapshot)
         else:
             self._targets = resolve_targets(pl_module, state.names)
-            self._rates = self._resolved_rates()
+            self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
             self._check_shapes()
             if state.phase == "pruned":
                 self._rewind(pl_module)
@@ -361,11 +361,6 @@ class LotteryTicketCallback(pl.Callback):
             "rewind_step": self.rewind_step,
         }
 
-    def _resolved_rates(self) -> dict[str, float]:
-        rates = resolve_rates(self.rates, self._targets)
-        plan_groups([t.name for t in self._targets], self.amount, self.scope, rates)  # validates early
-        return rates
-
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         state = self._state
         trained = magnitudes(pl_module, self._targets)
@@ -376,7 +371,6 @@ class LotteryTicketCallback(pl.Callback):
                 "(the training diverged); no masks were computed and earlier rounds are untouched. "
                 "Lower the learning rate or clip gradients, then rerun the round."
             )
-        report = sparsity_report(state.masks)
         masks = prune(
             trained,
             state.masks,
@@ -387,21 +381,10 @@ class LotteryTicketCallback(pl.Callback):
             member_dims=state.member_dims,
         )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
-        state.finish(
-            masks,
-            {
-                "round": state.round,
-                "density": report.density,
-                "layer_density": {t.name: t.density for t in report.tensors},
-                "steps": trainer.global_step,
-                "epochs": trainer.current_epoch,
-                "next_density": sparsity_report(masks).density,
-                "metrics": metrics,
-            },
-        )
+        state.finish(masks, steps=trainer.global_step, epochs=trainer.current_epoch, metrics=metrics)
         if self.verbose:
             rank_zero_info(
-                f"LotteryTicketCallback: round {state.round} trained at density {report.density:.4f}; "
+                f"LotteryTicketCallback: round {state.round} trained at density {state.history[-1]['density']:.4f}; "
                 f"next round keeps {state.density:.4f} of the prunable weights."
             )
 

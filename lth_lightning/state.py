@@ -75,16 +75,30 @@ class LotteryState:
             self.round, self.phase = self.round + 1, "training"
         self.round_masks = _copy(self.masks)
 
-    def finish(self, masks: Mapping[str, Tensor], record: Mapping[str, Any]) -> None:
-        """The round ends: ``masks`` become the next round's and ``record`` joins the history.
+    def finish(self, masks: Mapping[str, Tensor], *, steps: int, epochs: int, metrics: Mapping[str, float]) -> None:
+        """The round ends: ``masks`` become the next round's, and its record joins the history.
+
+        The record: the round, its density and each tensor's (from the masks it trained with),
+        ``steps`` and ``epochs`` trained, the next round's density, and the round's ``metrics``.
 
         Raises:
             RuntimeError: If no round is being trained.
         """
         if self.phase != "training":
             raise RuntimeError(f"No lottery round is being trained (phase {self.phase!r}).")
+        trained = sparsity_report(self.round_masks)
         self.masks = _copy({n: masks[n] for n in self.names}, torch.bool)
-        self.history.append(dict(record))
+        self.history.append(
+            {
+                "round": self.round,
+                "density": trained.density,
+                "layer_density": {t.name: t.density for t in trained.tensors},
+                "steps": steps,
+                "epochs": epochs,
+                "next_density": self.density,
+                "metrics": dict(metrics),
+            }
+        )
         self.phase = "pruned"
 
     def as_dict(self) -> dict[str, Any]:

@@ -19,9 +19,18 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lth_lightning.compat import SPECTRAL_NORM, WEIGHT_NORM, SpectralNormHook, WeightNormHook, forward_pre_hooks
-from lth_lightning.pruning import match_names
+from lth_lightning.pruning import Scope, match_names, plan_groups
 
-__all__ = ["PRUNABLE_LAYERS", "Selection", "Target", "magnitudes", "resolve_rates", "resolve_targets", "select_targets"]
+__all__ = [
+    "PRUNABLE_LAYERS",
+    "Selection",
+    "Target",
+    "magnitudes",
+    "plan_rates",
+    "resolve_rates",
+    "resolve_targets",
+    "select_targets",
+]
 
 PRUNABLE_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Linear,
@@ -291,6 +300,17 @@ def resolve_rates(rates: Mapping[str, float], targets: Sequence[Target]) -> dict
         for name in match_names([pattern], list(owner), "rates"):
             out[owner[name]] = rate
     return out
+
+
+def plan_rates(targets: Sequence[Target], amount: float, scope: Scope, rates: Mapping[str, float]) -> dict[str, float]:
+    """:func:`resolve_rates`, checked against the pruning plan (``amount``, ``scope``) before anything trains.
+
+    Raises:
+        ValueError: If a pattern matches no target, or the rates and the plan do not fit together.
+    """
+    resolved = resolve_rates(rates, targets)
+    plan_groups([t.name for t in targets], amount, scope, resolved)
+    return resolved
 
 
 @torch.no_grad()

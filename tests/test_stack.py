@@ -78,7 +78,10 @@ def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
             next_b = torch.load(b / f"round_{r:02d}" / "lottery.pt", weights_only=True)
             assert all(torch.equal(next_a["masks"][k], next_b["masks"][k]) for k in next_a["masks"])
             assert (next_a["round"], next_a["phase"], len(next_a["history"])) == (r, "pruned", r + 1)
-            assert next_a["history"][-1]["metrics"].keys() == next_b["history"][-1]["metrics"].keys()
+            record_a, record_b = next_a["history"][-1], next_b["history"][-1]
+            assert record_a["metrics"].keys() == record_b["metrics"].keys()
+            for key in ("round", "density", "layer_density", "steps", "epochs", "next_density"):
+                assert record_a[key] == record_b[key], (seed, r, key)
         rows_a, rows_b = _read(a / "results.csv"), _read(b / "results.csv")
         assert [list(row) for row in rows_a] == [list(row) for row in rows_b]  # the same columns
         for row_a, row_b in zip(rows_a, rows_b, strict=True):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import lightning.pytorch as pl
 import torch
@@ -41,6 +41,8 @@ from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.tracker import EarlyStoppingTracker
 
 __all__ = ["Rounds", "SeedRuns", "is_global_zero", "run_lottery", "run_seeds"]
+
+T = TypeVar("T")
 
 
 def is_global_zero() -> bool:
@@ -358,6 +360,23 @@ def with_best(measured: Measured, names: MetricNames) -> dict[str, float | None]
     return metrics
 
 
+def test_at_best(
+    trainer: pl.Trainer, model: pl.LightningModule, load_best: Callable[[torch.nn.Module], Any], test: Callable[[], T]
+) -> T:
+    """``test()`` on the weights ``load_best`` puts in ``model``, logging nothing; then the final weights are back.
+
+    The runs' ``test/*`` scalars stay those of the final weights, which the round reports.
+    """
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    load_best(model)
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        return test()
+    finally:
+        trainer.loggers = loggers
+        model.load_state_dict(final)
+
+
 def control_columns(measured: Measured, names: MetricNames) -> dict[str, float | None]:
     """A control's columns: the test metric, at the early-stopping iteration, that step, the monitored value."""
     values: dict[str, float | None] = {
@@ -546,15 +565,8 @@ class _Runner:
             return Measured(metrics, None, None, None)
         if tracker.best_step == trainer.global_step:  # the best weights are the final ones
             return Measured(metrics, tracker.best_step, tracker.best_value, tested[names.test_column])
-        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        tracker.load_best_into(model)
-        loggers, trainer.loggers = trainer.loggers, []  # the run's test/* at this step are the final weights'
-        try:
-            at_best = self.test(trainer, model)[names.test_column]
-        finally:
-            trainer.loggers = loggers
-        model.load_state_dict(final)
-        return Measured(metrics, tracker.best_step, tracker.best_value, at_best)
+        at_best = test_at_best(trainer, model, tracker.load_best_into, lambda: self.test(trainer, model))
+        return Measured(metrics, tracker.best_step, tracker.best_value, at_best[names.test_column])
 
     def test(self, trainer: pl.Trainer, model: pl.LightningModule) -> dict[str, float]:
         """Every metric the module logs in ``test``, by column; the test metric must be one of them."""

@@ -35,15 +35,16 @@ from lth_lightning.experiment.rounds import (
     _Runner,
     _scalars,
     control_columns,
+    test_at_best,
     with_best,
 )
 from lth_lightning.experiment.trainer import make_trainer, quiet_lightning
-from lth_lightning.pruning import plan_groups, sparsity_report
+from lth_lightning.pruning import sparsity_report
 from lth_lightning.stack.callbacks import MemberLogger, MemberTracker
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import StackingError, stack_network, stack_states, unstack_state
 from lth_lightning.state import LotteryState
-from lth_lightning.targets import resolve_rates, select_targets
+from lth_lightning.targets import plan_rates, select_targets
 
 __all__ = ["StackedRounds", "probe_batch", "why_not_stackable"]
 
@@ -71,6 +72,12 @@ def why_not_stackable(model: pl.LightningModule, lottery: LotteryTicketCallback,
     except StackingError as err:
         return str(err)
     return None
+
+
+def _own(logged: Mapping[str, float], member: str) -> dict[str, float]:
+    """A member's metrics out of a stacked fit's (``seed_0/ticket/val/loss`` -> ``val/loss``)."""
+    prefix = f"{member}/"
+    return {k.removeprefix(prefix): v for k, v in logged.items() if k.startswith(prefix)}
 
 
 @dataclass(frozen=True)
@@ -133,9 +140,7 @@ class StackedRounds:
         runner = self.runners[seed]
         if r == 0:
             selection = select_targets(runner.model, runner.lottery.parameters)
-            names = [t.name for t in selection.targets]
-            rates = resolve_rates(runner.lottery.rates, selection.targets)
-            plan_groups(names, runner.lottery.amount, runner.lottery.scope, rates)  # validates them early
+            plan_rates(selection.targets, runner.lottery.amount, runner.lottery.scope, runner.lottery.rates)
             if runner.lottery.verbose and seed == next(iter(self.runners)):
                 rank_zero_info(selection.describe())
             masks = {t.name: torch.ones(t.shape, dtype=torch.bool) for t in selection.targets}
@@ -182,9 +187,10 @@ class StackedRounds:
             rank_zero_info(f"Stacked round {r} was interrupted: resuming it from {ckpt}.")
         trainer.fit(stacked, datamodule=self.datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
         logged = _scalars(trainer.callback_metrics)  # the fit's, before the tests log theirs
-        measured = self._measure(trainer, stacked, members, tracker, logged)
+        own = [_own(logged, m.name) for m in members]
+        measured = self._measure(trainer, stacked, members, tracker, own)
         seconds = (time.perf_counter() - start) / len(seeds)
-        return self._save(r, trainer, stacked, callback, members, measured, finished, seconds, logged)
+        return self._save(r, trainer, stacked, callback, members, measured, finished, seconds, own)
 
     def _callback(self, r: int, members: Sequence[_Member], stacked: StackedClassifier) -> LotteryTicketCallback:
         """The callback of the stacked fit: every member's masks, pruned member by member at its end."""
@@ -239,7 +245,7 @@ class StackedRounds:
         logged = _scalars(results[0]) if results else {}
         out = []
         for member in members:
-            own = {k[len(member.name) + 1 :]: v for k, v in logged.items() if k.startswith(f"{member.name}/")}
+            own = _own(logged, member.name)
             check_logged(self.names.test, "test_metric", "test", own)
             out.append({column(k): v for k, v in own.items()})
         return out
@@ -250,25 +256,18 @@ class StackedRounds:
         stacked: StackedClassifier,
         members: Sequence[_Member],
         tracker: MemberTracker | None,
-        logged: Mapping[str, float],
+        own: Sequence[Mapping[str, float]],
     ) -> list[Measured]:
         """Each member's validation and test metrics, and its test metric at its own early-stopping iteration."""
-        validation = []
-        for member in members:
-            own = {k[len(member.name) + 1 :]: v for k, v in logged.items() if k.startswith(f"{member.name}/")}
-            validation.append(self.names.validation(own))
+        validation = [self.names.validation(metrics) for metrics in own]
         tested = self._test(trainer, stacked, members)
         test = self.names.test_column
         at_best: list[float | None] = [t[test] for t in tested]
         if tracker is not None and any(step not in (None, trainer.global_step) for step in tracker.best_step):
-            final = {k: v.detach().clone() for k, v in stacked.state_dict().items()}
-            tracker.load_best_into(stacked)
-            loggers, trainer.loggers = trainer.loggers, []  # each run's test/* are its final weights'
-            try:
-                at_best = [t[test] for t in self._test(trainer, stacked, members)]
-            finally:
-                trainer.loggers = loggers
-            stacked.load_state_dict(final)
+            retested = test_at_best(
+                trainer, stacked, tracker.load_best_into, lambda: self._test(trainer, stacked, members)
+            )
+            at_best = [t[test] for t in retested]
         out = []
         for k in range(len(members)):
             step = tracker.best_step[k] if tracker is not None else None
@@ -286,7 +285,7 @@ class StackedRounds:
         measured: Sequence[Measured],
         finished: Mapping[int, Mapping[str, Any]],
         seconds: float,
-        logged: Mapping[str, float],
+        own: Sequence[Mapping[str, float]],
     ) -> dict[int, RoundResult]:
         """Write every member's results into its seed's run folder, as a sequential round does."""
         trained = {k: v.detach() for k, v in stacked.state_dict().items()}
@@ -300,14 +299,11 @@ class StackedRounds:
                 rows[member.seed].controls[member.role] = columns
                 continue
             report = sparsity_report(member.masks)
-            own = unstack_state(trained, k)  # the template's names: the stacked module keeps them
-            weights = {name: own.get(name, tensor) for name, tensor in member.init.items()}
+            trained_k = unstack_state(trained, k)  # the template's names: the stacked module keeps them
+            weights = {name: trained_k.get(name, tensor) for name, tensor in member.init.items()}
             runner.save_ticket(r, member.masks, weights)
             own_next = {n: next_masks[n][k] for n in member.masks}
-            own_metrics = {
-                key[len(member.name) + 1 :]: v for key, v in logged.items() if key.startswith(f"{member.name}/")
-            }
-            self._advance(runner, r, member, own_next, report, trainer, own_metrics)
+            self._advance(runner, r, member, own_next, trainer, own[k])
             rows[member.seed] = RoundResult(
                 round=r,
                 density=report.density,
@@ -329,7 +325,6 @@ class StackedRounds:
         r: int,
         member: _Member,
         next_masks: Mapping[str, Tensor],
-        report: Any,
         trainer: pl.Trainer,
         metrics: Mapping[str, float],
     ) -> None:
@@ -339,14 +334,5 @@ class StackedRounds:
             state.start({n: tuple(m.shape) for n, m in member.masks.items()}, member.init)
         else:
             state.begin_fit()
-        record = {
-            "round": r,
-            "density": report.density,
-            "layer_density": {t.name: t.density for t in report.tensors},
-            "steps": trainer.global_step,
-            "epochs": trainer.current_epoch,
-            "next_density": sparsity_report(next_masks).density,
-            "metrics": dict(metrics),
-        }
-        state.finish(next_masks, record)
+        state.finish(next_masks, steps=trainer.global_step, epochs=trainer.current_epoch, metrics=metrics)
         runner.lottery.set_state(state)
