@@ -263,7 +263,7 @@ class LotteryTicketCallback(pl.Callback):
             self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
             if self.verbose:
                 rank_zero_info(selection.describe())
-            snapshot = self._take_snapshot(pl_module) if self.rewind_step == 0 else None
+            snapshot = pl_module.state_dict() if self.rewind_step == 0 else None  # start() keeps a CPU copy
             state.start({t.name: t.shape for t in self._targets}, snapshot)
         else:
             self._targets = resolve_targets(pl_module, state.names)

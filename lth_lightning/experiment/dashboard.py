@@ -30,6 +30,7 @@ from lth_lightning.experiment.plots import (
     plot_early_stop_vs_density,
     plot_pixel_map,
     png_bytes,
+    row_density,
 )
 from lth_lightning.experiment.results import MetricNames, RoundResult
 from lth_lightning.io import atomic_write_bytes, fresh_folder, load_tensors
@@ -202,7 +203,7 @@ def _figures(rows: Sequence[Mapping[str, Any]], names: MetricNames, masks: Mappi
     pixel_map = first_layer_pixel_map(masks)
     if pixel_map is not None:
         last = rows[-1]
-        percent = 100 * float(last.get("density_mean", last.get("density", 1.0)))
+        percent = 100 * row_density(last)
         title = f"round {last['round']}: first-layer connections per pixel ({percent:.1f}% of weights left)"
         figures["first_layer_pixels"] = plot_pixel_map(pixel_map, title)
     return figures
@@ -323,8 +324,7 @@ def write_comparison(
         for name, rows in experiments.items():
             run = writer(name)
             for row in rows:
-                density = float(row.get("density_mean", row.get("density", 1.0)))
-                step = round(10_000 * (1 - density))
+                step = round(10_000 * (1 - row_density(row)))
                 for key in (names.test_column, names.at_best_column):
                     value = row.get(f"{key}_mean", row.get(key))
                     if value not in (None, ""):

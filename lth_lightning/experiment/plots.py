@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "row_density",
     "first_layer_pixel_map",
     "plot_accuracy_vs_density",
     "plot_comparison",
@@ -47,8 +48,13 @@ def _value(row: Mapping[str, Any], key: str) -> float | None:
     return None if math.isnan(number) else number
 
 
+def row_density(row: Mapping[str, Any]) -> float:
+    """The fraction of weights a row's round trained with: a run's ``density``, or its mean over seeds."""
+    return float(row.get("density_mean", row.get("density", 1.0)))
+
+
 def _percent(row: Mapping[str, Any]) -> float:
-    return 100 * float(row.get("density_mean", row.get("density", 1.0)))
+    return 100 * row_density(row)
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float], list[tuple[float, float]]]:

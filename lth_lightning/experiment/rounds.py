@@ -271,6 +271,10 @@ def run_seeds(
         raise TypeError(f"run_seeds() got unexpected keyword arguments {unknown}.")
     template = lottery if lottery is not None else LotteryTicketCallback()
     stack = kwargs.pop("stack", False)
+    if stack is not False:  # the runners below take their arguments checked and with run_lottery's defaults
+        _check_arguments(rounds, kwargs.get("controls", ()))
+        arguments = {key: kwargs.get(key, default) for key, default in _RUN_DEFAULTS.items()} | {"rounds": rounds}
+        place = (kwargs.get("trainer"), kwargs.get("out_dir", "runs"), kwargs.get("name"))
     runs: dict[int, Rounds] = {}
     runners: dict[int, _Runner] = {}
     for seed in seeds:
@@ -289,9 +293,6 @@ def run_seeds(
                 **kwargs,
             )
             continue
-        _check_arguments(rounds, kwargs.get("controls", ()))
-        arguments = {key: kwargs.get(key, default) for key, default in _RUN_DEFAULTS.items()} | {"rounds": rounds}
-        place = (kwargs.get("trainer"), kwargs.get("out_dir", "runs"), kwargs.get("name"))
         runners[seed] = _make_runner(make_model(), datamodule, callback, *place, seed_config, seed, arguments)
     if runners:
         first = runners[seeds[0]]
