@@ -11,7 +11,14 @@ from torch import Tensor
 
 from lth_lightning.experiment.results import check_logged
 
-__all__ = ["EarlyStoppingTracker"]
+__all__ = ["EarlyStoppingTracker", "improves"]
+
+
+def improves(value: float, best: float | None, mode: Literal["min", "max"]) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) in ``mode``; NaN never does."""
+    if math.isnan(value):
+        return False
+    return best is None or (value < best if mode == "min" else value > best)
 
 
 class EarlyStoppingTracker(pl.Callback):
@@ -42,13 +49,6 @@ class EarlyStoppingTracker(pl.Callback):
         self.best_value: float | None = None
         self.best_state: dict[str, Tensor] | None = None
 
-    def _better(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if self.best_value is None:
-            return True
-        return value < self.best_value if self.mode == "min" else value > self.best_value
-
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.strict:
             check_logged(self.monitor, "monitor", "validation", trainer.callback_metrics)
@@ -59,7 +59,7 @@ class EarlyStoppingTracker(pl.Callback):
         if self.curve and self.curve[-1][0] == step:  # validated twice at one step (e.g. after a resume)
             return
         self.curve.append((step, value))
-        if self._better(value):
+        if improves(value, self.best_value, self.mode):
             self.best_step, self.best_value = step, value
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,6 +13,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
 from lth_lightning.experiment.results import check_logged
+from lth_lightning.tracker import improves
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -45,12 +45,6 @@ class MemberTracker(pl.Callback):
         self.best_value: list[float | None] = [None] * len(self.members)
         self.best_state: dict[str, Tensor] | None = None  # stacked, rows of members without a best are unused
 
-    def _better(self, member: int, value: float) -> bool:
-        best = self.best_value[member]
-        if math.isnan(value):
-            return False
-        return best is None or (value < best if self.mode == "min" else value > best)
-
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         keys = [f"{member}/{self.monitor}" for member in self.members]
         check_logged(keys[0], "monitor", "validation", trainer.callback_metrics)
@@ -63,7 +57,7 @@ class MemberTracker(pl.Callback):
             if self.curves[m] and self.curves[m][-1][0] == step:  # validated twice at one step (a resume)
                 continue
             self.curves[m].append((step, value))
-            if self._better(m, value):
+            if improves(value, self.best_value[m], self.mode):
                 self.best_step[m], self.best_value[m] = step, value
                 if self.best_state is None:
                     self.best_state = {k: v.to("cpu", copy=True) for k, v in state.items()}

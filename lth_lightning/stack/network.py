@@ -178,13 +178,16 @@ def stack_network(
         StackingError: If the network cannot run as stacked members (the message says why).
     """
     _refuse_unsupported(net)
-    check = list(states) if len(states) > 1 else [*states, {k: v + 0.5 for k, v in states[0].items()}]
+    # One member is checked beside a shifted copy of itself, so that members mixed up would show.
+    alone = len(states) == 1
+    check = [*states, {k: v + 0.5 for k, v in states[0].items()}] if alone else list(states)
     stacked = stack_states(states)
-    checked = stack_states(check)
+    checked = stack_states(check) if alone else stacked
     batched = _batched_tree(net, stacked) if kind in (None, "batched") else None
     if batched is not None:
         forward = StackedForward(net, "batched")
-        if _matches(net, _batched_tree(net, checked) or batched, forward, check, probe):
+        trial = _batched_tree(net, checked) if alone else batched
+        if trial is not None and _matches(net, trial, forward, check, probe):
             return batched, forward
     tree = _vmap_tree(net, checked)
     forward = StackedForward(net, "vmap")
@@ -200,4 +203,4 @@ def stack_network(
             f"{type(net).__name__} gives stacked members other outputs than it gives each member alone. "
             "Train it with stack=false (--lottery.stack false)."
         )
-    return _vmap_tree(net, stacked), forward
+    return (_vmap_tree(net, stacked) if alone else tree), forward
