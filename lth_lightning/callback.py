@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_debug
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lth_lightning.compat import forward_pre_hooks, multiprocessing_start_method
+from lth_lightning.compat import destroy_process_group_at_exit, forward_pre_hooks, multiprocessing_start_method
 from lth_lightning.pruning import prune, sparsity_report
 from lth_lightning.state import LotteryState, Phase
 from lth_lightning.targets import Target, magnitudes, plan_rates, resolve_targets, select_targets
@@ -249,6 +249,8 @@ class LotteryTicketCallback(pl.Callback):
                 "do, whose parameters are sharded or renamed so that masks keyed by parameter name cannot follow "
                 "them. Use a single device or strategy='ddp'."
             )
+        if trainer.world_size > 1:
+            destroy_process_group_at_exit()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._stage = None

@@ -1,4 +1,4 @@
-"""Every private API of Lightning and torch this package uses, in one place.
+"""Every private API of Lightning and torch this package uses, and our workaround for a gap in them, in one place.
 
 Each name here is a private detail of a dependency that may change in any release. Code elsewhere
 imports these helpers, never the private names themselves, and ``tests/test_compat.py`` checks
@@ -8,6 +8,7 @@ Lightning is imported inside the helpers that need it, so that importing this mo
 
 from __future__ import annotations
 
+import atexit
 import copy
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +27,7 @@ __all__ = [
     "WeightNormHook",
     "WEIGHT_NORM",
     "SPECTRAL_NORM",
+    "destroy_process_group_at_exit",
     "detached_copy",
     "forward_pre_hooks",
     "global_rank",
@@ -77,3 +79,23 @@ def detached_copy(module: M) -> M:
         return copy.deepcopy(module)
     finally:
         module._trainer = trainer
+
+
+def destroy_process_group_at_exit() -> None:
+    """Destroy torch.distributed's process group when the interpreter exits, while it is still whole.
+
+    Lightning registers this for NCCL only. A gloo group (DDP on CPUs) left to the interpreter's
+    finalization can abort its process ("terminate called without an active exception"), and
+    Lightning's launcher answers a rank that dies by killing all the others: a run that finished
+    exits with -9. Calling this again moves the one handler, so it runs once, before any handler
+    registered earlier.
+    """
+    atexit.unregister(_destroy_process_group)
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

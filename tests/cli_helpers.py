@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -66,11 +67,16 @@ class KillAt(pl.Callback):
 
 class RankProbe(pl.Callback):
     """Under DDP: make rank 1's initial weights differ before DDP broadcasts rank 0's, and record,
-    per rank and round, hashes of the lottery masks and snapshot and of rank 0's initial weights."""
+    per rank and round, hashes of the lottery masks and snapshot and of rank 0's initial weights.
+
+    Made before any fit, it also records, per rank, whether the process group is still alive when
+    the interpreter exits, after every exit handler registered later (they run first) has run.
+    """
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = Path(out_dir)
         self.init_hash = ""
+        atexit.register(_record_process_group_at_exit, self.out_dir)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
@@ -93,6 +99,14 @@ class RankProbe(pl.Callback):
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"rank{trainer.global_rank}_round{lottery.round}.json").write_text(json.dumps(record))
+
+
+def _record_process_group_at_exit(out_dir: Path) -> None:
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    alive = torch.distributed.is_available() and torch.distributed.is_initialized()
+    (out_dir / f"exit_rank{rank_zero_only.rank}.txt").write_text("alive" if alive else "destroyed")
 
 
 def tensor_hash(tensors: dict) -> str:

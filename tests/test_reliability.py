@@ -27,6 +27,10 @@ def tiny_data(tmp_path_factory):
     return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
+def _process_group_at_exit(probe_dir):
+    return {path.name: path.read_text() for path in sorted(probe_dir.glob("exit_rank*.txt"))}
+
+
 def _probe_records(probe_dir):
     records = {}
     for path in probe_dir.glob("*.json"):
@@ -58,6 +62,9 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
         cwd=tmp_path,
     )
     _check_ranks_agree(_probe_records(probe), 3)
+    # Each rank destroys its gloo process group while the interpreter is whole (left to finalization,
+    # gloo's threads can abort a rank, and Lightning's launcher then kills every rank).
+    assert _process_group_at_exit(probe) == {"exit_rank0.txt": "destroyed", "exit_rank1.txt": "destroyed"}
     run = run_folder(result)
     rows = read_csv(run / "results.csv")
     assert [float(r["density"]) for r in rows] == [keep_count(TOTAL, 0.5, r) / TOTAL for r in range(3)]
@@ -98,6 +105,7 @@ def test_python_driver_with_ddp_on_two_processes(tmp_path, tiny_data):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     _check_ranks_agree(_probe_records(probe), 2)
+    assert _process_group_at_exit(probe) == {"exit_rank0.txt": "destroyed", "exit_rank1.txt": "destroyed"}
     rows = read_csv(tmp_path / "out" / "ddp" / "seed_0" / "results.csv")
     assert [float(r["density"]) for r in rows] == [1.0, keep_count(TOTAL, 0.5, 1) / TOTAL]
 
