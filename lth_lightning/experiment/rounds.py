@@ -8,6 +8,7 @@ back, never recomputed.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import time
@@ -78,8 +79,8 @@ class SeedRuns:
     aggregated: list[dict[str, Any]]
 
 
-# run_lottery's defaults for the arguments run_seeds passes through.
-_RUN_DEFAULTS: dict[str, Any] = {"controls": (), "monitor": "val/loss", "mode": "min", "test_metric": "test/acc"}
+# The run_lottery arguments run_seeds sets itself, for every seed.
+_PER_SEED = frozenset({"lottery", "seed", "config", "report", "rounds"})
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -177,10 +178,11 @@ def run_lottery(
     lottery = lottery if lottery is not None else LotteryTicketCallback()
     arguments = {"controls": controls, "monitor": monitor, "mode": mode, "test_metric": test_metric, "rounds": rounds}
     runner = _make_runner(model, datamodule, lottery, trainer, out_dir, name, config, seed, arguments)
-    if _stacking(stack, model, lottery, datamodule):
+    probe = _stacking_probe(stack, model, lottery, datamodule)
+    if probe is not None:
         from lth_lightning.experiment.stacked import StackedRounds
 
-        return StackedRounds({seed: runner}, report).run(rounds, progress)[seed]
+        return StackedRounds({seed: runner}, report, probe).run(rounds, progress)[seed]
     return runner.run(rounds, progress, report)
 
 
@@ -207,26 +209,30 @@ def _make_runner(
     return _Runner(model, datamodule, lottery, trainer_kwargs, experiment, seed, config, names, controls)
 
 
-def _stacking(
+def _stacking_probe(
     stack: bool | None, model: pl.LightningModule, lottery: LotteryTicketCallback, datamodule: pl.LightningDataModule
-) -> bool:
-    """Whether to stack: as asked, or (None) where the module can, saying why not where it cannot.
+) -> torch.Tensor | None:
+    """Whether to stack (as asked, or, for None, where the module can, saying why not where it cannot).
+
+    Returns:
+        The probe batch the stacked rounds check their networks with, or None to train one network at a time.
 
     Raises:
         StackingError: If ``stack`` is True and the module cannot be stacked.
     """
     if stack is False:
-        return False
+        return None
     from lth_lightning.experiment.stacked import probe_batch, why_not_stackable
     from lth_lightning.stack.network import StackingError
 
-    reason = why_not_stackable(model, lottery, probe_batch(datamodule))
+    probe = probe_batch(datamodule)
+    reason = why_not_stackable(model, lottery, probe)
     if reason is None:
-        return True
+        return probe
     if stack:
         raise StackingError(f"stack=True cannot stack this experiment: {reason}.")
     rank_zero_info(f"Training the rounds one network at a time: {reason}.")
-    return False
+    return None
 
 
 def run_seeds(
@@ -266,15 +272,13 @@ def run_seeds(
     """
     if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"`seeds` must be a non-empty list of distinct integers, got {list(seeds)!r}.")
-    unknown = sorted(set(kwargs) - {"trainer", "out_dir", "name", "progress", "stack", *_RUN_DEFAULTS})
-    if unknown:
-        raise TypeError(f"run_seeds() got unexpected keyword arguments {unknown}.")
+    options = _run_options(kwargs)
     template = lottery if lottery is not None else LotteryTicketCallback()
-    stack = kwargs.pop("stack", False)
-    if stack is not False:  # the runners below take their arguments checked and with run_lottery's defaults
-        _check_arguments(rounds, kwargs.get("controls", ()))
-        arguments = {key: kwargs.get(key, default) for key, default in _RUN_DEFAULTS.items()} | {"rounds": rounds}
-        place = (kwargs.get("trainer"), kwargs.get("out_dir", "runs"), kwargs.get("name"))
+    stack = options.pop("stack")
+    if stack is not False:  # the runners below take their arguments checked
+        _check_arguments(rounds, options["controls"])
+        arguments = {key: options[key] for key in ("controls", "monitor", "mode", "test_metric")} | {"rounds": rounds}
+        place = (options["trainer"], options["out_dir"], options["name"])
     runs: dict[int, Rounds] = {}
     runners: dict[int, _Runner] = {}
     for seed in seeds:
@@ -290,23 +294,38 @@ def run_seeds(
                 seed=seed,
                 config=seed_config,
                 report=report,
-                **kwargs,
+                **options,
             )
             continue
         runners[seed] = _make_runner(make_model(), datamodule, callback, *place, seed_config, seed, arguments)
     if runners:
         first = runners[seeds[0]]
-        progress = kwargs.get("progress", True)
-        if _stacking(stack, first.model, first.lottery, datamodule):
+        progress = options["progress"]
+        probe = _stacking_probe(stack, first.model, first.lottery, datamodule)
+        if probe is not None:
             from lth_lightning.experiment.stacked import StackedRounds
 
-            runs = StackedRounds(runners, report).run(rounds, progress)
+            runs = StackedRounds(runners, report, probe).run(rounds, progress)
         else:
             runs = {seed: runner.run(rounds, progress, report) for seed, runner in runners.items()}
     experiment = ExperimentPaths(runs[seeds[0]].experiment_dir)
     runs_paths = [experiment.run(s) for s in seeds]
     aggregated = aggregate_runs(runs_paths, experiment.root, report=report, write=is_global_zero())
     return SeedRuns(experiment.root, runs, aggregated)
+
+
+def _run_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``run_seeds``' keyword arguments for :func:`run_lottery`, with its own defaults for those not given.
+
+    Raises:
+        TypeError: For a keyword argument :func:`run_lottery` does not take, or one ``run_seeds`` sets per seed.
+    """
+    parameters = inspect.signature(run_lottery).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY and p.name not in _PER_SEED}
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        raise TypeError(f"run_seeds() got unexpected keyword arguments {unknown}.")
+    return {**defaults, **kwargs}
 
 
 class _RoundProgress:

@@ -15,6 +15,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -98,11 +99,12 @@ class StackedRounds:
     Args:
         runners: Each seed's run (its folder, callback, module and bookkeeping), by seed.
         report: Redraw each run's plots and TensorBoard summary after every round.
+        probe: A few training inputs (:func:`probe_batch`), to check every round's stacked network.
     """
 
-    def __init__(self, runners: Mapping[int, _Runner], report: bool) -> None:
+    def __init__(self, runners: Mapping[int, _Runner], report: bool, probe: Tensor) -> None:
         self.runners = dict(runners)
-        self.report = report
+        self.report, self.probe = report, probe
         first = next(iter(self.runners.values()))
         self.names, self.controls, self.datamodule = first.names, first.controls, first.datamodule
         self.trainer_kwargs, self.experiment = first.trainer_kwargs, first.experiment
@@ -115,7 +117,6 @@ class StackedRounds:
             rows[seed] = runner.resume()
         created = [p for runner in self.runners.values() for p in (runner.experiment.root, runner.paths.root)]
         created = list(dict.fromkeys(p for p in created if not p.exists()))
-        probe = probe_batch(self.datamodule)
         bar = _RoundProgress(rounds, min(len(r) for r in rows.values()), progress, self.names.test_column)
         for runner in self.runners.values():
             rank_zero_info(f"Run folder: {runner.paths.root.resolve()}")
@@ -123,7 +124,7 @@ class StackedRounds:
             with quiet_lightning():
                 for r in range(min(len(x) for x in rows.values()), rounds):
                     seeds = [seed for seed in self.runners if len(rows[seed]) == r]
-                    for seed, row in self.round(r, seeds, probe).items():
+                    for seed, row in self.round(r, seeds).items():
                         rows[seed].append(row)
                         self.runners[seed].save_results(rows[seed], self.report)
                     bar.update(rows[seeds[0]][-1])
@@ -171,18 +172,19 @@ class StackedRounds:
         return members, finished
 
     # ------------------------------------------------------------------ one round
-    def round(self, r: int, seeds: Sequence[int], probe: Tensor) -> dict[int, RoundResult]:
+    def round(self, r: int, seeds: Sequence[int]) -> dict[int, RoundResult]:
         """Train round ``r`` of ``seeds`` in one stacked fit; save every seed's round as a sequential run would."""
         start = time.perf_counter()
         members, finished = self.members(r, seeds)
         template = self.runners[seeds[0]].model
         if not isinstance(template, LotteryClassifier):
-            raise StackingError(why_not_stackable(template, self.runners[seeds[0]].lottery, probe) or "not stackable")
-        stacked = StackedClassifier(template, [m.init for m in members], [m.name for m in members], probe)
+            lottery = self.runners[seeds[0]].lottery
+            raise StackingError(why_not_stackable(template, lottery, self.probe) or "not stackable")
+        stacked = StackedClassifier(template, [m.init for m in members], [m.name for m in members], self.probe)
         callback = self._callback(r, members, stacked)
-        trainer, tracker = self._trainer(r, members, callback)
-        digest = self._digest(members)
-        ckpt = self.experiment.stacked_checkpoints(r, digest) / "last.ckpt"
+        checkpoint_dir = self.experiment.stacked_checkpoints(r, self._digest(members))
+        trainer, tracker = self._trainer(r, members, callback, checkpoint_dir)
+        ckpt = checkpoint_dir / "last.ckpt"
         if ckpt.is_file():
             rank_zero_info(f"Stacked round {r} was interrupted: resuming it from {ckpt}.")
         trainer.fit(stacked, datamodule=self.datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
@@ -209,7 +211,7 @@ class StackedRounds:
         return callback
 
     def _trainer(
-        self, r: int, members: Sequence[_Member], callback: LotteryTicketCallback
+        self, r: int, members: Sequence[_Member], callback: LotteryTicketCallback, checkpoint_dir: Path
     ) -> tuple[pl.Trainer, MemberTracker | None]:
         names = [m.name for m in members]
         tracker = MemberTracker(names, self.names.monitor, self.names.mode) if self.names.monitor is not None else None
@@ -222,7 +224,6 @@ class StackedRounds:
             *([tracker] if tracker else []),
             RecordOnStart(list(self.runners.values())),
         ]
-        checkpoint_dir = self.experiment.stacked_checkpoints(r, self._digest(members))
         trainer = make_trainer(
             f"stacked/{round_label(r)}",
             callbacks,
