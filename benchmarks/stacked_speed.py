@@ -50,6 +50,7 @@ from epoch_speed import (
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback
 from lth_lightning.pruning import prune
 from lth_lightning.stack.module import StackedClassifier
+from lth_lightning.stack.network import stack_states
 from lth_lightning.state import LotteryState
 
 
@@ -67,7 +68,7 @@ def stacked_module(members: int, probe: torch.Tensor) -> tuple[StackedClassifier
     torch.manual_seed(0)
     module = StackedClassifier(LotteryClassifier(net=MLP(), lr=1e-4), states, [f"m{k}" for k in range(members)], probe)
     callback = LotteryTicketCallback(verbose=False)
-    stacked_masks = {n: torch.stack([m[n] for m in masks]) for n in masks[0]}
+    stacked_masks = stack_states(masks)
     snapshot = {n: v.detach().clone() for n, v in module.state_dict().items()}
     state = LotteryState(
         round=0, phase="pruned", names=list(stacked_masks), masks=stacked_masks, snapshot=snapshot, member_dims=1
