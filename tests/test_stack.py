@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from cli_helpers import write_tiny_fashion
-from conftest import ConvNet, lean_trainer, lightning_messages, loader, round_trainer
+from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, loader, round_trainer
 from torch import nn
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
@@ -236,6 +236,29 @@ def test_run_lottery_refuses_or_falls_back_where_stacking_cannot_work(tmp_path, 
         rows = run_lottery(dropout, dm, stack=None, **common)  # auto: says why, trains one network at a time
     assert rows[0].round == 0 and not (rows.experiment_dir / "stacked").exists()
     assert any(m.startswith("Training the rounds one network at a time: Sequential cannot run") for m in messages)
+
+
+class TrainerBoundData(TinyImageData):
+    """A user's datamodule that, as many do, reads its Trainer in ``setup`` (and shuffles with torch's global RNG)."""
+
+    def setup(self, stage: str) -> None:
+        self.rank = self.trainer.global_rank
+
+
+def test_deciding_not_to_stack_a_users_module_leaves_its_data_to_the_trainer(tmp_path):
+    """``stack=None`` (lth fit's default) on a module that is no LotteryClassifier: the data is not touched
+    before the Trainer has it, so the run is the one ``stack=False`` gives, weight for weight."""
+    common = {"rounds": 1, "trainer": round_trainer(), "progress": False, "report": False}
+    metrics = {"monitor": "val_loss", "test_metric": "test_loss"}
+    weights = {}
+    for stack in (False, None):
+        torch.manual_seed(0)
+        model, data = ConvNet(), TrainerBoundData()
+        with lightning_messages() as messages:
+            rows = run_lottery(model, data, stack=stack, out_dir=tmp_path / str(stack), **common, **metrics)
+        weights[stack] = torch.load(rows.run_dir / "round_00" / "weights.pt", weights_only=True)
+    assert any(m.startswith("Training the rounds one network at a time: stacking trains") for m in messages)
+    assert all(torch.equal(weights[None][k], weights[False][k]) for k in weights[False])
 
 
 def test_stack_states_puts_members_first():

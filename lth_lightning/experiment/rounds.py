@@ -222,17 +222,16 @@ def _stacking_probe(
     """
     if stack is False:
         return None
-    from lth_lightning.experiment.stacked import probe_batch, why_not_stackable
+    from lth_lightning.experiment.stacked import stacking_probe
     from lth_lightning.stack.network import StackingError
 
-    probe = probe_batch(datamodule)
-    reason = why_not_stackable(model, lottery, probe)
-    if reason is None:
-        return probe
-    if stack:
-        raise StackingError(f"stack=True cannot stack this experiment: {reason}.")
-    rank_zero_info(f"Training the rounds one network at a time: {reason}.")
-    return None
+    try:
+        return stacking_probe(model, lottery, datamodule)
+    except StackingError as reason:
+        if stack:
+            raise StackingError(f"stack=True cannot stack this experiment: {reason}.") from reason
+        rank_zero_info(f"Training the rounds one network at a time: {reason}.")
+        return None
 
 
 def run_seeds(

@@ -47,7 +47,7 @@ from lth_lightning.stack.network import StackingError, stack_network, stack_stat
 from lth_lightning.state import LotteryState
 from lth_lightning.targets import plan_rates, select_targets
 
-__all__ = ["StackedRounds", "probe_batch", "why_not_stackable"]
+__all__ = ["StackedRounds", "check_stackable", "probe_batch", "stacking_probe"]
 
 
 def probe_batch(datamodule: pl.LightningDataModule, size: int = 8) -> Tensor:
@@ -58,21 +58,41 @@ def probe_batch(datamodule: pl.LightningDataModule, size: int = 8) -> Tensor:
     return inputs[:size].detach().cpu()
 
 
-def why_not_stackable(model: pl.LightningModule, lottery: LotteryTicketCallback, probe: Tensor) -> str | None:
-    """Why ``model`` cannot train its rounds as stacked members, or None if it can."""
+def check_stackable(model: pl.LightningModule, lottery: LotteryTicketCallback) -> LotteryClassifier:
+    """``model``, if its kind and the callback's settings let its rounds train as stacked members.
+
+    Raises:
+        StackingError: Why they cannot.
+    """
     if not isinstance(model, LotteryClassifier):
-        return (
+        raise StackingError(
             f"stacking trains the network of a LotteryClassifier as stacked members; {type(model).__name__} is not "
             "one (wrap your network in LotteryClassifier(net=...), or train with stack=false)"
         )
     if lottery.rewind_step != 0:
-        return f"stacking rewinds to the initialization; rewind_step={lottery.rewind_step} trains with stack=false"
-    try:
-        state = {k.removeprefix("net."): v for k, v in model.state_dict().items() if k.startswith("net.")}
-        stack_network(model.net, [state], probe)
-    except StackingError as err:
-        return str(err)
-    return None
+        raise StackingError(
+            f"stacking rewinds to the initialization; rewind_step={lottery.rewind_step} trains with stack=false"
+        )
+    return model
+
+
+def stacking_probe(
+    model: pl.LightningModule, lottery: LotteryTicketCallback, datamodule: pl.LightningDataModule
+) -> Tensor:
+    """A few training inputs on which ``model``'s network was checked to run as stacked members.
+
+    The data is read only after :func:`check_stackable` passes: a module that cannot stack leaves
+    its datamodule to the Trainer (whose ``setup`` many datamodules need, and whose shuffling draws
+    from torch's global random state).
+
+    Raises:
+        StackingError: Why ``model`` cannot train its rounds as stacked members.
+    """
+    classifier = check_stackable(model, lottery)
+    probe = probe_batch(datamodule)
+    state = {k.removeprefix("net."): v for k, v in classifier.state_dict().items() if k.startswith("net.")}
+    stack_network(classifier.net, [state], probe)
+    return probe
 
 
 def _own(logged: Mapping[str, float], member: str) -> dict[str, float]:
@@ -99,7 +119,7 @@ class StackedRounds:
     Args:
         runners: Each seed's run (its folder, callback, module and bookkeeping), by seed.
         report: Redraw each run's plots and TensorBoard summary after every round.
-        probe: A few training inputs (:func:`probe_batch`), to check every round's stacked network.
+        probe: A few training inputs (:func:`stacking_probe`), to check every round's stacked network.
     """
 
     def __init__(self, runners: Mapping[int, _Runner], report: bool, probe: Tensor) -> None:
@@ -176,10 +196,7 @@ class StackedRounds:
         """Train round ``r`` of ``seeds`` in one stacked fit; save every seed's round as a sequential run would."""
         start = time.perf_counter()
         members, finished = self.members(r, seeds)
-        template = self.runners[seeds[0]].model
-        if not isinstance(template, LotteryClassifier):
-            lottery = self.runners[seeds[0]].lottery
-            raise StackingError(why_not_stackable(template, lottery, self.probe) or "not stackable")
+        template = check_stackable(self.runners[seeds[0]].model, self.runners[seeds[0]].lottery)
         stacked = StackedClassifier(template, [m.init for m in members], [m.name for m in members], self.probe)
         callback = self._callback(r, members, stacked)
         checkpoint_dir = self.experiment.stacked_checkpoints(r, self._digest(members))
