@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.cli import LightningCLI
 
-from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.callback import LotteryTicketCallback, SnapshotDevice
 from lth_lightning.experiment.controls import ControlName
 from lth_lightning.experiment.results import MetricNames, format_seed_table, format_table
 from lth_lightning.experiment.rounds import is_global_zero, run_lottery, run_seeds
@@ -31,6 +31,8 @@ class LotteryOptions:
             every Linear, Conv and ConvTranspose layer).
         rates: Per-parameter pruning rates overriding ``amount`` (name or glob -> rate).
         rewind_step: Optimizer step of the first round to rewind to; 0 is the initialization.
+        snapshot_device: Where the rewind snapshot is kept: ``cpu`` (pinned on a GPU run) or ``module``
+            (the model's device). It does not change results, nor the experiment's folder.
         name: The experiment folder's name; by default ``<net>-<data>-<pruning>-<hash>``, from
             every setting that changes results, so that every variant gets its own folder.
         out_dir: Parent of the experiment folder; defaults to the Trainer's ``default_root_dir``.
@@ -63,6 +65,7 @@ class LotteryOptions:
         parameters: list[str] | None = None,
         rates: dict[str, float] | None = None,
         rewind_step: int = 0,
+        snapshot_device: SnapshotDevice = "cpu",
         name: str | None = None,
         out_dir: str | None = None,
         progress: bool = True,
@@ -87,7 +90,12 @@ class LotteryOptions:
         self.metrics = MetricNames(monitor, mode, test_metric)
         self.stack = stack
         self.callback = LotteryTicketCallback(
-            amount=amount, scope=scope, parameters=parameters, rates=rates, rewind_step=rewind_step
+            amount=amount,
+            scope=scope,
+            parameters=parameters,
+            rates=rates,
+            rewind_step=rewind_step,
+            snapshot_device=snapshot_device,
         )
 
 

@@ -13,7 +13,8 @@ import copy
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 from torch.nn.utils.spectral_norm import SpectralNorm as SpectralNormHook
 from torch.nn.utils.weight_norm import WeightNorm as WeightNormHook
@@ -31,6 +32,7 @@ __all__ = [
     "detached_copy",
     "forward_pre_hooks",
     "global_rank",
+    "multiply_all_",
     "multiprocessing_start_method",
 ]
 
@@ -67,6 +69,11 @@ def global_rank() -> int:
 def forward_pre_hooks(module: nn.Module) -> Iterator[Any]:
     """The forward pre-hooks registered on ``module`` (where torch keeps its old-style reparametrizations)."""
     return iter(module._forward_pre_hooks.values())
+
+
+def multiply_all_(tensors: list[Tensor], factors: list[Tensor]) -> None:
+    """``tensors[i] *= factors[i]`` for every ``i`` in one fused call (torch's ``_foreach_mul_``)."""
+    torch._foreach_mul_(tensors, factors)
 
 
 def detached_copy(module: M) -> M:

@@ -28,6 +28,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from lth_lightning.selection import DEFAULT_CHUNK, keep_largest
+
 Scope = Literal["global", "layerwise"]
 
 __all__ = [
@@ -104,29 +106,41 @@ def keep_count(total: int | Tensor, amount: float, rounds: int) -> int | Tensor:
     return round(total * factor)
 
 
+def _keep_per_row(keep: int | Tensor, rows: int, what: str) -> list[int]:
+    counts = torch.as_tensor(keep, dtype=torch.long).cpu().expand(rows)
+    if bool((counts < 0).any()):
+        raise ValueError(f"`{what}` must be >= 0, got {keep}.")
+    return [int(c) for c in counts]
+
+
 def magnitude_masks(
     weights: Mapping[str, Tensor],
     masks: Mapping[str, Tensor],
     keep: int | Tensor,
     *,
     member_dims: int = 0,
+    chunk: int = DEFAULT_CHUNK,
 ) -> dict[str, Tensor]:
     """Keep the ``keep`` largest-magnitude alive weights pooled over all tensors given.
 
-    Pass a single tensor for layer-wise pruning, several for global pruning.
+    Pass a single tensor for layer-wise pruning, several for global pruning. The selection is
+    exact and linear in time (:func:`~lth_lightning.selection.keep_largest`: no sort), and the
+    only memory it needs beyond the new masks is a few buffers of ``chunk`` weights, on the
+    weights' device, whatever the tensors' sizes.
 
     Args:
         weights: Tensors whose magnitudes rank the weights, keyed by parameter name.
-        masks: Current boolean masks of the same names and shapes.
+        masks: Current boolean masks of the same names and shapes (on any device).
         keep: Number of weights to keep in the pool, per member (an int, or a tensor with one
             count per member). Clipped to the number of weights alive, so nothing revives.
         member_dims: Number of leading member dimensions pruned independently.
+        chunk: Weights read per step (bounds the working memory).
 
     Returns:
-        New boolean masks, a subset of ``masks``, on the weights' devices.
+        New boolean masks, a subset of ``masks``, on the masks' devices.
 
     Raises:
-        ValueError: If a weight is NaN or infinite, if ``keep`` is negative, or if shapes disagree.
+        ValueError: If an alive weight is NaN or infinite, if ``keep`` is negative, or if shapes disagree.
     """
     _check_same_keys(weights, masks)
     if not weights:
@@ -134,31 +148,15 @@ def magnitude_masks(
     names = list(weights)
     for name in names:
         _check_member_dims(weights[name], member_dims, name)
-    scores = []
-    for name in names:
-        weight = _rows(weights[name].detach(), member_dims)
-        if not bool(torch.isfinite(weight).all()):
-            raise ValueError(f"Cannot prune {name!r}: it holds NaN or infinite values.")
-        alive = _rows(masks[name], member_dims).to(device=weight.device, dtype=torch.bool)
-        # Pruned weights score -1, below every magnitude, so they are never chosen again.
-        scores.append(torch.where(alive, weight.abs().to(torch.float32), -1.0))
-    pool = torch.cat(scores, dim=1)
-    rows, total = pool.shape
-    alive_count = (pool >= 0).sum(dim=1)
-    keep_t = torch.as_tensor(keep, dtype=torch.long, device=pool.device).expand(rows)
-    if bool((keep_t < 0).any()):
-        raise ValueError(f"`keep` must be >= 0, got {keep}.")
-    keep_t = torch.minimum(keep_t, alive_count)
-    order = torch.sort(pool, dim=1, descending=True, stable=True).indices
-    ranks = torch.arange(total, device=pool.device).expand(rows, total)
-    new_pool = torch.zeros_like(pool, dtype=torch.bool)
-    new_pool.scatter_(1, order, ranks < keep_t[:, None])
-    out: dict[str, Tensor] = {}
-    start = 0
-    for name, score in zip(names, scores, strict=True):
-        width = score.shape[1]
-        out[name] = new_pool[:, start : start + width].reshape(weights[name].shape)
-        start += width
+    rows = math.prod(weights[names[0]].shape[:member_dims])
+    counts = _keep_per_row(keep, rows, "keep")
+    values = [_rows(weights[n].detach(), member_dims) for n in names]
+    alive = [_rows(masks[n].to(torch.bool), member_dims) for n in names]
+    out = {n: torch.empty(masks[n].shape, dtype=torch.bool, device=masks[n].device) for n in names}
+    flat_out = [_rows(out[n], member_dims) for n in names]
+    for r, count in enumerate(counts):
+        rows_out = [o[r] for o in flat_out]
+        keep_largest([v[r] for v in values], [a[r] for a in alive], count, names=names, chunk=chunk, out=rows_out)
     return out
 
 
@@ -173,6 +171,9 @@ def random_masks(
 
     This is the *random pruning* control: give it the per-tensor counts of the magnitude masks
     (:func:`sparsity_report` or ``mask.sum()``) and it returns masks with the same layer sizes.
+    Each alive weight draws a uniform score and the highest scores survive, selected in linear
+    time; the draw is one tensor at a time, so the working memory is 4 bytes per weight of the
+    largest tensor.
 
     Args:
         masks: Current boolean masks keyed by parameter name.
@@ -190,18 +191,11 @@ def random_masks(
     for name, mask in masks.items():
         _check_member_dims(mask, member_dims, name)
         alive = _rows(mask.to(torch.bool), member_dims)
-        rows, total = alive.shape
+        counts = _keep_per_row(keep[name], alive.shape[0], f"keep[{name!r}]")
         noise = torch.rand(alive.shape, generator=generator, device=alive.device)
-        # Alive weights draw scores in [0, 1); pruned ones -1, so they are never chosen.
-        scores = torch.where(alive, noise, -1.0)
-        count = torch.as_tensor(keep[name], dtype=torch.long, device=alive.device).expand(rows)
-        if bool((count < 0).any()):
-            raise ValueError(f"`keep[{name!r}]` must be >= 0, got {keep[name]}.")
-        count = torch.minimum(count, alive.sum(dim=1))
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-        ranks = torch.arange(total, device=alive.device).expand(rows, total)
-        new = torch.zeros_like(alive)
-        new.scatter_(1, order, ranks < count[:, None])
+        new = torch.empty_like(alive)
+        for r, count in enumerate(counts):
+            keep_largest([noise[r]], [alive[r]], count, names=[name], out=[new[r]])
         out[name] = new.reshape(mask.shape)
     return out
 
@@ -305,7 +299,7 @@ def prune(
     for group in plan_groups(list(weights), amount, scope, rates):
         group_masks = {n: masks[n] for n in group.names}
         if rounds is None:
-            alive = sum(_rows(m.to(torch.bool), member_dims).sum(dim=1) for m in group_masks.values())
+            alive = sum(torch.count_nonzero(_rows(m, member_dims), dim=1) for m in group_masks.values())
             keep: int | Tensor = torch.round(torch.as_tensor(alive).to(torch.float64) * (1 - group.amount)).long()
         else:
             total = sum(_rows(m, member_dims).shape[1] for m in group_masks.values())
@@ -371,7 +365,7 @@ class SparsityReport:
 def sparsity_report(masks: Mapping[str, Tensor]) -> SparsityReport:
     """Count alive and total weights per tensor and globally."""
     return SparsityReport(
-        tuple(TensorSparsity(name, int(mask.to(torch.bool).sum()), mask.numel()) for name, mask in masks.items())
+        tuple(TensorSparsity(name, int(torch.count_nonzero(mask)), mask.numel()) for name, mask in masks.items())
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from lth_lightning.packing import pack_masks, unpack_masks
 from lth_lightning.pruning import sparsity_report
 
 __all__ = ["LotteryState", "Phase"]
@@ -23,7 +24,12 @@ def _copy(tensors: Mapping[str, Tensor], dtype: torch.dtype | None = None) -> di
 
 @dataclass
 class LotteryState:
-    """The state of a lottery-ticket experiment: no module, no Trainer, only names and tensors on the CPU.
+    """The state of a lottery-ticket experiment: no module, no Trainer, only names and tensors.
+
+    Masks are boolean CPU tensors that are never modified in place: a round replaces them, so
+    ``round_masks`` and ``masks`` share their tensors while a round trains. The snapshot is kept
+    where its owner placed it (the CPU, pinned CPU memory or the module's device), in the
+    module's dtypes.
 
     Attributes:
         round: Index of the current (or last trained) round; 0 is the dense network.
@@ -59,7 +65,7 @@ class LotteryState:
         """
         self.names = list(shapes)
         self.masks = {name: torch.ones(tuple(shape), dtype=torch.bool) for name, shape in shapes.items()}
-        self.round_masks = _copy(self.masks)
+        self.round_masks = dict(self.masks)
         self.snapshot = None if snapshot is None else _copy(snapshot)
         self.round, self.phase = 0, "training"
 
@@ -73,13 +79,14 @@ class LotteryState:
             raise RuntimeError("The lottery state has not started: the first fit calls start().")
         if self.phase == "pruned":
             self.round, self.phase = self.round + 1, "training"
-        self.round_masks = _copy(self.masks)
+        self.round_masks = dict(self.masks)
 
     def finish(self, masks: Mapping[str, Tensor], *, steps: int, epochs: int, metrics: Mapping[str, float]) -> None:
         """The round ends: ``masks`` become the next round's, and its record joins the history.
 
-        The record: the round, its density and each tensor's (from the masks it trained with),
-        ``steps`` and ``epochs`` trained, the next round's density, and the round's ``metrics``.
+        Boolean CPU masks are kept as given, not copied: the caller hands them over. The record:
+        the round, its density and each tensor's (from the masks it trained with), ``steps`` and
+        ``epochs`` trained, the next round's density, and the round's ``metrics``.
 
         Raises:
             RuntimeError: If no round is being trained.
@@ -87,7 +94,7 @@ class LotteryState:
         if self.phase != "training":
             raise RuntimeError(f"No lottery round is being trained (phase {self.phase!r}).")
         trained = sparsity_report(self.round_masks)
-        self.masks = _copy({n: masks[n] for n in self.names}, torch.bool)
+        self.masks = {n: masks[n].to("cpu", torch.bool) for n in self.names}
         self.history.append(
             {
                 "round": self.round,
@@ -102,21 +109,41 @@ class LotteryState:
         self.phase = "pruned"
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain containers of tensors and numbers (copies), loadable with ``torch.load(weights_only=True)``."""
+        """Plain containers of tensors and numbers (CPU copies), loadable with ``torch.load(weights_only=True)``."""
+        return {
+            **self._fields(),
+            "masks": _copy(self.masks),
+            "round_masks": _copy(self.round_masks),
+            "snapshot": None if self.snapshot is None else _copy(self.snapshot),
+        }
+
+    def packed(self) -> dict[str, Any]:
+        """What a checkpoint holds: :meth:`as_dict` with the masks at one bit per weight and the snapshot
+        not copied (its tensors themselves, on the CPU or their device), so saving costs no second copy."""
+        return {
+            **self._fields(),
+            "masks": pack_masks(self.masks),
+            "round_masks": pack_masks(self.round_masks),
+            "snapshot": None if self.snapshot is None else dict(self.snapshot),
+        }
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "round": self.round,
             "phase": self.phase,
             "names": list(self.names),
-            "masks": _copy(self.masks),
-            "round_masks": _copy(self.round_masks),
-            "snapshot": None if self.snapshot is None else _copy(self.snapshot),
             "history": [dict(h) for h in self.history],
             "member_dims": self.member_dims,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LotteryState:
-        """The state :meth:`as_dict` wrote (copied to the CPU).
+    def from_dict(cls, data: Mapping[str, Any], *, copy: bool = True) -> LotteryState:
+        """The state :meth:`as_dict` or :meth:`packed` wrote; masks unpacked to boolean CPU tensors.
+
+        Args:
+            data: The state, with packed or plain mask tensors (states saved before packing).
+            copy: Copy the snapshot to the CPU (the default); ``False`` takes its tensors over as
+                they are, for a state just loaded from a file that nothing else holds.
 
         Raises:
             ValueError: If the phase is not one of ``init``, ``training``, ``pruned``.
@@ -125,13 +152,19 @@ class LotteryState:
         if phase not in _PHASES:
             raise ValueError(f"Invalid phase {phase!r} in a lottery state; allowed: {', '.join(_PHASES)}.")
         snapshot = data["snapshot"]
+        if snapshot is not None:
+            snapshot = _copy(snapshot) if copy else dict(snapshot)
+        masks = unpack_masks(data["masks"])
+        round_masks = unpack_masks(data["round_masks"])
+        if copy:
+            masks, round_masks = _copy(masks), _copy(round_masks)
         return cls(
             round=int(data["round"]),
             phase=phase,
             names=list(data["names"]),
-            masks=_copy(data["masks"], torch.bool),
-            round_masks=_copy(data["round_masks"], torch.bool),
-            snapshot=None if snapshot is None else _copy(snapshot),
+            masks=masks,
+            round_masks=round_masks,
+            snapshot=snapshot,
             history=[dict(h) for h in data["history"]],
             member_dims=int(data.get("member_dims", 0)),
         )

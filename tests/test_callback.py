@@ -264,7 +264,9 @@ def test_checkpoint_with_other_settings_or_model_is_refused(tmp_path, data):
     other = LotteryTicketCallback(amount=0.2, scope="layerwise", verbose=False)
     with pytest.raises(ValueError, match=r"configured differently \(amount: checkpoint 0.3 vs callback 0.2; scope"):
         other.load_state_dict(state)
-    with pytest.raises(ValueError, match="Unsupported LotteryTicketCallback state version 99"):
+    with pytest.raises(
+        ValueError, match=r"Unsupported LotteryTicketCallback state version 99; expected one of \(1, 2\)"
+    ):
         LotteryTicketCallback(amount=0.3).load_state_dict({**state, "version": 99})
 
     class Wider(ConvNet):
@@ -309,6 +311,7 @@ def test_checkpoint_with_other_settings_or_model_is_refused(tmp_path, data):
         ({"rates": {"head.weight": 1.5}}, r"`rates\['head.weight'\]` must be a float in the open interval \(0, 1\)"),
         ({"rewind_step": -1}, "`rewind_step` must be an integer >= 0, got -1"),
         ({"rewind_step": 1.5}, "`rewind_step` must be an integer >= 0, got 1.5"),
+        ({"snapshot_device": "gpu"}, "`snapshot_device` must be 'cpu' or 'module', got 'gpu'"),
     ],
 )
 def test_constructor_validation(kwargs, message):

@@ -18,6 +18,7 @@ from conftest import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lth_lightning.cli import LotteryCLI
+from lth_lightning.packing import unpack_masks
 from lth_lightning.pruning import keep_count
 
 LTH = str(Path(sys.executable).parent / "lth")
@@ -203,8 +204,9 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
     final = torch.load(run / "round_02" / "lottery.pt", weights_only=True)
     expected = torch.load(uninterrupted / "round_02" / "lottery.pt", weights_only=True)
     for key in ("masks", "round_masks"):
-        assert final[key].keys() == expected[key].keys()
-        assert all(torch.equal(final[key][k], expected[key][k]) for k in expected[key]), key
+        got_masks, want_masks = unpack_masks(final[key]), unpack_masks(expected[key])
+        assert got_masks.keys() == want_masks.keys()
+        assert all(torch.equal(got_masks[k], want_masks[k]) for k in want_masks), key
     got, want = read_csv(run / "results.csv"), read_csv(uninterrupted / "results.csv")
     columns = ("density", "test_acc", "best_val_step", "random_prune_test_acc")
     assert [[r[c] for c in columns] for r in got] == [[r[c] for c in columns] for r in want]
@@ -242,11 +244,12 @@ def test_help_documents_the_lottery_options(tmp_path):
         "--lottery.monitor",
         "--lottery.mode",
         "--lottery.test_metric",
+        "--lottery.snapshot_device",
     ):
         assert option in result.stdout, option
     text = " ".join(result.stdout.split())  # argparse wraps lines
     assert "Fraction of the alive prunable weights removed per round, in (0, 1)." in text
-    assert "{global,layerwise}" in result.stdout
+    assert "{global,layerwise}" in result.stdout and "{cpu,module}" in result.stdout
 
 
 def test_print_config_prints_a_complete_config(tmp_path):

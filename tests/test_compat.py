@@ -22,6 +22,14 @@ def test_multiprocessing_start_method(tmp_path, strategy, method):
     assert compat.multiprocessing_start_method(trainer) == method
 
 
+def test_multiply_all_multiplies_each_tensor_by_its_factor_in_place():
+    tensors = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([[4.0, 5.0]])]
+    originals = [t for t in tensors]
+    compat.multiply_all_(tensors, [torch.tensor([1.0, 0.0, 1.0]), torch.tensor([[0.0, 2.0]])])
+    assert all(t is o for t, o in zip(tensors, originals, strict=True))
+    assert tensors[0].tolist() == [1.0, 0.0, 3.0] and tensors[1].tolist() == [[0.0, 10.0]]
+
+
 def test_global_rank_reads_lightnings_rank_zero_state():
     assert compat.global_rank() == 0
 

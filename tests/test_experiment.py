@@ -81,8 +81,9 @@ def test_every_setting_that_changes_results_changes_the_experiment(change):
         {"trainer": {"enable_progress_bar": True}},
         {"lottery": {"rounds": 14}},
         {"lottery": {"seed": 3}},  # a seed is a run of the experiment, not another experiment
+        {"lottery": {"snapshot_device": "module"}},  # where the rewind snapshot is kept
     ],
-    ids=["data_dir", "progress", "rounds", "seed"],
+    ids=["data_dir", "progress", "rounds", "seed", "snapshot_device"],
 )
 def test_where_the_data_lives_progress_rounds_and_seed_do_not(change):
     assert folder_name(_config(**change)) == folder_name(_config())

@@ -17,6 +17,7 @@ from test_cli import lth, read_csv, run_folder, tiny_config
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.io import load_tensors, save_tensors
+from lth_lightning.packing import unpack_masks
 from lth_lightning.pruning import keep_count
 
 TOTAL = 784 * 32 + 32 * 16 + 16 * 10
@@ -86,8 +87,8 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
     for got, want in zip(stacked_rows, rows, strict=True):
         assert float(got["test_acc"]) == pytest.approx(float(want["test_acc"]), abs=1e-5)
     for r in range(3):
-        got = torch.load(stacked_run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"]
-        want = torch.load(run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"]
+        got = unpack_masks(torch.load(stacked_run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"])
+        want = unpack_masks(torch.load(run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"])
         assert all(torch.equal(got[k], want[k]) for k in want)
 
 
@@ -137,8 +138,8 @@ def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data):
     clean = tmp_path / "clean"
     clean.mkdir()
     clean_run = run_folder(lth("fit", "-c", str(tiny_config(clean, tiny_data, rounds=2, stack=False)), cwd=clean))
-    got = torch.load(run / "round_01" / "lottery.pt", weights_only=True)["masks"]
-    want = torch.load(clean_run / "round_01" / "lottery.pt", weights_only=True)["masks"]
+    got = unpack_masks(torch.load(run / "round_01" / "lottery.pt", weights_only=True)["masks"])
+    want = unpack_masks(torch.load(clean_run / "round_01" / "lottery.pt", weights_only=True)["masks"])
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert [r["test_acc"] for r in read_csv(run / "results.csv")] == [
         r["test_acc"] for r in read_csv(clean_run / "results.csv")

@@ -13,6 +13,7 @@ from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, l
 from torch import nn
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
+from lth_lightning.packing import unpack_masks
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import StackingError, stack_network, stack_states
 from lth_lightning.state import LotteryState
@@ -76,7 +77,8 @@ def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
             assert largest < WEIGHT_TOLERANCE, (seed, r, largest)
             next_a = torch.load(a / f"round_{r:02d}" / "lottery.pt", weights_only=True)
             next_b = torch.load(b / f"round_{r:02d}" / "lottery.pt", weights_only=True)
-            assert all(torch.equal(next_a["masks"][k], next_b["masks"][k]) for k in next_a["masks"])
+            masks_a, masks_b = unpack_masks(next_a["masks"]), unpack_masks(next_b["masks"])
+            assert masks_a.keys() == masks_b.keys() and all(torch.equal(masks_a[k], masks_b[k]) for k in masks_a)
             assert (next_a["round"], next_a["phase"], len(next_a["history"])) == (r, "pruned", r + 1)
             record_a, record_b = next_a["history"][-1], next_b["history"][-1]
             assert record_a["metrics"].keys() == record_b["metrics"].keys()

@@ -49,6 +49,7 @@ NOT_IDENTITY: tuple[str, ...] = (
     "lottery.out_dir",
     "lottery.progress",
     "lottery.stack",
+    "lottery.snapshot_device",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.logger",

@@ -282,7 +282,9 @@ def run_seeds(
     runners: dict[int, _Runner] = {}
     for seed in seeds:
         pl.seed_everything(seed)
-        callback = LotteryTicketCallback(**template.settings(), verbose=template.verbose)
+        callback = LotteryTicketCallback(
+            **template.settings(), snapshot_device=template.snapshot_device, verbose=template.verbose
+        )
         seed_config = None if config is None else {**config, "seed_everything": seed}
         if stack is False:
             runs[seed] = run_lottery(

@@ -213,8 +213,8 @@ class StackedRounds:
 
     def _callback(self, r: int, members: Sequence[_Member], stacked: StackedClassifier) -> LotteryTicketCallback:
         """The callback of the stacked fit: every member's masks, pruned member by member at its end."""
-        settings = self.runners[members[0].seed].lottery.settings()
-        callback = LotteryTicketCallback(**settings, verbose=False)
+        lottery = self.runners[members[0].seed].lottery
+        callback = LotteryTicketCallback(**lottery.settings(), snapshot_device=lottery.snapshot_device, verbose=False)
         names = list(members[0].masks)
         state = LotteryState(
             round=r - 1,

@@ -1,0 +1,369 @@
+"""The callback at the sizes projects drop it into: 1M to 300M parameters (1B on a GPU).
+
+The module is a stack of ``nn.Linear(w, w)`` layers with ReLUs (w = 1024 below 50M parameters,
+4096 above), trained by ``torch.optim.Adam`` (lr 1e-4; ``--optimizer sgd``: SGD with momentum) on
+random rows through a real Trainer (no logger, no checkpoint callback, no validation). For each
+size, one process at a time:
+
+* ``plain``: two fits of ``--steps`` steps with fresh Trainers, no callback; peak RSS, then the
+  bytes of ``trainer.save_checkpoint``. ``gc.collect()`` runs before each fit: a finished fit's
+  Trainer (and its optimizer's state, 8 bytes per parameter under Adam) sits in reference cycles
+  until Python's cycle collector runs, whose timing otherwise differs from run to run by more
+  than everything measured here.
+* ``ours``: the same with ``LotteryTicketCallback`` (global, amount 0.2): the second fit is round 1.
+  Round boundary = the callback's ``on_fit_end`` of round 0 (pruning) + ``on_fit_start`` of round 1
+  (rewind, masks applied). Peak RSS and checkpoint bytes over ``plain``'s, per parameter.
+* ``torch``: ``torch.nn.utils.prune.global_unstructured(L1Unstructured, amount=0.2)`` on the same
+  initial weights (what Lightning's ``ModelPruning`` calls), timed alone.
+* ``steps``: the per-step overhead in steady state. One module, trained fit by fit in turn with
+  the callback (a pruned round, rewound at its start: gradients masked at every step) and without
+  it, the order swapped every repetition (``--reps`` fits of each kind, ``--steps`` steps each);
+  the steps after each fit's first, median against median. The same module both ways, because
+  two modules of one architecture differ by several percent in step time on this CPU. The time
+  spent in the callback's own per-step hooks is reported beside it: the rest of the difference
+  is torch's optimizer on a pruned network (on this CPU, ``sqrt`` of the zero second moments
+  of pruned weights runs slower than of non-zero ones).
+
+    python benchmarks/scale.py                                  # 1M, 10M, 100M and 300M on this CPU
+    python benchmarks/scale.py --sizes 1M 100M --reps 2         # fewer
+    python benchmarks/scale.py --device cuda --sizes 100M 1B    # on a GPU: peak device memory too
+    python benchmarks/scale.py --sizes 1M --steps 3 --reps 1    # a smoke test
+
+Peak memory is the process's peak resident set (``VmHWM``) on the CPU, ``max_memory_allocated``
+on a GPU, where the boundary's peak is also reported above the training's own peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.utils.prune as torch_prune
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lth_lightning import LotteryTicketCallback
+
+SIZES = {"1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000, "300M": 300_000_000, "1B": 1_000_000_000}
+
+
+def shape_for(params: int) -> tuple[int, int]:
+    """(layers, width) of a stack with about ``params`` parameters."""
+    width = 1024 if params < 50_000_000 else 4096
+    return max(1, round(params / (width * width + width))), width
+
+
+class LinearStack(pl.LightningModule):
+    """``layers`` x ``nn.Linear(width, width)`` with ReLUs, regressing random targets, under Adam."""
+
+    def __init__(self, layers: int, width: int, optimizer: str = "adam") -> None:
+        super().__init__()
+        self.optimizer = optimizer
+        blocks: list[nn.Module] = []
+        for i in range(layers):
+            blocks += [nn.Linear(width, width)] + ([nn.ReLU()] if i < layers - 1 else [])
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.mse_loss(self(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=1e-4, momentum=0.9)
+        return torch.optim.Adam(self.parameters(), lr=1e-4)
+
+
+class TimedLottery(LotteryTicketCallback):
+    """The callback, with the seconds of its round-boundary hooks and the device memory they peak at."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seconds: dict[str, float] = {}
+        self.boundary_peak: int | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        with self._timed(f"fit_start_{self.phase}", pl_module.device):
+            super().on_fit_start(trainer, pl_module)
+        if self.phase == "training" and self.round == 1 and pl_module.device.type == "cuda":
+            self.boundary_peak = torch.cuda.max_memory_allocated()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()  # the training's own peak is read before this fit ends
+        with self._timed(f"fit_end_{self.round}", pl_module.device):
+            super().on_fit_end(trainer, pl_module)
+
+    def _timed(self, key: str, device: torch.device) -> Any:
+        callback = self
+
+        class _Timer:
+            def __enter__(self) -> None:
+                _sync(device)
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc: Any) -> None:
+                _sync(device)
+                callback.seconds[key] = time.perf_counter() - self.start
+
+        return _Timer()
+
+
+class HookTimes(LotteryTicketCallback):
+    """The callback, with the seconds its per-step hooks take at each step after the first of a fit."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.times: list[float] = []
+        self._step = 0.0
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        _sync(pl_module.device)
+        start = time.perf_counter()
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)
+        _sync(pl_module.device)
+        self._step = time.perf_counter() - start
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        start = time.perf_counter()
+        super().on_train_batch_end(trainer, pl_module, *args)
+        if args[-1] > 0:
+            self.times.append(self._step + time.perf_counter() - start)
+
+
+class StepTimes(pl.Callback):
+    """Seconds of every training step after the first of each fit."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        _sync(pl_module.device)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        _sync(pl_module.device)
+        if args[-1] > 0:  # batch_idx: the first step of a fit warms up
+            self.times.append(time.perf_counter() - self._start)
+
+
+class TrainingPeak(pl.Callback):
+    """The device memory peak of the first fit's training, before the callback's boundary."""
+
+    def __init__(self) -> None:
+        self.peak: int | None = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda" and self.peak is None:
+            self.peak = torch.cuda.max_memory_allocated()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _loader(width: int, batch: int, steps: int) -> DataLoader:
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(batch * steps, width, generator=g), torch.randn(batch * steps, width, generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=batch)
+
+
+def _trainer(device: str, steps: int, callbacks: list[pl.Callback]) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator=device,
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
+
+
+def _module(params: int, device: str, optimizer: str) -> LinearStack:
+    torch.manual_seed(0)
+    return LinearStack(*shape_for(params), optimizer=optimizer).to(device)
+
+
+def worker_fits(params: int, device: str, args: argparse.Namespace, with_callback: bool) -> dict[str, Any]:
+    """Two fits (rounds 0 and 1 with the callback); peak memory, boundary seconds, checkpoint bytes."""
+    model = _module(params, device, args.optimizer)
+    data = _loader(model.net[0].in_features, args.batch, args.steps)
+    lottery = TimedLottery(verbose=False) if with_callback else None
+    peak = TrainingPeak()
+    trainer = None
+    for _ in range(2):
+        gc.collect()
+        trainer = _trainer(device, args.steps, [c for c in (lottery, peak) if c is not None])
+        trainer.fit(model, data)
+    out: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters()), "peak_rss": _peak_rss()}
+    if device == "cuda":
+        out["peak_device"] = torch.cuda.max_memory_allocated()
+        out["training_peak"] = peak.peak
+    if lottery is not None:
+        out["prune_s"] = lottery.seconds["fit_end_0"]
+        out["rewind_s"] = lottery.seconds["fit_start_pruned"]
+        out["snapshot_s"] = lottery.seconds["fit_start_init"]
+        out["boundary_peak"] = lottery.boundary_peak
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "last.ckpt"
+        trainer.save_checkpoint(path)  # type: ignore[union-attr]
+        out["checkpoint_bytes"] = path.stat().st_size
+    return out
+
+
+def worker_torch(params: int, device: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``global_unstructured`` on the same initial weights, timed alone."""
+    model = _module(params, device, args.optimizer)
+    layers = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear)]
+    _sync(model.device)
+    start = time.perf_counter()
+    torch_prune.global_unstructured(layers, pruning_method=torch_prune.L1Unstructured, amount=0.2)
+    _sync(model.device)
+    return {"prune_s": time.perf_counter() - start, "peak_rss": _peak_rss()}
+
+
+def worker_steps(params: int, device: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Steady-state step time of one module with the callback (a pruned round) and without, fit by fit in turn."""
+    model = _module(params, device, args.optimizer)
+    data = _loader(model.net[0].in_features, args.batch, args.steps)
+    lottery = HookTimes(verbose=False)
+    _trainer(device, args.steps, [lottery]).fit(model, data)  # round 0; every later fit with it masks each step
+    lottery.times.clear()
+    times = {"plain": StepTimes(), "ours": StepTimes()}
+    fits = {"plain": [times["plain"]], "ours": [lottery, times["ours"]]}
+    for rep in range(args.reps):
+        for name in ("plain", "ours") if rep % 2 == 0 else ("ours", "plain"):
+            _trainer(device, args.steps, fits[name]).fit(model, data)
+    return {
+        **{name: statistics.median(t.times) for name, t in times.items()},
+        "hooks": statistics.median(lottery.times),
+    }
+
+
+def _in_process(kind: str, size: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", kind, "--sizes", size, "--device", args.device]
+    command += ["--steps", str(args.steps), "--batch", str(args.batch), "--reps", str(args.reps)]
+    command += ["--optimizer", args.optimizer]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{kind} at {size} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure(size: str, args: argparse.Namespace) -> dict[str, Any]:
+    plain = _in_process("plain", size, args)
+    ours = _in_process("ours", size, args)
+    theirs = _in_process("torch", size, args)
+    steps = _in_process("steps", size, args)
+    n = ours["params"]
+    row = {
+        "size": size,
+        "params": n,
+        "boundary_s": ours["prune_s"] + ours["rewind_s"],
+        "prune_s": ours["prune_s"],
+        "rewind_s": ours["rewind_s"],
+        "torch_s": theirs["prune_s"],
+        "step_plain_s": steps["plain"],
+        "step_ours_s": steps["ours"],
+        "hooks_s": steps["hooks"],
+        "rss_over_plain": (ours["peak_rss"] - plain["peak_rss"]) / n,
+        "checkpoint_over_plain": (ours["checkpoint_bytes"] - plain["checkpoint_bytes"]) / n,
+    }
+    if args.device == "cuda":
+        row["device_over_plain"] = (ours["peak_device"] - plain["peak_device"]) / n
+        row["boundary_over_training"] = (ours["boundary_peak"] - ours["training_peak"]) / n
+    return row
+
+
+def table(rows: list[dict[str, Any]], device: str) -> str:
+    head = (
+        "| parameters | round boundary (s): prune + rewind | torch `global_unstructured` (s) | x faster "
+        "| step without / with the callback (s) | per-step overhead | of which the callback's hooks "
+        "| peak RSS over plain (B/param) "
+        "| checkpoint over plain (B/param) |"
+    )
+    if device == "cuda":
+        head += " peak device memory over plain (B/param) | boundary over training peak (B/param) |"
+    lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
+    for r in rows:
+        line = (
+            f"| {r['params'] / 1e6:.1f}M | {r['boundary_s']:.2f} ({r['prune_s']:.2f} + {r['rewind_s']:.2f}) "
+            f"| {r['torch_s']:.2f} | {r['torch_s'] / r['prune_s']:.1f} "
+            f"| {r['step_plain_s']:.3f} / {r['step_ours_s']:.3f} "
+            f"| {100 * (r['step_ours_s'] / r['step_plain_s'] - 1):+.1f}% "
+            f"| {1e3 * r['hooks_s']:.1f} ms ({100 * r['hooks_s'] / r['step_plain_s']:.1f}%) "
+            f"| {r['rss_over_plain']:.2f} | {r['checkpoint_over_plain']:.2f} |"
+        )
+        if device == "cuda":
+            line += f" {r['device_over_plain']:.2f} | {r['boundary_over_training']:.2f} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["1M", "10M", "100M", "300M"], choices=list(SIZES))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--steps", type=int, default=5, help="steps per fit (>= 2: the first of each is a warm-up)")
+    parser.add_argument("--batch", type=int, default=256, help="rows per step")
+    parser.add_argument("--reps", type=int, default=3, help="fits per variant in the per-step comparison")
+    parser.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    parser.add_argument("--worker", choices=["plain", "ours", "torch", "steps"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.steps < 2:
+        parser.error(f"--steps must be >= 2 (the first step of each fit is a warm-up), got {args.steps}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is available")
+    warnings.filterwarnings("ignore")
+    if args.worker is not None:
+        params = SIZES[args.sizes[0]]
+        kinds = {
+            "plain": lambda: worker_fits(params, args.device, args, with_callback=False),
+            "ours": lambda: worker_fits(params, args.device, args, with_callback=True),
+            "torch": lambda: worker_torch(params, args.device, args),
+            "steps": lambda: worker_steps(params, args.device, args),
+        }
+        print(json.dumps(kinds[args.worker]()))
+        return
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {args.device}, batch {args.batch}, "
+        f"{args.optimizer}, {args.steps} steps a fit, {args.reps} fits of each kind in the per-step comparison"
+    )
+    rows = []
+    for size in args.sizes:
+        rows.append(measure(size, args))
+        print(json.dumps(rows[-1]), flush=True)
+    print(table(rows, args.device))
+
+
+if __name__ == "__main__":
+    main()
