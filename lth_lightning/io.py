@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -31,23 +32,31 @@ def create_temporary(path: Path, suffix: str = ".tmp") -> tuple[int, Path]:
             continue
 
 
+@contextmanager
+def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content into: a temporary in the same folder, fsynced and renamed
+    over ``path`` when the block ends, removed if it raises."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = create_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, then rename.
 
     The file gets the permissions of any new file (``0o666`` less the process's umask), so run
     folders on a shared filesystem stay readable to colleagues as the umask allows.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _atomic_file(path) as fh:
+        fh.write(data)
 
 
 def fresh_folder(parent: str | Path, prefix: str) -> Path:
@@ -69,10 +78,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def save_tensors(obj: Any, path: str | Path) -> None:
-    """Atomically ``torch.save`` an object made of tensors, containers and plain values."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    """Atomically ``torch.save`` an object made of tensors, containers and plain values.
+
+    It is written straight into the temporary file, with no copy of it in memory (a round's state
+    holds a whole snapshot of the model).
+    """
+    with _atomic_file(path) as fh:
+        torch.save(obj, fh)
 
 
 def load_tensors(path: str | Path) -> Any:

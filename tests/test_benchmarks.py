@@ -47,3 +47,13 @@ def test_stacked_speed_prints_its_table():
     out = _run("stacked_speed.py", "--members", "1", "3", "--epochs", "2", "--limit", "20", "--reps", "1")
     for k in (1, 3):
         assert re.search(rf"\| {k} \| [\d.]+ \(runs: [\d.]+\) \| [\d.]+ ms \| \d+ \| [\d.]+ \| \d+ \|", out), k
+
+
+def test_scale_prints_its_table():
+    out = _run("scale.py", "--sizes", "1M", "--steps", "2", "--reps", "1")
+    number = r"-?[\d.]+"
+    row = (
+        rf"\| 1\.0M \| {number} \({number} \+ {number}\) \| {number} \| {number} \| {number} / {number} "
+        rf"\| [+-]{number}% \| {number} ms \({number}%\) \| {number} \| 4\.25 \|"
+    )
+    assert re.search(row, out), out[-2000:]
