@@ -205,7 +205,7 @@ def keep_largest(
     ):
         raise ValueError("`out` must hold one boolean tensor per segment, shaped as its `alive`.")
     out = list(out)
-    size = min(chunk, max((v.numel() for v in values), default=1))
+    size = max(1, min(chunk, max((v.numel() for v in values), default=1)))
     buffers = {device: _Buffers(device, size) for device in {v.device for v in values}}
     segments = list(zip(values, alive, labels, out, strict=True))
 

@@ -207,6 +207,9 @@ def test_keep_largest_on_hand_made_ties_and_bad_input():
     kept = keep_largest(values, alive, 2, chunk=1)
     assert [k.tolist() for k in kept] == [[False, True, True, False], [False, False, False]]
     assert [k.tolist() for k in keep_largest(values, alive, 99)] == [a.tolist() for a in alive]
+    empty = keep_largest([torch.empty(0), values[1]], [torch.empty(0, dtype=torch.bool), alive[1]], 1)
+    assert empty[0].numel() == 0 and empty[1].tolist() == [True, False, False]
+    assert keep_largest([torch.empty(0)], [torch.empty(0, dtype=torch.bool)], 0)[0].numel() == 0
     nan = [torch.tensor([1.0, float("nan")])]
     with pytest.raises(ValueError, match="Cannot prune 'x': it holds NaN or infinite values"):
         keep_largest(nan, [torch.ones(2, dtype=torch.bool)], 1, names=["x"])
