@@ -216,7 +216,7 @@ def _module(params: int, device: str, optimizer: str) -> LinearStack:
 def worker_fits(params: int, device: str, args: argparse.Namespace, with_callback: bool) -> dict[str, Any]:
     """Two fits (rounds 0 and 1 with the callback); peak memory, boundary seconds, checkpoint bytes."""
     model = _module(params, device, args.optimizer)
-    data = _loader(model.net[0].in_features, args.batch, args.steps)
+    data = _loader(shape_for(params)[1], args.batch, args.steps)
     lottery = TimedLottery(verbose=False) if with_callback else None
     peak = TrainingPeak()
     trainer = None
@@ -226,7 +226,9 @@ def worker_fits(params: int, device: str, args: argparse.Namespace, with_callbac
         trainer.fit(model, data)
     out: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters()), "peak_rss": _peak_rss()}
     if device == "cuda":
-        out["peak_device"] = torch.cuda.max_memory_allocated()
+        # The callback resets the peak statistics at each fit's end: the process's peak is the largest seen.
+        seen = [torch.cuda.max_memory_allocated(), peak.peak, lottery.boundary_peak if lottery else None]
+        out["peak_device"] = max(p for p in seen if p is not None)
         out["training_peak"] = peak.peak
     if lottery is not None:
         out["prune_s"] = lottery.seconds["fit_end_0"]
@@ -254,12 +256,12 @@ def worker_torch(params: int, device: str, args: argparse.Namespace) -> dict[str
 def worker_steps(params: int, device: str, args: argparse.Namespace) -> dict[str, Any]:
     """Steady-state step time of one module with the callback (a pruned round) and without, fit by fit in turn."""
     model = _module(params, device, args.optimizer)
-    data = _loader(model.net[0].in_features, args.batch, args.steps)
+    data = _loader(shape_for(params)[1], args.batch, args.steps)
     lottery = HookTimes(verbose=False)
     _trainer(device, args.steps, [lottery]).fit(model, data)  # round 0; every later fit with it masks each step
     lottery.times.clear()
     times = {"plain": StepTimes(), "ours": StepTimes()}
-    fits = {"plain": [times["plain"]], "ours": [lottery, times["ours"]]}
+    fits: dict[str, list[pl.Callback]] = {"plain": [times["plain"]], "ours": [lottery, times["ours"]]}
     for rep in range(args.reps):
         for name in ("plain", "ours") if rep % 2 == 0 else ("ours", "plain"):
             _trainer(device, args.steps, fits[name]).fit(model, data)
