@@ -98,30 +98,20 @@ class TimedLottery(LotteryTicketCallback):
         self.boundary_peak: int | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        with self._timed(f"fit_start_{self.phase}", pl_module.device):
+        key = f"fit_start_{self.phase}"
+        with Elapsed(pl_module.device) as elapsed:
             super().on_fit_start(trainer, pl_module)
+        self.seconds[key] = elapsed.seconds
         if self.phase == "training" and self.round == 1 and pl_module.device.type == "cuda":
             self.boundary_peak = torch.cuda.max_memory_allocated()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()  # the training's own peak is read before this fit ends
-        with self._timed(f"fit_end_{self.round}", pl_module.device):
+        key = f"fit_end_{self.round}"
+        with Elapsed(pl_module.device) as elapsed:
             super().on_fit_end(trainer, pl_module)
-
-    def _timed(self, key: str, device: torch.device) -> Any:
-        callback = self
-
-        class _Timer:
-            def __enter__(self) -> None:
-                _sync(device)
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc: Any) -> None:
-                _sync(device)
-                callback.seconds[key] = time.perf_counter() - self.start
-
-        return _Timer()
+        self.seconds[key] = elapsed.seconds
 
 
 class HookTimes(LotteryTicketCallback):
@@ -135,11 +125,9 @@ class HookTimes(LotteryTicketCallback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        _sync(pl_module.device)
-        start = time.perf_counter()
-        super().on_before_optimizer_step(trainer, pl_module, optimizer)
-        _sync(pl_module.device)
-        self._step = time.perf_counter() - start
+        with Elapsed(pl_module.device) as elapsed:
+            super().on_before_optimizer_step(trainer, pl_module, optimizer)
+        self._step = elapsed.seconds
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         start = time.perf_counter()
@@ -174,6 +162,22 @@ class TrainingPeak(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if pl_module.device.type == "cuda" and self.peak is None:
             self.peak = torch.cuda.max_memory_allocated()
+
+
+class Elapsed:
+    """The seconds a ``with`` block took, the device synchronised at both ends."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds = device, 0.0
+
+    def __enter__(self) -> Elapsed:
+        _sync(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _sync(self.device)
+        self.seconds = time.perf_counter() - self._start
 
 
 def _sync(device: torch.device) -> None:
@@ -246,11 +250,9 @@ def worker_torch(params: int, device: str, args: argparse.Namespace) -> dict[str
     """``global_unstructured`` on the same initial weights, timed alone."""
     model = _module(params, device, args.optimizer)
     layers = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear)]
-    _sync(model.device)
-    start = time.perf_counter()
-    torch_prune.global_unstructured(layers, pruning_method=torch_prune.L1Unstructured, amount=0.2)
-    _sync(model.device)
-    return {"prune_s": time.perf_counter() - start, "peak_rss": _peak_rss()}
+    with Elapsed(model.device) as elapsed:
+        torch_prune.global_unstructured(layers, pruning_method=torch_prune.L1Unstructured, amount=0.2)
+    return {"prune_s": elapsed.seconds, "peak_rss": _peak_rss()}
 
 
 def worker_steps(params: int, device: str, args: argparse.Namespace) -> dict[str, Any]:
