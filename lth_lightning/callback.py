@@ -84,9 +84,7 @@ def _zero_pruned_(tensors: Sequence[Tensor | None], masks: Sequence[Tensor]) -> 
     same = [(t, m) for t, m in pairs if m.dtype == t.dtype]
     if same:
         multiply_all_([t for t, _ in same], [m for _, m in same])
-    for tensor, mask in pairs:
-        if mask.dtype == tensor.dtype:
-            continue
+    for tensor, mask in (pair for pair in pairs if pair[1].dtype != pair[0].dtype):
         chunked = tensor.device.type == "cpu" and tensor.numel() > _CPU_CHUNK
         if chunked and tensor.is_contiguous() and mask.is_contiguous():
             for part, bits in zip(tensor.view(-1).split(_CPU_CHUNK), mask.view(-1).split(_CPU_CHUNK), strict=True):

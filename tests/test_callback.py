@@ -10,6 +10,7 @@ import torch
 from conftest import ConvNet, MemoryLogger, lean_trainer, loader, tiny_images
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lth_lightning import LotteryClassifier, LotteryTicketCallback
 from lth_lightning.pruning import keep_count
@@ -417,3 +418,51 @@ def test_pruned_weights_are_zero_after_every_single_step(tmp_path, data, optimiz
     _fit(model, cb, tmp_path, data, extra=[EveryStep()], max_epochs=2)
     assert len(violations) == 2 * 6 * len(masks) and sum(violations) == 0
     assert cb._remask_every_step is (optimizer == "noisy")
+
+
+class _Wide(pl.LightningModule):
+    """1.2M masked weights, above the size where masks are kept at one byte per weight."""
+
+    def __init__(self, optimizer: str, manual: bool) -> None:
+        super().__init__()
+        self.fc1, self.head = nn.Linear(1200, 1000), nn.Linear(1000, 4)
+        self.optimizer, self.automatic_optimization = optimizer, not manual
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.head(torch.relu(self.fc1(x))), y)
+        if self.automatic_optimization:
+            return loss
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        return None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer == "noisy":
+            return _NoisySGD(self.parameters(), lr=0.01, momentum=0.9)
+        return torch.optim.Adam(self.parameters(), lr=0.01)
+
+
+@pytest.mark.parametrize(("optimizer", "manual"), [("adam", False), ("noisy", False), ("adam", True)])
+def test_a_large_module_keeps_pruned_weights_zero_with_one_byte_masks(tmp_path, optimizer, manual):
+    g = torch.Generator().manual_seed(9)
+    data = TensorDataset(torch.randn(48, 1200, generator=g), torch.randint(0, 4, (48,), generator=g))
+    model = _Wide(optimizer, manual)
+    cb = LotteryTicketCallback(amount=0.5, verbose=False)
+    lean_trainer(tmp_path, callbacks=[cb]).fit(model, DataLoader(data, batch_size=16))
+    masks = cb.masks
+    assert sum(m.numel() for m in masks.values()) > 2**20
+    violations: list[int] = []
+
+    class EveryStep(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            params = dict(pl_module.named_parameters())
+            violations.extend(int((params[n][~m] != 0).sum()) for n, m in masks.items())
+
+    trainer = lean_trainer(tmp_path, callbacks=[cb, EveryStep()])
+    trainer.fit(model, DataLoader(data, batch_size=16))
+    assert len(violations) == 3 * len(masks) and sum(violations) == 0
+    alive = dict(model.named_parameters())["fc1.weight"][masks["fc1.weight"]]
+    assert int((alive != 0).sum()) == int(masks["fc1.weight"].sum())  # the surviving weights did train
