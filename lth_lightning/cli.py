@@ -52,6 +52,8 @@ class LotteryOptions:
             network, in one fit per round: true, false, or null to stack wherever the model can
             (a LotteryClassifier whose network torch.func can vectorize, rewinding to the
             initialization) and say why not elsewhere. The results are those of sequential runs.
+        keep_checkpoints: Keep each round's last.ckpt (the model and its optimizer state) once the
+            round is recorded; by default it is removed then (its weights.pt, masks and state stay).
 
     Raises:
         ValueError: If ``rounds`` < 1, a pruning option is out of range or a metric name is empty.
@@ -75,6 +77,7 @@ class LotteryOptions:
         mode: Literal["min", "max"] = "min",
         test_metric: str = "test/acc",
         stack: bool | None = None,
+        keep_checkpoints: bool = False,
     ) -> None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`lottery.rounds` must be an integer >= 1, got {rounds!r}.")
@@ -88,7 +91,7 @@ class LotteryOptions:
         self.controls = list(controls or [])
         self.seeds = list(seeds) if seeds is not None else None
         self.metrics = MetricNames(monitor, mode, test_metric)
-        self.stack = stack
+        self.stack, self.keep_checkpoints = stack, keep_checkpoints
         self.callback = LotteryTicketCallback(
             amount=amount,
             scope=scope,
@@ -178,6 +181,7 @@ class LotteryCLI(LightningCLI):
             "mode": options.metrics.mode,
             "test_metric": options.metrics.test,
             "stack": options.stack,
+            "keep_checkpoints": options.keep_checkpoints,
         }
         if options.seeds is None:
             seed = int(config.get("seed_everything") or 0)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -143,3 +144,48 @@ class UnderscoreMLP(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class PauseAt(pl.Callback):
+    """Sleeps at the start of a round's training (creating ``marker`` first): a run that holds its folder.
+
+    Its arguments are not part of the experiment's identity (a Python run records callbacks by
+    class), so the same run with another ``round`` is the same experiment.
+    """
+
+    def __init__(self, round: int, marker: str, seconds: float = 300.0) -> None:
+        self.round, self.marker, self.seconds = round, Path(marker), seconds
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
+        if lottery.round == self.round:
+            self.marker.write_text(str(os.getpid()))
+            time.sleep(self.seconds)
+
+
+def unsaved_run(data_dir: Path, out_dir: Path, *, lr: float = 0.01, rounds: int = 2, callbacks=(), **kwargs):
+    """``run_lottery`` of :class:`UnderscoreMLP` (a module that never calls ``save_hyperparameters``)."""
+    from lth_lightning import FashionMNISTDataModule, run_lottery
+
+    torch.manual_seed(kwargs.pop("init_seed", 0))
+    model = UnderscoreMLP(lr=lr)
+    trainer = {
+        "accelerator": "cpu",
+        "max_epochs": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": list(callbacks),
+    }
+    return run_lottery(
+        model,
+        FashionMNISTDataModule(data_dir, batch_size=48, val_size=60),
+        rounds=rounds,
+        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+        trainer=trainer,
+        out_dir=out_dir,
+        progress=False,
+        monitor="val_loss",
+        test_metric="test_acc",
+        stack=False,
+        **kwargs,
+    )

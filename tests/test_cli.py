@@ -99,8 +99,8 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
     for r in range(2):
         for name in ("metrics.json", "masks.pt", "weights.pt", "lottery.pt"):
             assert (run / f"round_{r:02d}" / name).is_file(), (r, name)
-    # LotteryClassifier's MLP is stackable, so `lth fit` stacked each round (one member here): one checkpoint each.
-    assert len(list(experiment.glob("stacked/round_0[01]-*/last.ckpt"))) == 2
+    # A recorded round keeps no checkpoint (LotteryClassifier's MLP is stackable: `lth fit` stacked each round).
+    assert not list(experiment.rglob("*.ckpt")) and not (experiment / "stacked").exists()
     rows = read_csv(run / "results.csv")
     assert [int(r["round"]) for r in rows] == [0, 1]
     assert float(rows[0]["density"]) == 1.0
@@ -245,6 +245,7 @@ def test_help_documents_the_lottery_options(tmp_path):
         "--lottery.mode",
         "--lottery.test_metric",
         "--lottery.snapshot_device",
+        "--lottery.keep_checkpoints",
     ):
         assert option in result.stdout, option
     text = " ".join(result.stdout.split())  # argparse wraps lines
@@ -335,9 +336,10 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data)
     assert refused.returncode != 0
     assert "`monitor` 'val/loss' was never logged in validation. Logged metrics: val_acc, val_loss" in refused.stderr
     assert not any((tmp_path / "runs").rglob("*"))  # refused at the sanity check, before anything was recorded
-    named = ["--lottery.monitor", "val_loss", "--lottery.test_metric", "test_acc"]
+    named = ["--lottery.monitor", "val_loss", "--lottery.test_metric", "test_acc", "--lottery.keep_checkpoints", "true"]
     result = lth("fit", "-c", str(config), *user, *named, cwd=tmp_path)
     rows = read_csv(run_folder(result) / "results.csv")
+    assert all((run_folder(result) / f"round_{r:02d}" / "checkpoints" / "last.ckpt").is_file() for r in (0, 1))
     assert list(rows[0])[:6] == ["round", "density", "val_loss", "val_acc", "test_acc", "best_val_loss"]
     for row in rows:
         assert float(row["val_loss"]) > 0 and 0 <= float(row["test_acc"]) <= 1 <= int(row["best_val_step"])
@@ -356,7 +358,7 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data)
         "seconds",
     ]
     assert re.search(r"^\s+1\s+50\.\d\d%(\s+\d\.\d{4}){2}\s+\d+(\s+\d\.\d{4}){2}\s+\d+\.\d$", result.stdout, flags=re.M)
-    line = r"Round 1: 50\.\d\d% of weights, test_acc \d\.\d{4}, early-stop step \d+ "
+    line = r"Round 1 of seed 0: 50\.\d\d% of weights, test_acc \d\.\d{4}, early-stop step \d+ "
     line += r"\(test_acc there \d\.\d{4}\), random_prune \d\.\d{4}\."
     assert re.search(line, result.stderr)
     assert result.stderr.count("GPU available:") == 1 and result.stderr.count("💡 Tip") == 1  # 3 Trainers, said once

@@ -85,7 +85,7 @@ def test_export_round_trip_into_a_plain_module_without_the_package(tmp_path, fin
 
     # The trained ticket of round 1, as the run left it, predicts the same on the test set.
     trained = LotteryClassifier(net=MLP((784, 32, 16, 10)))
-    trained.load_state_dict(torch.load(run / "round_01" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
+    trained.load_state_dict(torch.load(run / "round_01" / "weights.pt", weights_only=True))
     dm.setup("test")
     x, y = dm.split("test")
     torch.save(x.cpu(), tmp_path / "x.pt")

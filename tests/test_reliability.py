@@ -80,8 +80,9 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
     stacked = tmp_path / "stacked"
     stacked.mkdir()
     stacked_config = tiny_config(stacked, tiny_data, rounds=3, stack=True)
-    stacked_run = run_folder(lth("fit", "-c", str(stacked_config), *ddp, cwd=stacked))
-    assert (stacked_run.parent / "stacked").is_dir()
+    keep = ["--lottery.keep_checkpoints", "true"]
+    stacked_run = run_folder(lth("fit", "-c", str(stacked_config), *ddp, *keep, cwd=stacked))
+    assert len(list(stacked_run.parent.glob("stacked/round_0[0-2]-*/last.ckpt"))) == 3
     stacked_rows = read_csv(stacked_run / "results.csv")
     assert [r["density"] for r in stacked_rows] == [r["density"] for r in rows]
     for got, want in zip(stacked_rows, rows, strict=True):

@@ -33,7 +33,7 @@ def _model() -> LotteryClassifier:
     return LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01)
 
 
-def _seeds(tiny_data, out, stack, **trainer):
+def _seeds(tiny_data, out, stack, keep_checkpoints=False, **trainer):
     return run_seeds(
         _model,
         FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
@@ -45,6 +45,7 @@ def _seeds(tiny_data, out, stack, **trainer):
         controls=CONTROLS,
         progress=False,
         stack=stack,
+        keep_checkpoints=keep_checkpoints,
     )
 
 
@@ -56,12 +57,13 @@ def _read(path):
 @pytest.fixture(scope="module")
 def both(tmp_path_factory, tiny_data):
     out = tmp_path_factory.mktemp("equivalence")
-    return _seeds(tiny_data, out / "sequential", False), _seeds(tiny_data, out / "stacked", True)
+    return _seeds(tiny_data, out / "sequential", False), _seeds(tiny_data, out / "stacked", True, keep_checkpoints=True)
 
 
 def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
     sequential, stacked = both
-    assert (stacked.experiment_dir / "stacked").is_dir() and not (sequential.experiment_dir / "stacked").exists()
+    assert len(list(stacked.experiment_dir.glob("stacked/round_0[0-2]-*/last.ckpt"))) == 3  # kept, as asked
+    assert not (sequential.experiment_dir / "stacked").exists()
     for seed in (0, 1):
         a, b = sequential.runs[seed].run_dir, stacked.runs[seed].run_dir
         for r in range(3):

@@ -7,8 +7,11 @@ Layout::
       results_seeds.csv, .json              mean, std, min and max per round over the seeds (several seeds)
       accuracy_vs_weights_remaining.png     ... and the other plots, with min-max bands (several seeds)
       tensorboard/summary/<series>/         the across-seeds summary: ticket, random_reinit, random_prune
-      stacked/round_<NN>-<members>/last.ckpt  a stacked round's checkpoint (all its members in one network)
+      stacked/round_<NN>-<members>/last.ckpt  a stacked round's checkpoint (all its members in one network),
+                                            removed once the round is recorded unless `keep_checkpoints`
       seed_<s>/                             one run of the experiment, with seed s
+        run.yaml                            what defines the run beyond the experiment: its initial weights' digest
+        .lock, .lock.owner                  held by the one process running in the folder (pid, host, since when)
         config.yaml                         the full config of the last invocation
         results.csv, results.json           one row per finished round
         accuracy_vs_weights_remaining.png, early_stop_vs_weights_remaining.png, first_layer_pixels.png
@@ -16,7 +19,8 @@ Layout::
           metrics.json                      the round's row (written last: the round is finished)
           masks.pt, weights.pt, lottery.pt  the masks it trained with, the trained network, the callback state
           control_<name>.json, control_<name>_masks.pt
-          checkpoints/last.ckpt             where an interrupted round resumes
+          checkpoints/last.ckpt             where an interrupted round resumes (removed once the round is
+                                            recorded, unless `keep_checkpoints`)
         tensorboard/round_<NN>[_<control>]/ each training's curves
         tensorboard/summary/<series>/       lottery/* across rounds, one run per series: ticket (with the
                                             plots, dashboard layout, hparams), random_reinit, random_prune
@@ -72,6 +76,21 @@ class RunPaths(_Reports):
     def config(self) -> Path:
         """The full config of the last invocation."""
         return self.root / "config.yaml"
+
+    @property
+    def identity(self) -> Path:
+        """What defines the run beyond its experiment: the digest of the initial weights its seed produced."""
+        return self.root / "run.yaml"
+
+    @property
+    def lock(self) -> Path:
+        """The lock the process running in the folder holds (:mod:`.lock`)."""
+        return self.root / ".lock"
+
+    @property
+    def lock_owner(self) -> Path:
+        """Who holds the lock: pid, host and since when (JSON)."""
+        return self.root / ".lock.owner"
 
     @property
     def results(self) -> Path:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -25,16 +28,21 @@ from lightning.pytorch.utilities import rank_zero_info
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.compat import detached_copy, global_rank
 from lth_lightning.experiment.aggregate import aggregate_runs
+from lth_lightning.experiment.clock import RoundClock
 from lth_lightning.experiment.controls import CONTROLS, control_masks_and_init, control_seed
 from lth_lightning.experiment.dashboard import write_run_report
 from lth_lightning.experiment.identity import (
+    check_same,
     check_same_experiment,
     experiment_identity,
     folder_name,
     hparams,
+    optimization_identity,
     plain,
     python_config,
+    weights_digest,
 )
+from lth_lightning.experiment.lock import RunLock
 from lth_lightning.experiment.paths import ExperimentPaths, round_label
 from lth_lightning.experiment.results import MetricNames, RoundResult, check_logged, column, format_value, write_table
 from lth_lightning.experiment.trainer import make_trainer, quiet_lightning
@@ -81,6 +89,8 @@ class SeedRuns:
 
 # The run_lottery arguments run_seeds sets itself, for every seed.
 _PER_SEED = frozenset({"lottery", "seed", "config", "report", "rounds"})
+# The run_lottery arguments a runner keeps.
+_RUNNER_ARGUMENTS = ("controls", "monitor", "mode", "test_metric", "keep_checkpoints")
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -114,6 +124,7 @@ def run_lottery(
     mode: Literal["min", "max"] = "min",
     test_metric: str = "test/acc",
     stack: bool | None = False,
+    keep_checkpoints: bool = False,
 ) -> Rounds:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
@@ -126,13 +137,15 @@ def run_lottery(
 
     The run's folder is ``<out_dir>/<experiment>/seed_<seed>/`` (layout: :mod:`.paths`). The
     experiment's folder is named after what defines it (``MLP-FashionMNIST-global0.2-1a2b3c4d``:
-    the module's and datamodule's hyperparameters and architecture, the callback's settings, the
-    controls, the metric names and the Trainer's settings; :mod:`.identity`), so that every
-    distinct experiment gets its own folder; ``name`` overrides it. Calling it again with the
-    same experiment resumes: finished rounds are read back, never recomputed; a round interrupted
-    mid-way restarts from its last checkpoint. Nothing is recorded before the first round starts
-    training: an invocation that fails before (a wrong data folder, a typo in ``rates``) leaves
-    nothing behind.
+    the module's and datamodule's hyperparameters and architecture, the optimizers and LR
+    schedulers ``configure_optimizers`` builds, the callback's settings, the controls, the metric
+    names and the Trainer's settings; :mod:`.identity`), so that every distinct experiment gets
+    its own folder; ``name`` overrides it. The run's folder records the digest of the module's
+    initial weights, which the seed produced. Calling it again with the same experiment resumes:
+    finished rounds are read back, never recomputed; a round interrupted mid-way restarts from
+    its last checkpoint. Nothing is recorded before the first round starts training: an
+    invocation that fails before (a wrong data folder, a typo in ``rates``) leaves nothing
+    behind. One process at a time runs in a run folder (:mod:`.lock`).
 
     Args:
         model: The LightningModule; its initial weights are the first round's.
@@ -166,17 +179,23 @@ def run_lottery(
             where the module can (a :class:`~lth_lightning.LotteryClassifier` whose network
             ``torch.func`` can vectorize, rewinding to the initialization) and says why not
             elsewhere; ``True`` refuses a module that cannot, with the reason.
+        keep_checkpoints: Keep every round's ``last.ckpt`` (the module and its optimizer state)
+            after the round is recorded; by default it is removed then (the round's ``weights.pt``,
+            masks and callback state are what later rounds and ``lth export`` read).
 
     Returns:
         One :class:`RoundResult` per round (a list, with ``run_dir`` and ``experiment_dir``).
 
     Raises:
-        ValueError: If ``rounds < 1``, the folder holds another experiment, or, after the first
-            fit, ``monitor`` or ``test_metric`` was never logged (the message lists what was).
+        ValueError: If ``rounds < 1``, the folder holds another experiment, the run's folder a run
+            started from other initial weights, or, after the first fit, ``monitor`` or
+            ``test_metric`` was never logged (the message lists what was).
+        RunFolderInUse: If another process runs in the run's folder.
     """
     _check_arguments(rounds, controls)
     lottery = lottery if lottery is not None else LotteryTicketCallback()
-    arguments = {"controls": controls, "monitor": monitor, "mode": mode, "test_metric": test_metric, "rounds": rounds}
+    arguments: dict[str, Any] = {"controls": controls, "monitor": monitor, "mode": mode, "test_metric": test_metric}
+    arguments.update(rounds=rounds, keep_checkpoints=keep_checkpoints)
     runner = _make_runner(model, datamodule, lottery, trainer, out_dir, name, config, seed, arguments)
     probe = _stacking_probe(stack, model, lottery, datamodule)
     if probe is not None:
@@ -197,16 +216,19 @@ def _make_runner(
     seed: int,
     arguments: Mapping[str, Any],
 ) -> _Runner:
-    """The bookkeeping of one run: its folder (from the config's identity), callback, module and metric names."""
+    """The bookkeeping of one run: its folder (from the identity), callback, module and metric names."""
     names = MetricNames(arguments["monitor"], arguments["mode"], arguments["test_metric"])
     trainer_kwargs = dict(trainer or {})
     if config is None:
         settings = {"controls": list(arguments["controls"]), "seed": seed, "monitor": names.monitor, "mode": names.mode}
         settings.update(test_metric=names.test, rounds=arguments["rounds"], **lottery.settings())
         config = python_config(model, datamodule, settings, trainer_kwargs)
-    experiment = ExperimentPaths(Path(out_dir) / (name or folder_name(config)))
-    controls = list(arguments["controls"])
-    return _Runner(model, datamodule, lottery, trainer_kwargs, experiment, seed, config, names, controls)
+    identity = {**experiment_identity(config), **optimization_identity(model)}
+    experiment = ExperimentPaths(Path(out_dir) / (name or folder_name(config, identity)))
+    controls, keep = list(arguments["controls"]), bool(arguments["keep_checkpoints"])
+    return _Runner(
+        model, datamodule, lottery, trainer_kwargs, experiment, seed, config, identity, names, controls, keep
+    )
 
 
 def _stacking_probe(
@@ -276,7 +298,7 @@ def run_seeds(
     stack = options.pop("stack")
     if stack is not False:  # the runners below take their arguments checked
         _check_arguments(rounds, options["controls"])
-        arguments = {key: options[key] for key in ("controls", "monitor", "mode", "test_metric")} | {"rounds": rounds}
+        arguments = {key: options[key] for key in _RUNNER_ARGUMENTS} | {"rounds": rounds}
         place = (options["trainer"], options["out_dir"], options["name"])
     runs: dict[int, Rounds] = {}
     runners: dict[int, _Runner] = {}
@@ -351,6 +373,16 @@ class _RoundProgress:
             self.bar.close()
 
 
+@contextmanager
+def resuming_quietly(checkpoint_dir: Path | None) -> Iterator[None]:
+    """Without Lightning's "Checkpoint directory ... exists and is not empty": resuming there is the point."""
+    with warnings.catch_warnings():
+        if checkpoint_dir is not None:
+            pattern = f"Checkpoint directory {re.escape(str(checkpoint_dir))} exists and is not empty"
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
+
+
 class RecordOnStart(pl.Callback):
     """Records the experiments (their identity) and the runs' configs when the first round trains, not before."""
 
@@ -422,45 +454,86 @@ class _Runner:
         experiment: ExperimentPaths,
         seed: int,
         config: Mapping[str, Any],
+        identity: Mapping[str, Any],
         names: MetricNames,
         controls: list[str],
+        keep_checkpoints: bool,
     ) -> None:
         self.model, self.datamodule, self.lottery, self.trainer_kwargs = model, datamodule, lottery, trainer_kwargs
         self.experiment, self.paths, self.seed = experiment, experiment.run(seed), seed
-        self.config, self.names = dict(config), names
+        self.config, self.identity, self.names = dict(config), dict(identity), names
+        self.run_identity = {"initial_weights": weights_digest(model)}  # the seed's: not the experiment's
         self.controls = [c for c in CONTROLS if c in controls]  # registry order
-        self.identity = experiment_identity(config)
+        self.keep_checkpoints = keep_checkpoints
         self.is_zero = is_global_zero()
-        self.recorded = False
+        self.lock = RunLock(self.paths.root) if self.is_zero else None  # one process per run folder
+        self.recorded = self.announced = self.summarized = False
+        self.current: int | None = None  # the round being trained
+        self.clock: RoundClock | None = None  # the clock of the ticket's training in that round
+        self.checkpoint: Path | None = None  # and the checkpoint it resumes from
 
     # ------------------------------------------------------------------ the run
     def check_experiment(self) -> None:
-        """Refuse a folder that holds another experiment."""
+        """Refuse a folder that holds another experiment, or a run folder whose run started from other weights."""
         check_same_experiment(self.experiment.identity, self.identity)
+        check_same(
+            self.paths.identity,
+            self.run_identity,
+            "run",
+            "a run that started from other initial weights",
+            f"Build the module after seeding as that run did (seed_everything({self.seed}), then the constructor, "
+            "as lth fit and run_seeds do), or give this run another seed (its own seed_<s> folder).",
+        )
 
     def run(self, rounds: int, progress: bool, report: bool) -> Rounds:
-        self.check_experiment()
-        rows = self.resume()
         created = [p for p in (self.experiment.root, self.paths.root) if not p.exists()]
-        bar = _RoundProgress(rounds, len(rows), progress, self.names.test_column)
-        rank_zero_info(f"Run folder: {self.paths.root.resolve()}")
+        self.hold()  # refused: nothing touched
+        bar = None
         try:
+            self.check_experiment()
+            rows = self.resume()
+            bar = _RoundProgress(rounds, len(rows), progress, self.names.test_column)
             with quiet_lightning():
                 for r in range(len(rows), rounds):
+                    self.current = r
                     rows.append(self.round(r))
                     self.save_results(rows, report)
                     bar.update(rows[-1])
-        except BaseException:
+        except BaseException as error:
+            self.say_interrupted(error)
             self.forget(created)
             raise
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
+            self.let_go()
         return Rounds(rows, self.paths.root, self.experiment.root)
+
+    def hold(self) -> None:
+        """Take the run folder's lock (rank zero; created with the folder).
+
+        Raises:
+            RunFolderInUse: If another process holds it.
+        """
+        if self.lock is not None:
+            self.lock.acquire()
+
+    def let_go(self) -> None:
+        """Give the run folder's lock back."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def announce(self) -> None:
+        """Say where the run is, once it has a folder (rank zero)."""
+        if not self.announced:
+            self.announced = True
+            rank_zero_info(f"Run folder: {self.paths.root.resolve()}")
 
     def resume(self) -> list[RoundResult]:
         rows = [RoundResult(**json.loads(self.paths.metrics(r).read_text())) for r in self.paths.finished_rounds()]
         if rows:
             self.lottery.load_state_dict(load_tensors(self.paths.lottery_state(rows[-1].round)))
+            self.announce()
             rank_zero_info(
                 f"Resuming {self.paths.root}: rounds 0-{rows[-1].round} are finished and will not be recomputed."
             )
@@ -474,7 +547,10 @@ class _Runner:
         if is_zero:
             if not self.experiment.identity.is_file():
                 atomic_write_text(self.experiment.identity, yaml.safe_dump(self.identity, sort_keys=True))
+            if not self.paths.identity.is_file():
+                atomic_write_text(self.paths.identity, yaml.safe_dump(self.run_identity, sort_keys=True))
             atomic_write_text(self.paths.config, yaml.safe_dump(plain(self.config), sort_keys=False))
+        self.announce()
 
     def forget(self, created: Sequence[Path]) -> None:
         """After a failure before anything was recorded, remove the folders this invocation created."""
@@ -482,6 +558,20 @@ class _Runner:
             return
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)
+
+    def say_interrupted(self, error: BaseException) -> None:
+        """After Ctrl-C (Lightning turns it into SystemExit) in a recorded run: what rerunning will resume."""
+        if not isinstance(error, (KeyboardInterrupt, SystemExit)) or not self.recorded or self.current is None:
+            return
+        r, clock, checkpoint = self.current, self.clock, self.checkpoint
+        if clock is not None and clock.checkpoint_epoch is not None and checkpoint is not None and checkpoint.is_file():
+            where = f"from its checkpoint after epoch {clock.checkpoint_epoch} ({checkpoint})"
+        else:
+            where = "from its start (no epoch of it had finished)"
+        kept = f"rounds 0-{r - 1} are kept; " if r > 0 else ""
+        rank_zero_info(
+            f"Interrupted in round {r} of seed {self.seed}: {kept}rerunning the same command resumes round {r} {where}."
+        )
 
     def save_results(self, rows: Sequence[RoundResult], report: bool) -> None:
         """``results.csv``/``.json``, and with ``report`` the plots and the TensorBoard summary (rank zero)."""
@@ -508,16 +598,23 @@ class _Runner:
         return dict(json.loads(done.read_text())) if done.is_file() else None
 
     def finish_round(self, row: RoundResult) -> None:
-        """The callback's state after the round, then its row (which marks the round finished) (rank zero)."""
+        """The callback's state after the round, then its row (which marks the round finished) (rank zero).
+
+        Then the round's checkpoint is removed, unless ``keep_checkpoints``: nothing reads it once the round is
+        recorded.
+        """
         if self.is_zero:
             save_tensors(self.lottery.state_dict(), self.paths.lottery_state(row.round))
             atomic_write_text(self.paths.metrics(row.round), json.dumps(row.as_dict(), indent=2))  # written last
+            if not self.keep_checkpoints:
+                shutil.rmtree(self.paths.checkpoints(row.round), ignore_errors=True)
         self.say(row)
 
     # ------------------------------------------------------------------ one round
     def round(self, r: int) -> RoundResult:
         start = time.perf_counter()
-        ticket = self.train_and_test(round_label(r), self.model, self.lottery, self.paths.checkpoints(r))
+        self.clock, self.checkpoint = RoundClock(), self.paths.last_checkpoint(r)
+        ticket = self.train_and_test(round_label(r), self.model, self.lottery, self.paths.checkpoints(r), self.clock)
         lottery = self.lottery
         if lottery.round != r or lottery.phase != "pruned":
             raise RuntimeError(
@@ -536,7 +633,7 @@ class _Runner:
         self.save_ticket(r, lottery.round_masks, self.model.state_dict())
         for control in self.controls if r > 0 else ():
             row.controls[control] = self.control(r, control)
-        row.seconds = time.perf_counter() - start
+        row.seconds = time.perf_counter() - start + self.clock.before  # with the part before an interruption
         self.finish_round(row)
         return row
 
@@ -547,7 +644,7 @@ class _Runner:
         seed = control_seed(self.seed, r, control)
         masks, init = control_masks_and_init(control, self.lottery.round_masks, self.lottery.snapshot, self.model, seed)
         fork = self.lottery.fork(masks, init)
-        measured = self.train_and_test(round_label(r, control), detached_copy(self.model), fork, None)
+        measured = self.train_and_test(round_label(r, control), detached_copy(self.model), fork, None, None)
         columns = control_columns(measured, self.names)
         self.save_control(r, control, columns, masks)
         return columns
@@ -556,14 +653,20 @@ class _Runner:
         names, test = self.names, self.names.test_column
         controls = "".join(f", {k} {format_value(v[test])}" for k, v in row.controls.items())
         rank_zero_info(
-            f"Round {row.round}: {100 * row.density:.2f}% of weights, {names.test} {format_value(row.metrics[test])}, "
+            f"Round {row.round} of seed {self.seed}: {100 * row.density:.2f}% of weights, "
+            f"{names.test} {format_value(row.metrics[test])}, "
             f"early-stop step {format_value(row.best_val_step)} ({names.test} there "
             f"{format_value(row.metrics[names.at_best_column])}){controls}."
         )
 
     # ------------------------------------------------------------------ one training
     def train_and_test(
-        self, label: str, model: pl.LightningModule, lottery: LotteryTicketCallback, checkpoint_dir: Path | None
+        self,
+        label: str,
+        model: pl.LightningModule,
+        lottery: LotteryTicketCallback,
+        checkpoint_dir: Path | None,
+        clock: RoundClock | None,
     ) -> Measured:
         """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights.
 
@@ -572,13 +675,16 @@ class _Runner:
         """
         names = self.names
         tracker = EarlyStoppingTracker(names.monitor, names.mode) if names.monitor is not None else None
-        callbacks: list[pl.Callback] = [lottery, *([tracker] if tracker else []), RecordOnStart([self])]
-        trainer = make_trainer(label, callbacks, self.trainer_kwargs, self.paths.root, checkpoint_dir)
+        callbacks: list[pl.Callback] = [lottery, *([tracker] if tracker else []), *([clock] if clock else [])]
+        callbacks.append(RecordOnStart([self]))
+        summary, self.summarized = not self.summarized, True
+        trainer = make_trainer(label, callbacks, self.trainer_kwargs, self.paths.root, checkpoint_dir, summary=summary)
         ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
         resume = ckpt if ckpt is not None and ckpt.is_file() else None
         if resume is not None:
             rank_zero_info(f"{label} was interrupted: resuming it from {resume}.")
-        trainer.fit(model, datamodule=self.datamodule, ckpt_path=resume)
+        with resuming_quietly(checkpoint_dir):
+            trainer.fit(model, datamodule=self.datamodule, ckpt_path=resume)
         metrics = names.validation(_scalars(trainer.callback_metrics))
         tested = self.test(trainer, model)
         metrics.update(tested)

@@ -11,7 +11,9 @@ in the experiment folder (``stacked/``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from torch import Tensor
 
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.classifier import LotteryClassifier
+from lth_lightning.experiment.clock import RoundClock
 from lth_lightning.experiment.controls import control_masks_and_init, control_seed
 from lth_lightning.experiment.paths import round_label
 from lth_lightning.experiment.results import RoundResult, check_logged, column
@@ -36,6 +39,7 @@ from lth_lightning.experiment.rounds import (
     _Runner,
     _scalars,
     control_columns,
+    resuming_quietly,
     test_at_best,
     with_best,
 )
@@ -95,6 +99,11 @@ def stacking_probe(
     return probe
 
 
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or gone
+        folder.rmdir()
+
+
 def _own(logged: Mapping[str, float], member: str) -> dict[str, float]:
     """A member's metrics out of a stacked fit's (``seed_0/ticket/val/loss`` -> ``val/loss``)."""
     prefix = f"{member}/"
@@ -128,32 +137,43 @@ class StackedRounds:
         first = next(iter(self.runners.values()))
         self.names, self.controls, self.datamodule = first.names, first.controls, first.datamodule
         self.trainer_kwargs, self.experiment = first.trainer_kwargs, first.experiment
+        self.keep_checkpoints, self.summarized = first.keep_checkpoints, False
 
     def run(self, rounds: int, progress: bool) -> dict[int, Rounds]:
         """Train every unfinished round of every seed; return each seed's rows."""
         rows: dict[int, list[RoundResult]] = {}
-        for seed, runner in self.runners.items():
-            runner.check_experiment()
-            rows[seed] = runner.resume()
         created = [p for runner in self.runners.values() for p in (runner.experiment.root, runner.paths.root)]
         created = list(dict.fromkeys(p for p in created if not p.exists()))
-        bar = _RoundProgress(rounds, min(len(r) for r in rows.values()), progress, self.names.test_column)
-        for runner in self.runners.values():
-            rank_zero_info(f"Run folder: {runner.paths.root.resolve()}")
+        held: list[_Runner] = []
+        bar = None
         try:
+            for runner in self.runners.values():
+                runner.hold()
+                held.append(runner)
+            for seed, runner in self.runners.items():
+                runner.check_experiment()
+                rows[seed] = runner.resume()
+            bar = _RoundProgress(rounds, min(len(r) for r in rows.values()), progress, self.names.test_column)
             with quiet_lightning():
                 for r in range(min(len(x) for x in rows.values()), rounds):
                     seeds = [seed for seed in self.runners if len(rows[seed]) == r]
+                    for seed in seeds:
+                        self.runners[seed].current = r
                     for seed, row in self.round(r, seeds).items():
                         rows[seed].append(row)
                         self.runners[seed].save_results(rows[seed], self.report)
                     bar.update(rows[seeds[0]][-1])
-        except BaseException:
-            for runner in self.runners.values():
-                runner.forget(created)
+        except BaseException as error:
+            if len(held) == len(self.runners):  # a refused lock touches nothing
+                for runner in self.runners.values():
+                    runner.say_interrupted(error)
+                    runner.forget(created)
             raise
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
+            for runner in held:
+                runner.let_go()
         return {s: Rounds(rows[s], x.paths.root, x.experiment.root) for s, x in self.runners.items()}
 
     # ------------------------------------------------------------------ the members of a round
@@ -200,16 +220,24 @@ class StackedRounds:
         stacked = StackedClassifier(template, [m.init for m in members], [m.name for m in members], self.probe)
         callback = self._callback(r, members, stacked)
         checkpoint_dir = self.experiment.stacked_checkpoints(r, self._digest(members))
-        trainer, tracker = self._trainer(r, members, callback, checkpoint_dir)
+        clock = RoundClock()
+        trainer, tracker = self._trainer(r, members, [callback, clock], checkpoint_dir)
         ckpt = checkpoint_dir / "last.ckpt"
+        for seed in seeds:  # what an interruption would resume
+            self.runners[seed].clock, self.runners[seed].checkpoint = clock, ckpt
         if ckpt.is_file():
             rank_zero_info(f"Stacked round {r} was interrupted: resuming it from {ckpt}.")
-        trainer.fit(stacked, datamodule=self.datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
+        with resuming_quietly(checkpoint_dir):
+            trainer.fit(stacked, datamodule=self.datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
         logged = _scalars(trainer.callback_metrics)  # the fit's, before the tests log theirs
         own = [_own(logged, m.name) for m in members]
         measured = self._measure(trainer, stacked, members, tracker, own)
-        seconds = (time.perf_counter() - start) / len(seeds)
-        return self._save(r, trainer, stacked, callback, members, measured, finished, seconds, own)
+        seconds = (time.perf_counter() - start + clock.before) / len(seeds)  # with the part before an interruption
+        rows = self._save(r, trainer, stacked, callback, members, measured, finished, seconds, own)
+        if self.runners[seeds[0]].is_zero and not self.keep_checkpoints:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # every member's round is recorded
+            _remove_if_empty(checkpoint_dir.parent)
+        return rows
 
     def _callback(self, r: int, members: Sequence[_Member], stacked: StackedClassifier) -> LotteryTicketCallback:
         """The callback of the stacked fit: every member's masks, pruned member by member at its end."""
@@ -228,7 +256,7 @@ class StackedRounds:
         return callback
 
     def _trainer(
-        self, r: int, members: Sequence[_Member], callback: LotteryTicketCallback, checkpoint_dir: Path
+        self, r: int, members: Sequence[_Member], own_callbacks: Sequence[pl.Callback], checkpoint_dir: Path
     ) -> tuple[pl.Trainer, MemberTracker | None]:
         names = [m.name for m in members]
         tracker = MemberTracker(names, self.names.monitor, self.names.mode) if self.names.monitor is not None else None
@@ -237,10 +265,11 @@ class StackedRounds:
             for m in members
         }
         callbacks: list[pl.Callback] = [
-            callback,
+            *own_callbacks,
             *([tracker] if tracker else []),
             RecordOnStart(list(self.runners.values())),
         ]
+        summary, self.summarized = not self.summarized, True
         trainer = make_trainer(
             f"stacked/{round_label(r)}",
             callbacks,
@@ -248,6 +277,7 @@ class StackedRounds:
             self.experiment.root,
             checkpoint_dir,
             [MemberLogger(runs)],
+            summary=summary,
         )
         return trainer, tracker
 

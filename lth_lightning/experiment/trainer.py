@@ -86,15 +86,19 @@ def make_trainer(
     run_dir: Path,
     checkpoint_dir: Path | None,
     loggers: Sequence[Logger] | None = None,
+    summary: bool = True,
 ) -> pl.Trainer:
     """A fresh Trainer from the shared settings, logging to the TensorBoard run ``<run_dir>/tensorboard/<label>``.
 
     ``callbacks`` come first; the user's callbacks and loggers in ``trainer_kwargs`` are
     deep-copied, fresh for every Trainer. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
     ``last.ckpt`` there after every training epoch. ``loggers`` replace the round's
-    :class:`RoundLogger` (a stacked fit logs each member to its own run).
+    :class:`RoundLogger` (a stacked fit logs each member to its own run). Without ``summary``, the
+    Trainer prints no model summary (an experiment prints it for its first training only).
     """
     kwargs = copy.deepcopy(dict(trainer_kwargs))
+    if not summary:
+        kwargs["enable_model_summary"] = False
     user_callbacks = kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]

@@ -18,6 +18,7 @@ def main() -> None:
         trainer={"accelerator": "cpu", "max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
         out_dir=out_dir,
         progress=False,
+        keep_checkpoints=True,
     )
     export_ticket(rows.run_dir, "last", Path(out_dir) / "export" / "ticket.pt")
 
