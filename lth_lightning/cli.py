@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import lightning.pytorch as pl
 import yaml
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lth_lightning.callback import LotteryTicketCallback, SnapshotDevice
 from lth_lightning.experiment.controls import ControlName
@@ -102,6 +105,38 @@ class LotteryOptions:
         )
 
 
+def did_you_mean(message: str, options: list[str]) -> str:
+    """``did you mean --lottery.rounds?`` for the option names in ``message`` that are not ``options`` (or "").
+
+    Names are ``--options`` on the command line, or ``'dotted.keys'`` of a config file.
+    """
+    hints = []
+    keys = re.findall(r"'([A-Za-z_]\w*(?:\.\w+)+)'", message)
+    for name in dict.fromkeys([*re.findall(r"--[A-Za-z_][\w.\-]*", message), *(f"--{k}" for k in keys)]):
+        close = difflib.get_close_matches(name, options, n=1, cutoff=0.75) if name not in options else []
+        if close:
+            hints.append(f"{name}: did you mean {' or '.join(close)}?")
+        else:
+            dotted = name.rsplit(".", 1)[0] + "." if "." in name else ""
+            if dotted and not any(o.startswith(dotted) for o in options) and not name.startswith("--model"):
+                hints.append(f"{name}: no option starts with {dotted}")
+    return "".join(f"{hint}\n" for hint in hints)
+
+
+class ConciseParser(LightningArgumentParser):
+    """LightningCLI's parser, whose errors say what went wrong (and the nearest option) instead of a page of usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # parsing inside jsonargparse: it handles the error itself
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        options = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {message}\n{did_you_mean(message, options)}")
+        sys.stderr.write(f"Every option, with its documentation: {prog} --help\n")
+        self.exit(2)
+
+
 class LotteryCLI(LightningCLI):
     """LightningCLI with a ``--lottery`` group; ``fit`` runs :func:`~lth_lightning.run_lottery` (or ``run_seeds``).
 
@@ -117,6 +152,7 @@ class LotteryCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("parser_class", ConciseParser)
         no_abbreviations = {"allow_abbrev": False}
         parser_kwargs = {
             **no_abbreviations,

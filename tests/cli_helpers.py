@@ -163,25 +163,31 @@ class PauseAt(pl.Callback):
             time.sleep(self.seconds)
 
 
-def unsaved_run(data_dir: Path, out_dir: Path, *, lr: float = 0.01, rounds: int = 2, callbacks=(), **kwargs):
-    """``run_lottery`` of :class:`UnderscoreMLP` (a module that never calls ``save_hyperparameters``)."""
+def unsaved_run(
+    data_dir: Path, out_dir: Path, *, lr: float = 0.01, rounds: int = 2, callbacks=(), trainer=None, **kwargs
+):
+    """``run_lottery`` of :class:`UnderscoreMLP` (a module that never calls ``save_hyperparameters``).
+
+    ``trainer`` overrides the lean Trainer settings (one epoch, no bars or summaries).
+    """
     from lth_lightning import FashionMNISTDataModule, run_lottery
 
     torch.manual_seed(kwargs.pop("init_seed", 0))
     model = UnderscoreMLP(lr=lr)
-    trainer = {
+    settings = {
         "accelerator": "cpu",
         "max_epochs": 1,
         "enable_progress_bar": False,
         "enable_model_summary": False,
         "callbacks": list(callbacks),
+        **(trainer or {}),
     }
     return run_lottery(
         model,
         FashionMNISTDataModule(data_dir, batch_size=48, val_size=60),
         rounds=rounds,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),
-        trainer=trainer,
+        trainer=settings,
         out_dir=out_dir,
         progress=False,
         monitor="val_loss",

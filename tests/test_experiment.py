@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import re
 import shutil
 
 import pytest
@@ -23,7 +25,7 @@ from lth_lightning import (
 )
 from lth_lightning.experiment.identity import experiment_identity, folder_name, python_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-from lth_lightning.experiment.plots import plot_accuracy_vs_density, plot_early_stop_vs_density
+from lth_lightning.experiment.plots import plot_accuracy_vs_density, plot_comparison, plot_early_stop_vs_density
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,10 @@ def test_where_the_data_lives_progress_rounds_and_seed_do_not(change):
     assert ("lottery.seed" in experiment_identity(_config(), seed=True)) and "lottery.seed" not in experiment_identity(
         _config()
     )
+
+
+def test_a_wrapped_network_names_the_folder_from_python_as_from_the_cli():
+    assert re.fullmatch(r"MLP-FashionMNIST-global0\.2-[0-9a-f]{8}", folder_name(_config()))
 
 
 # ----------------------------------------------------------------------------- defect 1: stale results
@@ -186,15 +192,31 @@ def test_compare_overlays_experiments_by_weights_pruned(tmp_path, tiny_data):
 
     half = _run(tiny_data, tmp_path)
     third = _run(tiny_data, tmp_path, lottery=LotteryTicketCallback(amount=0.3, verbose=False))
-    experiments = compare_runs([half.experiment_dir, third.experiment_dir], tmp_path / "cmp", labels=["0.5", "0.3"])
-    assert list(experiments) == ["0.5", "0.3"] and (tmp_path / "cmp" / "accuracy_vs_weights_remaining.png").is_file()
-    for label, rows in (("0.5", half), ("0.3", third)):
+    labels = ["amount 0.5", "amount 0.3/late"]  # a "/" in a label is not a folder of the TensorBoard logdir
+    experiments = compare_runs([half.experiment_dir, third.experiment_dir], tmp_path / "cmp", labels=labels)
+    assert list(experiments) == labels and (tmp_path / "cmp" / "accuracy_vs_weights_remaining.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "cmp" / "tensorboard").iterdir()) == ["amount 0.3_late", "amount 0.5"]
+    for label, rows in (("amount 0.5", half), ("amount 0.3_late", third)):
         events = EventAccumulator(str(tmp_path / "cmp" / "tensorboard" / label))
         events.Reload()
         steps = [e.step for e in events.Scalars("lottery/test_acc")]
         assert steps == [round(10_000 * (1 - r.density)) for r in rows]  # aligned by weights pruned
     with pytest.raises(ValueError, match="Give one label per folder: 1 labels for 2 folders"):
         compare_runs([half.experiment_dir, third.experiment_dir], tmp_path / "cmp", labels=["x"])
+    with pytest.raises(ValueError, match=r"needs its own label, got \['a/b', 'a_b'\]"):
+        compare_runs([half.experiment_dir, third.experiment_dir], tmp_path / "cmp", labels=["a/b", "a_b"])
+
+
+def test_the_ticks_of_experiments_pruned_at_nearby_rates_do_not_overlap():
+    experiments = {
+        f"rate {rate}": [{"round": r, "density": (1 - rate) ** r, "test_acc": 0.9 - r / 50} for r in range(12)]
+        for rate in (0.2, 0.21, 0.5)
+    }
+    fig = plot_comparison(experiments)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert len(boxes) >= 8  # still a dense scale of ticks
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
 
 
 # ----------------------------------------------------------------------------- plots

@@ -192,10 +192,15 @@ def test_unknown_config_key_gets_lightningclis_message(tmp_path, tiny_data):
     config = tiny_config(tmp_path, tiny_data)
     result = lth("fit", "-c", str(config), "--lottery.amout", "0.3", cwd=tmp_path, check=False)
     assert result.returncode != 0 and "unrecognized arguments: --lottery.amout 0.3" in result.stderr
+    # The error, then the nearest option: not a page of usage first.
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "lth fit: error: unrecognized arguments: --lottery.amout 0.3" and len(lines) <= 3
+    assert lines[1] == "--lottery.amout: did you mean --lottery.amount?"
     text = config.read_text().replace("amount: 0.5", "amount: 0.5\n  amout: 0.3")
     config.write_text(text)
     result = lth("fit", "-c", str(config), cwd=tmp_path, check=False)
-    assert result.returncode != 0 and "amout" in result.stderr
+    assert result.returncode != 0 and "does not accept option 'lottery.amout'" in result.stderr
+    assert "--lottery.amout: did you mean --lottery.amount?" in result.stderr
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 

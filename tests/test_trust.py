@@ -5,18 +5,27 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from cli_helpers import PauseAt, UnderscoreMLP, unsaved_run, write_tiny_fashion
-from conftest import REPO, round_trainer
+from conftest import REPO, lightning_messages, round_trainer
 
-from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_seeds
+from lth_lightning import (
+    MLP,
+    DatasetFileError,
+    FashionMNISTDataModule,
+    LotteryClassifier,
+    LotteryTicketCallback,
+    run_seeds,
+)
 from lth_lightning.experiment.identity import optimization_identity
 from lth_lightning.experiment.lock import RunFolderInUse, RunLock
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
@@ -168,3 +177,52 @@ def test_a_recorded_stacked_round_keeps_no_checkpoint(tmp_path, tiny_data):
         stack=True,
     )
     assert sorted(runs.runs) == [0, 1] and not list(runs.experiment_dir.rglob("*.ckpt"))
+
+
+# ----------------------------------------------------------------------------- 6: interruptions and what is said
+
+
+class _InterruptAt(pl.Callback):
+    """Ctrl-C when epoch 1 of round 1 starts, after an epoch 0 that took a second longer (its checkpoint saved)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = Path(marker)
+
+    def _now(self, trainer: pl.Trainer, epoch: int) -> bool:
+        lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
+        return lottery.round == 1 and trainer.current_epoch == epoch and not self.marker.exists()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._now(trainer, 0):
+            time.sleep(1.0)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._now(trainer, 1):
+            self.marker.write_text("interrupted")
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_says_what_rerunning_resumes_and_the_round_counts_every_second(tmp_path, tiny_data, recwarn):
+    marker = tmp_path / "interrupted"
+    run = {"callbacks": [_InterruptAt(str(marker))], "trainer": {"max_epochs": 2, "enable_model_summary": True}}
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with lightning_messages() as said, pytest.raises(SystemExit):  # Lightning's graceful shutdown
+            unsaved_run(tiny_data, tmp_path, controls=["random_prune"], **run)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores Ctrl-C after its shutdown
+    hint = r"Interrupted in round 1 of seed 0: round 0 is kept; rerunning the same command resumes round 1 from its "
+    hint += r"checkpoint after epoch 0 \(.*round_01/checkpoints/last\.ckpt\)\."
+    assert any(re.fullmatch(hint, line) for line in said), said
+    with lightning_messages() as said:
+        rows = unsaved_run(tiny_data, tmp_path, controls=["random_prune"], **run)
+    assert rows[1].seconds > 1.0 > rows[0].seconds  # the second before the interruption counts
+    assert sum("Trainable params" in line for line in said) == 1  # one summary, not one per training
+    assert sum(line.startswith("Run folder:") for line in said) == 1
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]
+
+
+def test_a_run_that_fails_before_training_says_no_run_folder(tmp_path):
+    with lightning_messages() as said, pytest.raises(DatasetFileError, match="not found"):
+        unsaved_run(tmp_path / "nowhere", tmp_path / "runs")
+    assert not any("Run folder" in line for line in said) and not any((tmp_path / "runs").iterdir())

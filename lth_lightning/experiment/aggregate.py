@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lth_lightning.experiment.dashboard import write_comparison, write_seeds_report
+from lth_lightning.experiment.dashboard import run_name, write_comparison, write_seeds_report
 from lth_lightning.experiment.identity import describe_differences, experiment_identity, hparams, load_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.results import MetricNames, RoundResult, write_table
@@ -159,8 +159,10 @@ def compare_runs(
     if labels is not None and len(labels) != len(folders):
         raise ValueError(f"Give one label per folder: {len(labels)} labels for {len(folders)} folders.")
     names = labels or [Path(f).resolve().name for f in folders]
-    if len(set(names)) != len(names):
-        raise ValueError(f"Every experiment needs its own label, got {names}; pass --labels.")
+    if len({run_name(n) for n in names}) != len(names):
+        raise ValueError(
+            f"Every experiment needs its own label, got {names} (as TensorBoard runs, '/' reads as '_'); pass --labels."
+        )
     experiments: dict[str, list[dict[str, Any]]] = {}
     settings: dict[str, dict[str, Any]] = {}
     metrics: set[MetricNames] = set()

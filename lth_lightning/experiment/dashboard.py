@@ -41,9 +41,14 @@ if TYPE_CHECKING:
     from torch import Tensor
     from torch.utils.tensorboard import SummaryWriter
 
-__all__ = ["hparams_summaries", "layout", "write_comparison", "write_run_report", "write_seeds_report"]
+__all__ = ["hparams_summaries", "layout", "run_name", "write_comparison", "write_run_report", "write_seeds_report"]
 
 _NOT_PLOTTED = ("round", "seeds", "seconds", "steps")
+
+
+def run_name(label: str) -> str:
+    """A TensorBoard run (a folder) for a label: ``/`` and ``\\`` would nest folders, so they become ``_``."""
+    return label.replace("/", "_").replace("\\", "_")
 
 
 def _metric_label(names: MetricNames) -> str:
@@ -322,7 +327,7 @@ def write_comparison(
 
     def write(writer: Writers) -> None:
         for name, rows in experiments.items():
-            run = writer(name)
+            run = writer(run_name(name))
             for row in rows:
                 step = round(10_000 * (1 - row_density(row)))
                 for key in (names.test_column, names.at_best_column):

@@ -156,7 +156,8 @@ def folder_name(config: Mapping[str, Any], identity: Mapping[str, Any] | None = 
     The hash is of ``identity`` (by default the config's :func:`experiment_identity`).
     """
     flat = flatten(config)
-    net = _last(flat.get("model.init_args.net.class_path")) or _last(flat.get("model.class_path")) or "model"
+    net = _last(flat.get("model.init_args.net.class_path") or flat.get("model.network") or flat.get("model.class_path"))
+    net = net or "model"
     data = _last(flat.get("data.class_path")).removesuffix("DataModule") or "data"
     pruning = f"{flat.get('lottery.scope', 'global')}{flat.get('lottery.amount', '')}"
     parts = [re.sub(r"[^A-Za-z0-9.]+", "_", part) for part in (net, data, pruning)]
@@ -243,12 +244,16 @@ def python_config(
     callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
     if callbacks:
         trainer_config["callbacks"] = [str(getattr(cb, "state_key", _class_path(cb))) for cb in callbacks]
+    described: dict[str, Any] = {
+        "class_path": _class_path(model),
+        "init_args": plain(dict(getattr(model, "hparams", {}) or {})),
+        "architecture": repr(model),
+    }
+    net = getattr(model, "net", None)
+    if isinstance(net, nn.Module):  # a wrapper's network names the folder, as `lth fit`'s model.init_args.net does
+        described["network"] = _class_path(net)
     return {
-        "model": {
-            "class_path": _class_path(model),
-            "init_args": plain(dict(getattr(model, "hparams", {}) or {})),
-            "architecture": repr(model),
-        },
+        "model": described,
         "data": {
             "class_path": _class_path(datamodule),
             "init_args": plain(dict(getattr(datamodule, "hparams", {}) or {})),

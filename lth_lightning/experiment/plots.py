@@ -71,11 +71,27 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], l
     return pct, values, bands
 
 
+def _spaced(values: Sequence[float], labels: int = 16) -> list[float]:
+    """``values`` (sorted, positive) less those closer (on a log axis) to a kept one than 1/``labels`` of the range.
+
+    One tick per round, unless rounds (or experiments pruned at other rates) put them so close that their labels
+    would overlap ("5049"); the largest and smallest are kept.
+    """
+    if len(values) < 3:
+        return list(values)
+    gap = math.log10(values[-1] / values[0]) / labels
+    kept = [values[-1]]
+    for value in reversed(values[1:-1]):
+        if math.log10(kept[-1] / value) >= gap and math.log10(value / values[0]) >= gap:
+            kept.append(value)
+    return sorted([values[0], *kept])
+
+
 def _density_axis(ax: Axes, pct: Sequence[float]) -> None:
-    """Log x axis of weights remaining, decreasing to the right, one tick per round."""
+    """Log x axis of weights remaining, decreasing to the right, a tick per round where their labels fit."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    ticks = sorted(set(pct))
+    ticks = _spaced(sorted(set(pct)))
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
@@ -83,7 +99,7 @@ def _density_axis(ax: Axes, pct: Sequence[float]) -> None:
     if len(ticks) > 10:
         ax.tick_params(axis="x", labelrotation=60, labelsize=8)
     ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%), one tick per round")
+    ax.set_xlabel("weights remaining (%)")
     ax.grid(True, which="major", alpha=0.3)
 
 

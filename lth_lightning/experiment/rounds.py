@@ -568,7 +568,7 @@ class _Runner:
             where = f"from its checkpoint after epoch {clock.checkpoint_epoch} ({checkpoint})"
         else:
             where = "from its start (no epoch of it had finished)"
-        kept = f"rounds 0-{r - 1} are kept; " if r > 0 else ""
+        kept = {0: "", 1: "round 0 is kept; "}.get(r, f"rounds 0-{r - 1} are kept; ")
         rank_zero_info(
             f"Interrupted in round {r} of seed {self.seed}: {kept}rerunning the same command resumes round {r} {where}."
         )
