@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 
 __all__ = ["main"]
@@ -132,6 +132,25 @@ def _rank() -> int:
     return 0
 
 
+# OpenMP settings of torch's CPU threads that `lth` chooses unless the user set any of them (benchmarks/neighbour.py):
+# threads that finished their work sleep after a short spin instead of spinning ~300000 times, so that a second
+# torch process on the machine (another seed in another terminal) does not make every step tens of times slower.
+OPENMP_DEFAULTS = {"GOMP_SPINCOUNT": "1000"}  # GNU OpenMP (libgomp), which torch's Linux wheels use
+OPENMP_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def calm_openmp(environ: MutableMapping[str, str]) -> dict[str, str]:
+    """Set :data:`OPENMP_DEFAULTS` in ``environ`` (before torch loads) unless one of :data:`OPENMP_SETTINGS` is set.
+
+    Returns:
+        What was set (nothing when the user chose: their setting always wins).
+    """
+    if any(name in environ for name in OPENMP_SETTINGS):
+        return {}
+    environ.update(OPENMP_DEFAULTS)
+    return dict(OPENMP_DEFAULTS)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``lth`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -139,6 +158,8 @@ def main(args: Sequence[str] | None = None) -> None:
         print(HELP, end="")
         return
     command = argv[0]
+    if command in TRAINING and "torch" not in sys.modules:  # read by OpenMP when torch loads, not after
+        calm_openmp(os.environ)
     run = COMMANDS.get(command)
     if run is None and command not in TRAINING:
         print(HELP, end="", file=sys.stderr)

@@ -57,3 +57,8 @@ def test_scale_prints_its_table():
         rf"\| [+-]{number}% \| {number} ms \({number}%\) \| {number} \| 4\.25 \|"
     )
     assert re.search(row, out), out[-2000:]
+
+
+def test_neighbour_prints_its_table():
+    out = _run("neighbour.py", "--steps", "3", "--spins", "1000", "--only-spins")
+    assert re.search(r"^GOMP_SPINCOUNT=1000 +[\d.]+ +[\d.]+ +[\d.]+x +\(\d+ s\)$", out, flags=re.M), out

@@ -363,3 +363,23 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data)
     assert re.search(line, result.stderr)
     assert result.stderr.count("GPU available:") == 1 and result.stderr.count("💡 Tip") == 1  # 3 Trainers, said once
     assert "LeafSpec" not in result.stderr and "Warning" not in result.stderr
+
+
+def test_lth_calms_openmp_unless_the_user_chose(tmp_path):
+    from lth_lightning.commands import OPENMP_DEFAULTS, calm_openmp
+
+    environ = {"PATH": "/bin"}
+    assert calm_openmp(environ) == OPENMP_DEFAULTS and environ["GOMP_SPINCOUNT"] == "1000"
+    for chosen in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+        environ = {chosen: "7"}
+        assert calm_openmp(environ) == {} and environ == {chosen: "7"}  # the user's setting wins
+    probe = (
+        "import os, sys\nfrom lth_lightning.commands import main\ntry:\n    main(['fit', '--help'])\n"
+        "except SystemExit:\n    pass\nprint('SPIN', os.environ.get('GOMP_SPINCOUNT'), file=sys.stderr)"
+    )
+    for given, seen in ((None, "1000"), ("300000", "300000")):
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+        if given:
+            env["GOMP_SPINCOUNT"] = given
+        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert f"SPIN {seen}" in result.stderr, result.stderr[-2000:]
