@@ -6,7 +6,7 @@ wake-up per operation; beside another torch process on a few cores, the spinning
 cores the other process's threads need, and both crawl. `lth` sets ``GOMP_SPINCOUNT=1000`` unless
 the user set ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME`` (their setting wins).
 
-Each variant runs the quick config on real Fashion-MNIST (``../shared/data``), 2 rounds of
+Each variant runs the quick config without controls on real Fashion-MNIST (``../shared/data``), 2 rounds of
 ``--steps`` steps, once alone and then twice at once (seeds 0 and 1: two runs of one experiment,
 each in its own folder). The figure is the training time per step, from each run's
 ``results.csv`` (``seconds``: fit and test of a round, over its ``steps``), so Python's and
@@ -60,6 +60,8 @@ def _command(out: Path, seed: int, steps: int) -> list[str]:
         "2",
         "--lottery.progress",
         "false",
+        "--lottery.controls",
+        "[]",  # one network: the seed's MLP
         "--seed_everything",
         str(seed),
     ]

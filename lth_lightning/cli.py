@@ -233,4 +233,5 @@ class LotteryCLI(LightningCLI):
             )
             table, folder = format_seed_table(runs.aggregated, options.metrics), runs.experiment_dir
         if is_global_zero():
-            print(f"\n{table}\n\nRun folder: {folder.resolve()}", flush=True)
+            dashboard = f"lth dashboard {folder.resolve()}"
+            print(f"\n{table}\n\nRun folder: {folder.resolve()}\nDashboard: {dashboard}", flush=True)

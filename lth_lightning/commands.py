@@ -1,6 +1,7 @@
-"""The ``lth`` command: LightningCLI's ``fit`` (the experiment) and friends; ``export``, ``aggregate``, ``compare``.
+"""The ``lth`` command: LightningCLI's ``fit`` (the experiment) and friends; ``export``, ``aggregate``, ``compare``,
+``dashboard``.
 
-``export``, ``aggregate`` and ``compare`` read run folders and do not import Lightning. A user
+``export``, ``aggregate``, ``compare`` and ``dashboard`` read run folders and do not import Lightning. A user
 error (an option out of range, a missing data folder, a metric that was never logged) prints its
 message and exits with status 2, as argparse does; ``LTH_TRACEBACK=1`` shows the traceback.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 TRAINING = ("fit", "validate", "test", "predict")
-HELP = """usage: lth [-h] {fit,validate,test,predict,export,aggregate,compare} ...
+HELP = """usage: lth [-h] {fit,validate,test,predict,export,aggregate,compare,dashboard} ...
 
 Find lottery tickets with PyTorch Lightning.
 
@@ -28,6 +29,7 @@ commands:
   export     export a finished round's ticket: plain state_dict, masks and a JSON card
   aggregate  combine the seeds of an experiment run as separate jobs: results_seeds.csv, plots, TensorBoard
   compare    overlay several experiments in one plot and one TensorBoard logdir
+  dashboard  open a folder's story in TensorBoard: its summary runs, smoothing 0
 
 `lth COMMAND --help` documents each command.
 """
@@ -101,8 +103,39 @@ def _compare(argv: Sequence[str]) -> None:
 
     experiments = compare_runs(args.folders, args.out, args.labels)
     out = args.out.resolve()
-    plot, logdir = out / "accuracy_vs_weights_remaining.png", out / "tensorboard"
-    print(f"Compared {', '.join(experiments)}: {plot}, tensorboard --logdir {logdir}")
+    plot = out / "accuracy_vs_weights_remaining.png"
+    print(f"Compared {', '.join(experiments)}: {plot}; the TensorBoard runs: lth dashboard {out}")
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The Custom Scalars page with smoothing 0 (TensorBoard reads it from the URL; its default is 0.6)."""
+    return f"http://{host}:{port}/#custom_scalars&_smoothingWeight=0"
+
+
+def _dashboard(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lth dashboard",
+        description="Open a folder's story in TensorBoard: only its summary runs (the ticket and each control, one "
+        "colour each, named in the tooltips), on the Custom Scalars page with smoothing 0. Ctrl-C stops it.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "folder", type=Path, help="an experiment folder, a run folder (seed_<s>), or lth compare's --out"
+    )
+    parser.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default: 6006)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
+    args = parser.parse_args(argv)
+    from lth_lightning.experiment.paths import dashboard_logdir
+
+    logdir = dashboard_logdir(args.folder)
+    print(
+        f"TensorBoard on {logdir}\nOpen {dashboard_url(args.host, args.port)}\n(Once per browser: in the settings "
+        "on the left, untick 'Ignore outliers in chart scaling', so that every round's point is on its chart; "
+        "TensorBoard remembers it.)",
+        flush=True,
+    )
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", args.host]
+    os.execv(sys.executable, [*command, "--port", str(args.port)])  # this process becomes TensorBoard
 
 
 def _training(argv: Sequence[str] | None) -> None:
@@ -122,7 +155,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"export": _export, "aggregate": _aggregate, "compare": _compare}
+COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
+    "export": _export,
+    "aggregate": _aggregate,
+    "compare": _compare,
+    "dashboard": _dashboard,
+}
 
 
 def _rank() -> int:

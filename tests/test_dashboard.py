@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,6 +134,11 @@ def test_seeds_have_min_max_bands_and_the_overlap_between_their_tickets(tmp_path
     band = charts["test accuracy: mean and min-max over seeds"].margin.series[0]
     tags = ("lottery/test_acc/mean", "lottery/test_acc/min", "lottery/test_acc/max")
     assert (band.value, band.lower, band.upper) == tags
+    # No chart opens empty: each of its tags is a scalar of the summary.
+    scalars = set(events.Tags()["scalars"]) | set(_reader(experiment.series("random_prune")).Tags()["scalars"])
+    for title, chart in charts.items():
+        wanted = list(chart.multiline.tag) or [t for s in chart.margin.series for t in (s.value, s.lower, s.upper)]
+        assert wanted and all(any(re.search(p, tag) for tag in scalars) for p in wanted), (title, wanted)
     per_seed = _reader(experiment.run(0).series("ticket")).Tags()["scalars"]
     assert not any(tag.endswith(("/mean", "/min", "/max")) for tag in per_seed)  # no band chart lacks its tags
     lows = [e.value for e in events.Scalars("lottery/test_acc/min")]
@@ -144,3 +156,38 @@ def test_seeds_have_min_max_bands_and_the_overlap_between_their_tickets(tmp_path
     density = float((masks[0][name].float().mean() + masks[1][name].float().mean()) / 2)
     assert chance == pytest.approx(density / (2 - density))
     assert _session_start(events).hparams["seeds"].number_value == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_lth_dashboard_serves_the_story_runs_only_with_smoothing_0(run, tmp_path):
+    lth = Path(sys.executable).with_name("lth")
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(lth), "dashboard", str(run.root.parent), "--port", str(port)],  # the experiment folder, one run
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        said = [server.stdout.readline() for _ in range(2)]
+        assert said[0].strip() == f"TensorBoard on {run.summary}"
+        assert said[1].strip() == f"Open http://127.0.0.1:{port}/#custom_scalars&_smoothingWeight=0"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                runs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5).read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "TensorBoard did not answer"
+                time.sleep(0.5)
+        assert sorted(runs) == ["random_prune", "random_reinit", "ticket"]  # not the rounds' 8 training runs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)  # TensorBoard itself (lth execs it): nothing left behind
+    refused = subprocess.run([str(lth), "dashboard", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and f"No TensorBoard summary in {tmp_path}" in refused.stderr

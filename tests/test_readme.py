@@ -29,3 +29,25 @@ def test_dropin_example_runs(tmp_path):
     assert [r[0] for r in rounds] == ["0", "1", "2"]
     assert [r[1] for r in rounds] == ["1.000", "0.800", "0.640"]
     assert "next round keeps 0.512" in result.stdout
+
+
+def test_the_readmes_folder_names_are_the_ones_lth_fit_gives():
+    """The hash in the README's paths is the one the shipped configs get (it changes when the identity gains keys)."""
+    probe = (
+        "import sys, yaml\n"
+        "from lth_lightning.cli import LotteryCLI\n"
+        "from lth_lightning.experiment.identity import experiment_identity, folder_name\n"
+        "cli = LotteryCLI(args=['-c', sys.argv[1], '--data.data_dir', 'data'], run=False)\n"
+        "config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))\n"
+        "[config.pop(key, None) for key in ('config', 'ckpt_path')]\n"
+        "print('NAME', folder_name(config, experiment_identity(config, model=cli.model)))\n"
+    )
+    for config in ("fashion_mnist_mlp", "quick"):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, str(REPO / "configs" / f"{config}.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        (name,) = re.findall(r"^NAME (\S+)$", result.stdout, flags=re.M) or [result.stderr[-2000:]]
+        assert re.search(rf"runs/{config}/{re.escape(name)}\b", README), name

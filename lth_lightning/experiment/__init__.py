@@ -3,6 +3,7 @@
 Modules: :mod:`.paths` (every path of an experiment folder), :mod:`.identity` (what defines an
 experiment and names its folder), :mod:`.results` (what a round measured, tables),
 :mod:`.controls` (the registry of controls), :mod:`.trainer` (the Trainers of an experiment),
+:mod:`.lock` (one process per run folder), :mod:`.clock` (a round's seconds across interruptions),
 :mod:`.rounds` (``run_lottery``, ``run_seeds``), :mod:`.aggregate` (seeds and comparisons read
 back from folders), :mod:`.plots` and :mod:`.dashboard` (plots and TensorBoard).
 

@@ -56,9 +56,11 @@ def _metric_label(names: MetricNames) -> str:
 
 
 def layout(names: MetricNames, seeds: bool = False) -> dict[str, dict[str, list[Any]]]:
-    """The custom-scalars layout (``SummaryWriter.add_custom_scalars``): the same for every run, so they merge.
+    """The custom-scalars layout (``SummaryWriter.add_custom_scalars``) of a run's summary or, with ``seeds``, of an
+    experiment's across-seeds summary: only charts whose tags the summary has, so none opens empty.
 
     A chart matches tags; every series (ticket, each control) is a run, so it is a line of its own.
+    TensorBoard merges the layouts of the runs it loads (a whole experiment folder: both kinds).
     """
     test, at_best, label = names.test_column, names.at_best_column, _metric_label(names)
     controls = " vs ".join(c.label for c in CONTROLS.values())
@@ -74,7 +76,7 @@ def layout(names: MetricNames, seeds: bool = False) -> dict[str, dict[str, list[
             "mask overlap with the previous round (Jaccard), per layer": ["Multiline", [r"^lottery/overlap_prev/"]],
         },
     }
-    if seeds:
+    if seeds:  # the across-seeds summary: bands, weights remaining, overlap between seeds
         titles = {
             test: f"{label}: mean and min-max over seeds",
             at_best: f"{label} at the early-stopping iteration: mean and min-max over seeds",
@@ -87,8 +89,9 @@ def layout(names: MetricNames, seeds: bool = False) -> dict[str, dict[str, list[
         overlap = [
             r"^lottery/overlap_seeds/"
         ]  # the ticket's run, and the `chance` run: random masks of the same density
+        bands["weights remaining (fraction) by round, mean over seeds"] = ["Multiline", [r"^lottery/density$"]]
         bands["mask overlap between the seeds' tickets (Jaccard), per layer, and chance level"] = ["Multiline", overlap]
-        charts["lottery ticket: seeds"] = bands
+        return {"lottery ticket: seeds": bands}
     return charts
 
 

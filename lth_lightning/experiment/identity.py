@@ -106,11 +106,15 @@ def _excluded(key: str, patterns: Sequence[str]) -> bool:
     return any(key == p or fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
-def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:
-    """The flattened settings of ``config`` that change results; the seed too when ``seed``."""
+def experiment_identity(
+    config: Mapping[str, Any], *, seed: bool = False, model: nn.Module | None = None
+) -> dict[str, Any]:
+    """The flattened settings of ``config`` that change results; the seed too when ``seed``; with ``model``, the
+    optimizers and schedulers its ``configure_optimizers`` builds (:func:`optimization_identity`)."""
     patterns = NOT_IDENTITY if seed else (*NOT_IDENTITY, *SEED_KEYS)
     flat = flatten(yaml.safe_load(yaml.safe_dump(plain(dict(config)))) or {})
-    return {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns)}
+    identity = {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns)}
+    return identity if model is None else {**identity, **optimization_identity(model)}
 
 
 def hparams(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ExperimentPaths", "RunPaths", "round_label"]
+__all__ = ["ExperimentPaths", "RunPaths", "dashboard_logdir", "round_label"]
 
 PLOTS = ("accuracy_vs_weights_remaining", "early_stop_vs_weights_remaining", "first_layer_pixels")
 _SEED_DIR = re.compile(r"seed_(-?\d+)")
@@ -176,3 +176,28 @@ class ExperimentPaths(_Reports):
         """Every ``seed_<s>/`` run in the folder, by seed."""
         found = [RunPaths(p) for p in self.root.glob("seed_*") if p.is_dir() and _SEED_DIR.fullmatch(p.name)]
         return sorted(found, key=lambda run: run.seed or 0)
+
+
+def dashboard_logdir(folder: Path) -> Path:
+    """The TensorBoard logdir that tells a folder's story: its summary runs, without the rounds' training curves.
+
+    An experiment folder of several seeds or a run folder has its own ``tensorboard/summary``; an
+    experiment folder of one run, that run's; ``lth compare``'s ``--out``, its ``tensorboard``.
+
+    Raises:
+        FileNotFoundError: If ``folder`` has none of them.
+    """
+    folder = Path(folder)
+    summary = _Reports(folder).summary
+    if summary.is_dir():
+        return summary
+    runs = ExperimentPaths(folder).runs()
+    if len(runs) == 1 and runs[0].summary.is_dir():
+        return runs[0].summary
+    if (folder / "tensorboard").is_dir() and not runs:
+        return folder / "tensorboard"
+    several = f" It holds {len(runs)} runs and no across-seeds summary: run `lth aggregate {folder}`." if runs else ""
+    raise FileNotFoundError(
+        f"No TensorBoard summary in {folder}: give an experiment folder, a run folder (seed_<s>) or the --out "
+        f"of lth compare.{several}"
+    )

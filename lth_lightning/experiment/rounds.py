@@ -37,7 +37,6 @@ from lth_lightning.experiment.identity import (
     experiment_identity,
     folder_name,
     hparams,
-    optimization_identity,
     plain,
     python_config,
     weights_digest,
@@ -223,7 +222,7 @@ def _make_runner(
         settings = {"controls": list(arguments["controls"]), "seed": seed, "monitor": names.monitor, "mode": names.mode}
         settings.update(test_metric=names.test, rounds=arguments["rounds"], **lottery.settings())
         config = python_config(model, datamodule, settings, trainer_kwargs)
-    identity = {**experiment_identity(config), **optimization_identity(model)}
+    identity = experiment_identity(config, model=model)
     experiment = ExperimentPaths(Path(out_dir) / (name or folder_name(config, identity)))
     controls, keep = list(arguments["controls"]), bool(arguments["keep_checkpoints"])
     return _Runner(
