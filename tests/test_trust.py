@@ -226,3 +226,24 @@ def test_a_run_that_fails_before_training_says_no_run_folder(tmp_path):
     with lightning_messages() as said, pytest.raises(DatasetFileError, match="not found"):
         unsaved_run(tmp_path / "nowhere", tmp_path / "runs")
     assert not any("Run folder" in line for line in said) and not any((tmp_path / "runs").iterdir())
+
+
+def test_a_stacked_run_whose_seed_is_busy_leaves_the_other_seeds_folder_as_it_was(tmp_path, tiny_data):
+    def stacked(seeds):
+        return run_seeds(
+            lambda: LotteryClassifier(net=MLP((784, 16, 10)), lr=0.01),
+            FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+            seeds=seeds,
+            rounds=2,
+            lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+            trainer=round_trainer(),
+            out_dir=tmp_path,
+            progress=False,
+            report=False,
+            stack=True,
+        )
+
+    experiment = ExperimentPaths(stacked([1]).experiment_dir)  # seed 1 done; its folder exists
+    with RunLock(experiment.run(1).root), pytest.raises(RunFolderInUse, match="seed_1 is in use"):
+        stacked([0, 1])
+    assert not experiment.run(0).root.exists() and experiment.run(1).finished_rounds() == [0, 1]

@@ -164,10 +164,11 @@ class StackedRounds:
                         self.runners[seed].save_results(rows[seed], self.report)
                     bar.update(rows[seeds[0]][-1])
         except BaseException as error:
-            if len(held) == len(self.runners):  # a refused lock touches nothing
-                for runner in self.runners.values():
-                    runner.say_interrupted(error)
-                    runner.forget(created)
+            if len(held) < len(self.runners):  # a seed's lock refused: only the folders of the locks taken go
+                created = [p for p in created if p in {runner.paths.root for runner in held}]
+            for runner in held:
+                runner.say_interrupted(error)
+                runner.forget(created)
             raise
         finally:
             if bar is not None:
