@@ -403,8 +403,9 @@ def report_cost(rounds: int = 3) -> float:
     """Seconds to redraw the plots and the TensorBoard summary of a run folder once."""
     from lth_lightning.experiment.dashboard import write_run_report
     from lth_lightning.experiment.paths import RunPaths
-    from lth_lightning.experiment.results import MetricNames, RoundResult
+    from lth_lightning.experiment.results import RoundResult
     from lth_lightning.io import save_tensors
+    from lth_lightning.metric_names import MetricNames
 
     rows = [
         RoundResult(r, 0.8**r, {"test_acc": 0.88, "test_acc_at_best_val": 0.88}, best_val_step=100)

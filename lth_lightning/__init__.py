@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from lth_lightning.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
     from lth_lightning.download import DatasetFileError
     from lth_lightning.experiment.aggregate import aggregate_runs, compare_runs
-    from lth_lightning.experiment.results import MetricNames, RoundResult
+    from lth_lightning.experiment.results import RoundResult
     from lth_lightning.experiment.rounds import run_lottery, run_seeds
     from lth_lightning.export import export_ticket, load_ticket
     from lth_lightning.idx import IDXFormatError, read_idx
     from lth_lightning.loader import EpochShards, TensorBatches
+    from lth_lightning.metric_names import MetricNames
     from lth_lightning.mlp import MLP
     from lth_lightning.sparse import SparseLinear, to_sparse
     from lth_lightning.state import LotteryState
@@ -43,7 +44,7 @@ _WHERE = {
     "LotteryState": "state",
     "LotteryTicketCallback": "callback",
     "MNISTDataModule": "datamodule",
-    "MetricNames": "experiment.results",
+    "MetricNames": "metric_names",
     "RoundResult": "experiment.results",
     "SparseLinear": "sparse",
     "TensorBatches": "loader",

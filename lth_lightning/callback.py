@@ -273,6 +273,30 @@ class LotteryTicketCallback(pl.Callback):
             raise ValueError(f"LotteryTicketCallback.set_state() is not allowed during '{self._stage}'.")
         self._state = LotteryState.from_dict(state.as_dict())
 
+    def record_round(
+        self,
+        init: Mapping[str, Tensor],
+        next_masks: Mapping[str, Tensor],
+        *,
+        steps: int,
+        epochs: int,
+        metrics: Mapping[str, float],
+    ) -> None:
+        """A round this callback's network trained elsewhere (as a member of a stacked network) ends as its own fit
+        would have ended it: the first round starts the experiment from ``init`` (every weight alive), a later one
+        trains the current masks; ``next_masks`` become the next round's, and the round joins the history.
+
+        Raises:
+            ValueError: During a fit, when the live state must not change.
+        """
+        state = self.state
+        if state.phase == "init":
+            state.start({name: tuple(mask.shape) for name, mask in next_masks.items()}, init)
+        else:
+            state.begin_fit()
+        state.finish(next_masks, steps=steps, epochs=epochs, metrics=metrics)
+        self.set_state(state)
+
     def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryTicketCallback:
         """A new callback whose next fit trains ``masks`` from ``snapshot`` (for control experiments).
 

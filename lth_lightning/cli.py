@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import re
 import sys
@@ -16,8 +17,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lth_lightning.callback import LotteryTicketCallback, SnapshotDevice
 from lth_lightning.experiment.controls import ControlName
-from lth_lightning.experiment.results import MetricNames, format_seed_table, format_table
-from lth_lightning.experiment.rounds import is_global_zero, run_lottery, run_seeds
+from lth_lightning.experiment.results import format_seed_table, format_table
+from lth_lightning.experiment.rounds import SeedRun, is_global_zero, run_experiment, run_seeds_of
+from lth_lightning.experiment.spec import ExperimentSpec, check_seeds
+from lth_lightning.metric_names import MetricNames
 
 __all__ = ["LotteryCLI", "LotteryOptions"]
 
@@ -82,19 +85,18 @@ class LotteryOptions:
         stack: bool | None = None,
         keep_checkpoints: bool = False,
     ) -> None:
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"`lottery.rounds` must be an integer >= 1, got {rounds!r}.")
-        if name is not None and (not name or Path(name).name != name or name in (".", "..")):
-            raise ValueError(f"`lottery.name` must be a plain folder name, got {name!r}.")
-        if controls is not None and len(set(controls)) != len(controls):
-            raise ValueError(f"`lottery.controls` lists a control twice: {controls}.")
-        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
-            raise ValueError(f"`lottery.seeds` must be a non-empty list of distinct seeds, got {seeds}.")
-        self.rounds, self.name, self.out_dir, self.progress = rounds, name, out_dir, progress
-        self.controls = list(controls or [])
-        self.seeds = list(seeds) if seeds is not None else None
-        self.metrics = MetricNames(monitor, mode, test_metric)
-        self.stack, self.keep_checkpoints = stack, keep_checkpoints
+        self.spec = ExperimentSpec(  # the one validation of an experiment's settings
+            rounds=rounds,
+            controls=tuple(controls or ()),
+            names=MetricNames(monitor, mode, test_metric),
+            name=name,
+            stack=stack,
+            progress=progress,
+            keep_checkpoints=keep_checkpoints,
+            option="lottery.",
+        )
+        self.seeds = None if seeds is None else check_seeds(seeds, "lottery.")
+        self.out_dir = out_dir
         self.callback = LotteryTicketCallback(
             amount=amount,
             scope=scope,
@@ -191,9 +193,9 @@ class LotteryCLI(LightningCLI):
     ) -> None:
         """Run the experiment (``--lottery.rounds`` > 1) or one plain fit with the callback (== 1)."""
         options: LotteryOptions = self.config_init[self.subcommand]["lottery"]
-        if options.rounds == 1 and options.seeds is not None:
+        if options.spec.rounds == 1 and options.seeds is not None:
             raise ValueError("`lottery.seeds` runs the multi-round experiment per seed: use --lottery.rounds >= 2.")
-        if options.rounds == 1:
+        if options.spec.rounds == 1:
             self.trainer.callbacks.append(options.callback)  # type: ignore[attr-defined]
             self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
             return
@@ -206,32 +208,19 @@ class LotteryCLI(LightningCLI):
             raise ValueError("`lth fit` needs a datamodule (--data).")
         trainer_kwargs: Mapping[str, Any] = self._round_trainer_kwargs
         config = self._run_config()
-        common: dict[str, Any] = {
-            "rounds": options.rounds,
-            "trainer": trainer_kwargs,
-            "out_dir": Path(options.out_dir or trainer_kwargs.get("default_root_dir") or Path.cwd()),
-            "name": options.name,
-            "progress": options.progress,
-            "controls": options.controls,
-            "monitor": options.metrics.monitor,
-            "mode": options.metrics.mode,
-            "test_metric": options.metrics.test,
-            "stack": options.stack,
-            "keep_checkpoints": options.keep_checkpoints,
-        }
+        out_dir = Path(options.out_dir or trainer_kwargs.get("default_root_dir") or Path.cwd())
+        spec = dataclasses.replace(options.spec, trainer=trainer_kwargs, out_dir=out_dir)
         if options.seeds is None:
             seed = int(config.get("seed_everything") or 0)
-            rows = run_lottery(model, datamodule, lottery=options.callback, seed=seed, config=config, **common)
-            table, folder = format_table(rows, options.metrics), rows.run_dir
+            rows = run_experiment(spec, datamodule, {seed: SeedRun(model, options.callback, config)})[seed]
+            table, folder = format_table(rows, spec.names), rows.run_dir
         else:
 
             def make_model() -> pl.LightningModule:
                 return self._parser(self.subcommand).instantiate_classes(self.config[self.subcommand])["model"]
 
-            runs = run_seeds(
-                make_model, datamodule, seeds=options.seeds, lottery=options.callback, config=config, **common
-            )
-            table, folder = format_seed_table(runs.aggregated, options.metrics), runs.experiment_dir
+            runs = run_seeds_of(spec, options.seeds, make_model, datamodule, options.callback, config)
+            table, folder = format_seed_table(runs.aggregated, spec.names), runs.experiment_dir
         if is_global_zero():
             dashboard = f"lth dashboard {folder.resolve()}"
             print(f"\n{table}\n\nRun folder: {folder.resolve()}\nDashboard: {dashboard}", flush=True)

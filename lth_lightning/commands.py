@@ -47,8 +47,9 @@ def _export(argv: Sequence[str]) -> None:
     )
     parser.add_argument("--prefix", default="net.", help="prefix of the plain network's entries (default: net.)")
     args = parser.parse_args(argv)  # before the imports below: --help answers at once
-    from lth_lightning.experiment.results import MetricNames, format_value
+    from lth_lightning.experiment.results import format_value
     from lth_lightning.export import export_ticket
+    from lth_lightning.metric_names import MetricNames
 
     round_ = int(args.round) if args.round.lstrip("-").isdigit() else args.round
     card = export_ticket(args.run_dir, round_, args.out, prefix=args.prefix, seed=args.seed)
@@ -74,7 +75,8 @@ def _aggregate(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     from lth_lightning.experiment.aggregate import aggregate_runs, find_runs
     from lth_lightning.experiment.identity import load_config
-    from lth_lightning.experiment.results import MetricNames, format_seed_table
+    from lth_lightning.experiment.results import format_seed_table
+    from lth_lightning.metric_names import MetricNames
 
     runs = find_runs(args.folders)
     out = args.out

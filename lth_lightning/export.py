@@ -10,8 +10,9 @@ from torch import Tensor
 
 from lth_lightning.experiment.identity import load_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-from lth_lightning.experiment.results import MetricNames, RoundResult
+from lth_lightning.experiment.results import RoundResult
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
+from lth_lightning.metric_names import MetricNames
 from lth_lightning.pruning import sparsity_report
 
 __all__ = ["choose_round", "export_ticket", "find_run", "load_ticket"]

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lth_lightning.experiment.results import check_logged
+from lth_lightning.metric_names import check_logged
 
 __all__ = ["EarlyStoppingTracker", "improves"]
 

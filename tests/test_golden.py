@@ -13,7 +13,8 @@ def _differences(got: Any, want: Any, where: str = "") -> list[str]:
     """Where ``got`` and ``want`` differ: floats to 1e-6 relative (another CPU's kernels), all else exactly."""
     if isinstance(want, dict) and isinstance(got, dict):
         keys = sorted(set(want) | set(got))
-        return [d for k in keys for d in _differences(got.get(k, "<missing>"), want.get(k, "<missing>"), f"{where}/{k}")]
+        missing = "<missing>"
+        return [d for k in keys for d in _differences(got.get(k, missing), want.get(k, missing), f"{where}/{k}")]
     if isinstance(want, list) and isinstance(got, list) and len(got) == len(want):
         return [d for i, (g, w) in enumerate(zip(got, want, strict=True)) for d in _differences(g, w, f"{where}[{i}]")]
     if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):

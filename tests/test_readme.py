@@ -36,11 +36,12 @@ def test_the_readmes_folder_names_are_the_ones_lth_fit_gives():
     probe = (
         "import sys, yaml\n"
         "from lth_lightning.cli import LotteryCLI\n"
-        "from lth_lightning.experiment.identity import experiment_identity, folder_name\n"
+        "from lth_lightning.experiment.identity import folder_name\n"
+        "from lth_lightning.experiment.observed import identity_of\n"
         "cli = LotteryCLI(args=['-c', sys.argv[1], '--data.data_dir', 'data'], run=False)\n"
         "config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))\n"
         "[config.pop(key, None) for key in ('config', 'ckpt_path')]\n"
-        "print('NAME', folder_name(config, experiment_identity(config, model=cli.model)))\n"
+        "print('NAME', folder_name(config, identity_of(config, cli.model)))\n"
     )
     for config in ("fashion_mnist_mlp", "quick"):
         result = subprocess.run(

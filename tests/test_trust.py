@@ -26,8 +26,8 @@ from lth_lightning import (
     LotteryTicketCallback,
     run_seeds,
 )
-from lth_lightning.experiment.identity import optimization_identity
 from lth_lightning.experiment.lock import RunFolderInUse, RunLock
+from lth_lightning.experiment.observed import optimization_identity
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 
 

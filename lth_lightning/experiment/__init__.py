@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from lth_lightning.experiment.aggregate import aggregate, aggregate_runs, compare_runs
     from lth_lightning.experiment.controls import CONTROLS, Control
     from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-    from lth_lightning.experiment.results import MetricNames, RoundResult
+    from lth_lightning.experiment.results import RoundResult
     from lth_lightning.experiment.rounds import Rounds, SeedRuns, run_lottery, run_seeds
 
 _WHERE = {
@@ -31,7 +31,6 @@ _WHERE = {
     "Control": "controls",
     "ExperimentPaths": "paths",
     "RunPaths": "paths",
-    "MetricNames": "results",
     "RoundResult": "results",
     "Rounds": "rounds",
     "SeedRuns": "rounds",
@@ -42,7 +41,6 @@ __all__ = [
     "CONTROLS",
     "Control",
     "ExperimentPaths",
-    "MetricNames",
     "RoundResult",
     "Rounds",
     "RunPaths",

@@ -17,7 +17,8 @@ from typing import Any
 from lth_lightning.experiment.dashboard import run_name, write_comparison, write_seeds_report
 from lth_lightning.experiment.identity import describe_differences, experiment_identity, hparams, load_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-from lth_lightning.experiment.results import MetricNames, RoundResult, write_table
+from lth_lightning.experiment.results import RoundResult, write_table
+from lth_lightning.metric_names import MetricNames
 
 __all__ = ["aggregate", "aggregate_runs", "compare_runs", "find_runs", "load_rows"]
 

@@ -32,8 +32,9 @@ from lth_lightning.experiment.plots import (
     png_bytes,
     row_density,
 )
-from lth_lightning.experiment.results import MetricNames, RoundResult
+from lth_lightning.experiment.results import RoundResult
 from lth_lightning.io import atomic_write_bytes, fresh_folder, load_tensors
+from lth_lightning.metric_names import MetricNames
 from lth_lightning.pruning import mask_overlap
 
 if TYPE_CHECKING:

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import inspect
 import json
 import re
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from torch import nn
 
@@ -38,11 +35,8 @@ __all__ = [
     "folder_name",
     "hparams",
     "load_config",
-    "optimization_identity",
     "plain",
     "python_config",
-    "warn_undeclared_arguments",
-    "weights_digest",
 ]
 
 # Keys (glob patterns over flattened config keys) that do not change a round's results.
@@ -106,15 +100,14 @@ def _excluded(key: str, patterns: Sequence[str]) -> bool:
     return any(key == p or fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
-def experiment_identity(
-    config: Mapping[str, Any], *, seed: bool = False, model: nn.Module | None = None
-) -> dict[str, Any]:
-    """The flattened settings of ``config`` that change results; the seed too when ``seed``; with ``model``, the
-    optimizers and schedulers its ``configure_optimizers`` builds (:func:`optimization_identity`)."""
+def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:
+    """The flattened settings of ``config`` that change results; the seed too when ``seed``.
+
+    :func:`~.observed.identity_of` adds what the module's ``configure_optimizers`` builds.
+    """
     patterns = NOT_IDENTITY if seed else (*NOT_IDENTITY, *SEED_KEYS)
     flat = flatten(yaml.safe_load(yaml.safe_dump(plain(dict(config)))) or {})
-    identity = {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns)}
-    return identity if model is None else {**identity, **optimization_identity(model)}
+    return {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns)}
 
 
 def hparams(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:
@@ -238,11 +231,9 @@ def python_config(
     The module's and datamodule's saved hyperparameters (``save_hyperparameters``) and the
     module's architecture (its ``repr``: every layer with its sizes) stand for their
     constructor arguments (a module or datamodule that saves none is said once:
-    :func:`warn_undeclared_arguments`); the Trainer's settings are kept, with callbacks by their
+    :func:`~.observed.warn_undeclared_arguments`); the Trainer's settings are kept, with callbacks by their
     ``state_key`` (class and main arguments) and loggers left out.
     """
-    warn_undeclared_arguments(model)
-    warn_undeclared_arguments(datamodule)
     trainer_config = {k: plain(v) for k, v in trainer.items() if k not in ("callbacks", "logger")}
     callbacks = trainer.get("callbacks") or []
     callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
@@ -265,130 +256,3 @@ def python_config(
         "trainer": trainer_config,
         "lottery": plain(dict(lottery)),
     }
-
-
-# --------------------------------------------------------------------------- what a module does not declare
-
-
-def warn_undeclared_arguments(obj: object) -> None:
-    """Say (once per class and place, as warnings are) when ``obj`` saves none of its constructor's arguments.
-
-    The identity of a Python run knows a module by its saved hyperparameters; one that never calls
-    ``save_hyperparameters()`` is known by its architecture, optimizer settings and initial weights only.
-    """
-    if dict(getattr(obj, "hparams", {}) or {}):
-        return
-    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    try:
-        parameters = inspect.signature(type(obj).__init__).parameters.values()
-    except (TypeError, ValueError):
-        return
-    names = [p.name for p in parameters if p.name != "self" and p.kind not in skip]
-    if names:
-        warnings.warn(
-            f"{type(obj).__name__} does not save its constructor arguments ({', '.join(names)}): the experiment's "
-            "identity sees its architecture, optimizer settings and initial weights, but not those arguments "
-            "themselves. Call self.save_hyperparameters() in its __init__ (ignore=[...] for arguments that are "
-            "modules) so that every argument names the experiment.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _optimizers_and_schedulers(conf: Any) -> tuple[list[Any], list[dict[str, Any]]]:
-    """What ``configure_optimizers`` returned, in any of Lightning's forms, as optimizers and scheduler configs."""
-    if conf is None:
-        return [], []
-    if isinstance(conf, torch.optim.Optimizer):
-        return [conf], []
-    if isinstance(conf, Mapping):
-        scheduler = conf.get("lr_scheduler")
-        return [conf["optimizer"]], [] if scheduler is None else [_scheduler_config(scheduler)]
-    items = list(conf)
-    if len(items) == 2 and all(isinstance(x, (list, tuple)) for x in items):
-        return list(items[0]), [_scheduler_config(x) for x in items[1]]
-    optimizers: list[Any] = []
-    schedulers: list[dict[str, Any]] = []
-    for item in items:
-        found = _optimizers_and_schedulers(item)
-        optimizers += found[0]
-        schedulers += found[1]
-    return optimizers, schedulers
-
-
-def _scheduler_config(scheduler: Any) -> dict[str, Any]:
-    """A scheduler with Lightning's defaults (``interval`` epoch, ``frequency`` 1) where its config leaves them out."""
-    config = dict(scheduler) if isinstance(scheduler, Mapping) else {"scheduler": scheduler}
-    return {"interval": "epoch", "frequency": 1, **config}
-
-
-# A scheduler's running state, not its settings.
-_SCHEDULER_STATE = frozenset({"last_epoch", "base_lrs", "best", "num_bad_epochs", "cooldown_counter", "mode_worse"})
-
-
-def _entries(prefix: str, obj: Any, settings: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    yield f"{prefix}.class_path", f"{type(obj).__module__}.{type(obj).__qualname__}"
-    for key, value in sorted(settings.items()):
-        yield f"{prefix}.{key}", plain(value)
-
-
-def _describe_optimizer(prefix: str, optimizer: Any) -> Iterator[tuple[str, Any]]:
-    defaults = dict(getattr(optimizer, "defaults", {}))
-    yield from _entries(prefix, optimizer, defaults)
-    groups = list(getattr(optimizer, "param_groups", []))
-    for i, group in enumerate(groups):
-        for key, value in sorted(group.items()):
-            if key not in ("params", "initial_lr") and (key not in defaults or plain(value) != plain(defaults[key])):
-                yield f"{prefix}.param_groups.{i}.{key}", plain(value)
-        if len(groups) > 1:
-            yield f"{prefix}.param_groups.{i}.numel", sum(p.numel() for p in group["params"])
-
-
-def _describe_scheduler(prefix: str, config: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    scheduler = config["scheduler"]
-    state = scheduler.state_dict() if hasattr(scheduler, "state_dict") else {}
-    settings = {k: v for k, v in state.items() if not k.startswith("_") and k not in _SCHEDULER_STATE}
-    settings.update({k: config[k] for k in ("interval", "frequency", "monitor") if k in config})
-    yield from _entries(prefix, scheduler, settings)
-
-
-def optimization_identity(model: nn.Module) -> dict[str, Any]:
-    """The optimizers' and LR schedulers' settings as the module's ``configure_optimizers`` builds them.
-
-    Keys are ``optimizer.<setting>`` (``optimizer.<i>.<setting>`` for several), a parameter
-    group's own settings as ``optimizer.param_groups.<g>.<setting>``, and ``lr_scheduler.*`` the
-    same way, with Lightning's ``interval``, ``frequency`` and ``monitor``. A ``configure_optimizers``
-    that needs a Trainer (``self.trainer.estimated_stepping_batches``) cannot run before training:
-    that is said, and the identity records it as unreadable.
-    """
-    configure = getattr(model, "configure_optimizers", None)
-    if configure is None:
-        return {}
-    try:
-        optimizers, schedulers = _optimizers_and_schedulers(configure())
-    except Exception as err:
-        warnings.warn(
-            f"{type(model).__name__}.configure_optimizers() could not run before training ({type(err).__name__}: "
-            f"{err}): the experiment's identity does not see its optimizer settings.",
-            UserWarning,
-            stacklevel=2,
-        )
-        return {"optimizer": "unreadable before training"}
-    out: dict[str, Any] = {}
-    for kind, items, describe in (
-        ("optimizer", optimizers, _describe_optimizer),
-        ("lr_scheduler", schedulers, _describe_scheduler),
-    ):
-        for i, item in enumerate(items):
-            out.update(describe(kind if len(items) == 1 else f"{kind}.{i}", item))
-    return dict(yaml.safe_load(yaml.safe_dump(out)) or {})
-
-
-def weights_digest(module: nn.Module) -> str:
-    """16 hex digits of SHA-256 over the module's state (names, dtypes, shapes and bytes, in name order)."""
-    sha = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        data = tensor.detach().cpu().contiguous().reshape(-1)
-        sha.update(f"{name}:{data.dtype}:{tuple(tensor.shape)};".encode())
-        sha.update(data.view(torch.uint8).numpy())
-    return sha.hexdigest()[:16]

@@ -29,21 +29,20 @@ from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.classifier import LotteryClassifier
 from lth_lightning.experiment.clock import RoundClock
 from lth_lightning.experiment.controls import control_masks_and_init, control_seed
-from lth_lightning.experiment.paths import round_label
-from lth_lightning.experiment.results import RoundResult, check_logged, column
-from lth_lightning.experiment.rounds import (
-    Measured,
-    RecordOnStart,
-    Rounds,
-    _RoundProgress,
-    _Runner,
-    _scalars,
+from lth_lightning.experiment.measure import (
+    Measurement,
     control_columns,
-    resuming_quietly,
-    test_at_best,
-    with_best,
+    evaluate_at_best,
+    round_line,
+    row_metrics,
+    scalars,
+    test_columns,
 )
-from lth_lightning.experiment.trainer import make_trainer, quiet_lightning
+from lth_lightning.experiment.paths import round_label
+from lth_lightning.experiment.results import RoundResult
+from lth_lightning.experiment.spec import RunContext
+from lth_lightning.experiment.store import RecordOnTrainStart
+from lth_lightning.experiment.trainer import make_trainer, resuming_quietly
 from lth_lightning.pruning import sparsity_report
 from lth_lightning.stack.callbacks import MemberLogger, MemberTracker
 from lth_lightning.stack.module import StackedClassifier
@@ -51,7 +50,7 @@ from lth_lightning.stack.network import StackingError, stack_network, stack_stat
 from lth_lightning.state import LotteryState
 from lth_lightning.targets import plan_rates, select_targets
 
-__all__ = ["StackedRounds", "check_stackable", "probe_batch", "stacking_probe"]
+__all__ = ["StackedRounds", "check_stackable", "decide_stacking", "probe_batch", "stacking_probe"]
 
 
 def probe_batch(datamodule: pl.LightningDataModule, size: int = 8) -> Tensor:
@@ -99,12 +98,29 @@ def stacking_probe(
     return probe
 
 
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not empty, or gone
-        folder.rmdir()
+def decide_stacking(
+    stack: bool | None, model: pl.LightningModule, lottery: LotteryTicketCallback, datamodule: pl.LightningDataModule
+) -> Tensor | None:
+    """Whether to stack (as asked, or, for None, where the module can, saying why not where it cannot).
+
+    Returns:
+        The probe batch the stacked rounds check their networks with, or None to train one network at a time.
+
+    Raises:
+        StackingError: If ``stack`` is True and the module cannot be stacked.
+    """
+    if stack is False:
+        return None
+    try:
+        return stacking_probe(model, lottery, datamodule)
+    except StackingError as reason:
+        if stack:
+            raise StackingError(f"stack=True cannot stack this experiment: {reason}.") from reason
+        rank_zero_info(f"Training the rounds one network at a time: {reason}.")
+        return None
 
 
-def _own(logged: Mapping[str, float], member: str) -> dict[str, float]:
+def _member_metrics(logged: Mapping[str, float], member: str) -> dict[str, float]:
     """A member's metrics out of a stacked fit's (``seed_0/ticket/val/loss`` -> ``val/loss``)."""
     prefix = f"{member}/"
     return {k.removeprefix(prefix): v for k, v in logged.items() if k.startswith(prefix)}
@@ -112,143 +128,100 @@ def _own(logged: Mapping[str, float], member: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class _Member:
-    seed: int
+    run: RunContext
     role: str  # "ticket" or a control's name
     masks: dict[str, Tensor]
     init: dict[str, Tensor]  # the template's state_dict names
 
     @property
     def name(self) -> str:
-        return f"seed_{self.seed}/{self.role}"
+        return f"seed_{self.run.seed}/{self.role}"
 
 
 class StackedRounds:
-    """The rounds of several runs (one per seed) trained together, one stacked fit per round.
+    """The executor that trains a round of several runs (one per seed) as members of one stacked network.
 
     Args:
-        runners: Each seed's run (its folder, callback, module and bookkeeping), by seed.
-        report: Redraw each run's plots and TensorBoard summary after every round.
         probe: A few training inputs (:func:`stacking_probe`), to check every round's stacked network.
     """
 
-    def __init__(self, runners: Mapping[int, _Runner], report: bool, probe: Tensor) -> None:
-        self.runners = dict(runners)
-        self.report, self.probe = report, probe
-        first = next(iter(self.runners.values()))
-        self.names, self.controls, self.datamodule = first.names, first.controls, first.datamodule
-        self.trainer_kwargs, self.experiment = first.trainer_kwargs, first.experiment
-        self.keep_checkpoints, self.summarized = first.keep_checkpoints, False
-
-    def run(self, rounds: int, progress: bool) -> dict[int, Rounds]:
-        """Train every unfinished round of every seed; return each seed's rows."""
-        rows: dict[int, list[RoundResult]] = {}
-        created = [p for runner in self.runners.values() for p in (runner.experiment.root, runner.paths.root)]
-        created = list(dict.fromkeys(p for p in created if not p.exists()))
-        held: list[_Runner] = []
-        bar = None
-        try:
-            for runner in self.runners.values():
-                runner.hold()
-                held.append(runner)
-            for seed, runner in self.runners.items():
-                runner.check_experiment()
-                rows[seed] = runner.resume()
-            bar = _RoundProgress(rounds, min(len(r) for r in rows.values()), progress, self.names.test_column)
-            with quiet_lightning():
-                for r in range(min(len(x) for x in rows.values()), rounds):
-                    seeds = [seed for seed in self.runners if len(rows[seed]) == r]
-                    for seed in seeds:
-                        self.runners[seed].current = r
-                    for seed, row in self.round(r, seeds).items():
-                        rows[seed].append(row)
-                        self.runners[seed].save_results(rows[seed], self.report)
-                    bar.update(rows[seeds[0]][-1])
-        except BaseException as error:
-            if len(held) < len(self.runners):  # a seed's lock refused: only the folders of the locks taken go
-                created = [p for p in created if p in {runner.paths.root for runner in held}]
-            for runner in held:
-                runner.say_interrupted(error)
-                runner.forget(created)
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-            for runner in held:
-                runner.let_go()
-        return {s: Rounds(rows[s], x.paths.root, x.experiment.root) for s, x in self.runners.items()}
+    def __init__(self, probe: Tensor) -> None:
+        self.probe = probe
+        self.summarized = False  # Lightning's model summary: for the first training only
 
     # ------------------------------------------------------------------ the members of a round
-    def _ticket(self, seed: int, r: int) -> _Member:
-        runner = self.runners[seed]
+    @staticmethod
+    def _ticket(run: RunContext, r: int, first: bool) -> _Member:
         if r == 0:
-            selection = select_targets(runner.model, runner.lottery.parameters)
-            plan_rates(selection.targets, runner.lottery.amount, runner.lottery.scope, runner.lottery.rates)
-            if runner.lottery.verbose and seed == next(iter(self.runners)):
+            selection = select_targets(run.model, run.lottery.parameters)
+            plan_rates(selection.targets, run.lottery.amount, run.lottery.scope, run.lottery.rates)
+            if run.lottery.verbose and first:
                 rank_zero_info(selection.describe())
             masks = {t.name: torch.ones(t.shape, dtype=torch.bool) for t in selection.targets}
-            init = {k: v.detach().to("cpu", copy=True) for k, v in runner.model.state_dict().items()}
-            return _Member(seed, "ticket", masks, init)
-        state = runner.lottery.state
+            init = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+            return _Member(run, "ticket", masks, init)
+        state = run.lottery.state
         if state.snapshot is None:
-            raise RuntimeError(f"Seed {seed} has no rewind snapshot after round {r - 1}.")
-        return _Member(seed, "ticket", state.masks, state.snapshot)
+            raise RuntimeError(f"Seed {run.seed} has no rewind snapshot after round {r - 1}.")
+        return _Member(run, "ticket", state.masks, state.snapshot)
 
-    def members(self, r: int, seeds: Sequence[int]) -> tuple[list[_Member], dict[int, dict[str, Any]]]:
-        """Round ``r``'s members, and the controls of each seed that finished before."""
+    def members(self, r: int, runs: Sequence[RunContext]) -> tuple[list[_Member], dict[int, dict[str, Any]]]:
+        """Round ``r``'s members, and the controls of each run that finished before."""
         members: list[_Member] = []
         finished: dict[int, dict[str, Any]] = {}
-        for seed in seeds:
-            ticket = self._ticket(seed, r)
+        for run in runs:
+            ticket = self._ticket(run, r, run is runs[0])
             members.append(ticket)
-            finished[seed] = {}
-            for control in self.controls if r > 0 else ():
-                done = self.runners[seed].finished_control(r, control)
+            finished[run.seed] = {}
+            for control in run.spec.controls if r > 0 else ():
+                done = run.store.finished_control(r, control)
                 if done is not None:
-                    finished[seed][control] = done
+                    finished[run.seed][control] = done
                     continue
-                masks, init = control_masks_and_init(
-                    control, ticket.masks, ticket.init, self.runners[seed].model, control_seed(seed, r, control)
-                )
-                members.append(_Member(seed, control, masks, init))
+                seed = control_seed(run.seed, r, control)
+                masks, init = control_masks_and_init(control, ticket.masks, ticket.init, run.model, seed)
+                members.append(_Member(run, control, masks, init))
         return members, finished
 
     # ------------------------------------------------------------------ one round
-    def round(self, r: int, seeds: Sequence[int]) -> dict[int, RoundResult]:
-        """Train round ``r`` of ``seeds`` in one stacked fit; save every seed's round as a sequential run would."""
+    def round(self, r: int, runs: Sequence[RunContext]) -> dict[int, RoundResult]:
+        """Train round ``r`` of ``runs`` in one stacked fit; record every run's round as a sequential run would."""
         start = time.perf_counter()
-        members, finished = self.members(r, seeds)
-        template = check_stackable(self.runners[seeds[0]].model, self.runners[seeds[0]].lottery)
+        members, finished = self.members(r, runs)
+        template = check_stackable(runs[0].model, runs[0].lottery)
         stacked = StackedClassifier(template, [m.init for m in members], [m.name for m in members], self.probe)
         callback = self._callback(r, members, stacked)
-        checkpoint_dir = self.experiment.stacked_checkpoints(r, self._digest(members))
+        experiment = runs[0].store.experiment
+        checkpoint_dir = experiment.stacked_checkpoints(r, self._digest(members))
         clock = RoundClock()
-        trainer, tracker = self._trainer(r, members, [callback, clock], checkpoint_dir)
+        trainer, tracker = self._trainer(r, runs, members, [callback, clock], checkpoint_dir)
         ckpt = checkpoint_dir / "last.ckpt"
-        for seed in seeds:  # what an interruption would resume
-            self.runners[seed].clock, self.runners[seed].checkpoint = clock, ckpt
+        for run in runs:  # what an interruption would resume
+            run.store.training(r, clock, ckpt)
         if ckpt.is_file():
             rank_zero_info(f"Stacked round {r} was interrupted: resuming it from {ckpt}.")
         with resuming_quietly(checkpoint_dir):
-            trainer.fit(stacked, datamodule=self.datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
-        logged = _scalars(trainer.callback_metrics)  # the fit's, before the tests log theirs
-        own = [_own(logged, m.name) for m in members]
+            trainer.fit(stacked, datamodule=runs[0].datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
+        logged = scalars(trainer.callback_metrics)  # the fit's, before the tests log theirs
+        own = [_member_metrics(logged, m.name) for m in members]
         measured = self._measure(trainer, stacked, members, tracker, own)
-        seconds = (time.perf_counter() - start + clock.before) / len(seeds)  # with the part before an interruption
+        seconds = (time.perf_counter() - start + clock.before) / len(runs)  # with the part before an interruption
         rows = self._save(r, trainer, stacked, callback, members, measured, finished, seconds, own)
-        if self.runners[seeds[0]].is_zero and not self.keep_checkpoints:
+        if runs[0].store.is_zero and not runs[0].spec.keep_checkpoints:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # every member's round is recorded
-            _remove_if_empty(checkpoint_dir.parent)
+            with contextlib.suppress(OSError):  # stacked/ itself, once empty
+                checkpoint_dir.parent.rmdir()
         return rows
 
-    def _callback(self, r: int, members: Sequence[_Member], stacked: StackedClassifier) -> LotteryTicketCallback:
+    @staticmethod
+    def _callback(r: int, members: Sequence[_Member], stacked: StackedClassifier) -> LotteryTicketCallback:
         """The callback of the stacked fit: every member's masks, pruned member by member at its end."""
-        lottery = self.runners[members[0].seed].lottery
+        lottery = members[0].run.lottery
         callback = LotteryTicketCallback(**lottery.settings(), snapshot_device=lottery.snapshot_device, verbose=False)
-        names = list(members[0].masks)
         state = LotteryState(
             round=r - 1,
             phase="pruned",
-            names=names,
+            names=list(members[0].masks),
             masks=stack_states([m.masks for m in members]),
             snapshot={k: v.detach().to("cpu", copy=True) for k, v in stacked.state_dict().items()},
             member_dims=1,
@@ -257,27 +230,33 @@ class StackedRounds:
         return callback
 
     def _trainer(
-        self, r: int, members: Sequence[_Member], own_callbacks: Sequence[pl.Callback], checkpoint_dir: Path
+        self,
+        r: int,
+        runs: Sequence[RunContext],
+        members: Sequence[_Member],
+        own_callbacks: Sequence[pl.Callback],
+        checkpoint_dir: Path,
     ) -> tuple[pl.Trainer, MemberTracker | None]:
+        spec = runs[0].spec
         names = [m.name for m in members]
-        tracker = MemberTracker(names, self.names.monitor, self.names.mode) if self.names.monitor is not None else None
-        runs = {
-            m.name: self.runners[m.seed].paths.tensorboard / round_label(r, None if m.role == "ticket" else m.role)
+        tracker = MemberTracker(names, spec.names.monitor, spec.names.mode) if spec.names.monitor is not None else None
+        tensorboard = {
+            m.name: m.run.store.paths.tensorboard / round_label(r, None if m.role == "ticket" else m.role)
             for m in members
         }
         callbacks: list[pl.Callback] = [
             *own_callbacks,
             *([tracker] if tracker else []),
-            RecordOnStart(list(self.runners.values())),
+            RecordOnTrainStart([run.store for run in runs]),
         ]
         summary, self.summarized = not self.summarized, True
         trainer = make_trainer(
             f"stacked/{round_label(r)}",
             callbacks,
-            self.trainer_kwargs,
-            self.experiment.root,
+            spec.trainer,
+            runs[0].store.experiment.root,
             checkpoint_dir,
-            [MemberLogger(runs)],
+            [MemberLogger(tensorboard)],
             summary=summary,
         )
         return trainer, tracker
@@ -287,17 +266,11 @@ class StackedRounds:
         return hashlib.sha256("|".join(m.name for m in members).encode()).hexdigest()[:8]
 
     # ------------------------------------------------------------------ after the fit
-    def _test(
-        self, trainer: pl.Trainer, stacked: StackedClassifier, members: Sequence[_Member]
-    ) -> list[dict[str, float]]:
-        results = trainer.test(stacked, datamodule=self.datamodule, verbose=False)
-        logged = _scalars(results[0]) if results else {}
-        out = []
-        for member in members:
-            own = _own(logged, member.name)
-            check_logged(self.names.test, "test_metric", "test", own)
-            out.append({column(k): v for k, v in own.items()})
-        return out
+    @staticmethod
+    def _test(trainer: pl.Trainer, stacked: StackedClassifier, members: Sequence[_Member]) -> list[dict[str, float]]:
+        results = trainer.test(stacked, datamodule=members[0].run.datamodule, verbose=False)
+        logged = scalars(results[0]) if results else {}
+        return [test_columns(_member_metrics(logged, m.name), m.run.spec.names) for m in members]
 
     def _measure(
         self,
@@ -306,82 +279,71 @@ class StackedRounds:
         members: Sequence[_Member],
         tracker: MemberTracker | None,
         own: Sequence[Mapping[str, float]],
-    ) -> list[Measured]:
+    ) -> list[Measurement]:
         """Each member's validation and test metrics, and its test metric at its own early-stopping iteration."""
-        validation = [self.names.validation(metrics) for metrics in own]
+        names = members[0].run.spec.names
+        validation = [names.validation(metrics) for metrics in own]
         tested = self._test(trainer, stacked, members)
-        test = self.names.test_column
-        at_best: list[float | None] = [t[test] for t in tested]
+        at_best: list[float | None] = [t[names.test_column] for t in tested]
         if tracker is not None and any(step not in (None, trainer.global_step) for step in tracker.best_step):
-            retested = test_at_best(
+            retested = evaluate_at_best(
                 trainer, stacked, tracker.load_best_into, lambda: self._test(trainer, stacked, members)
             )
-            at_best = [t[test] for t in retested]
+            at_best = [t[names.test_column] for t in retested]
         out = []
         for k in range(len(members)):
             step = tracker.best_step[k] if tracker is not None else None
             value = tracker.best_value[k] if tracker is not None else None
-            out.append(Measured({**validation[k], **tested[k]}, step, value, at_best[k] if step is not None else None))
+            metrics = {**validation[k], **tested[k]}
+            out.append(Measurement(metrics, step, value, at_best[k] if step is not None else None))
         return out
 
+    @staticmethod
     def _save(
-        self,
         r: int,
         trainer: pl.Trainer,
         stacked: StackedClassifier,
         callback: LotteryTicketCallback,
         members: Sequence[_Member],
-        measured: Sequence[Measured],
+        measured: Sequence[Measurement],
         finished: Mapping[int, Mapping[str, Any]],
         seconds: float,
         own: Sequence[Mapping[str, float]],
     ) -> dict[int, RoundResult]:
-        """Write every member's results into its seed's run folder, as a sequential round does."""
+        """Write every member's results into its run's folder, as a sequential round does."""
         trained = {k: v.detach() for k, v in stacked.state_dict().items()}
         next_masks = callback.masks
         rows: dict[int, RoundResult] = {}
+        runs: dict[int, RunContext] = {}
         for k, member in enumerate(members):
-            runner = self.runners[member.seed]
+            run, names = member.run, member.run.spec.names
             if member.role != "ticket":
-                columns = control_columns(measured[k], self.names)
-                runner.save_control(r, member.role, columns, member.masks)
-                rows[member.seed].controls[member.role] = columns
+                columns = control_columns(measured[k], names)
+                run.store.save_control(r, member.role, columns, member.masks)
+                rows[run.seed].controls[member.role] = columns
                 continue
             report = sparsity_report(member.masks)
             trained_k = unstack_state(trained, k)  # the template's names: the stacked module keeps them
             weights = {name: trained_k.get(name, tensor) for name, tensor in member.init.items()}
-            runner.save_ticket(r, member.masks, weights)
+            run.store.save_ticket(r, member.masks, weights)
             own_next = {n: next_masks[n][k] for n in member.masks}
-            self._advance(runner, r, member, own_next, trainer, own[k])
-            rows[member.seed] = RoundResult(
+            run.lottery.record_round(
+                member.init, own_next, steps=trainer.global_step, epochs=trainer.current_epoch, metrics=own[k]
+            )
+            runs[run.seed] = run
+            rows[run.seed] = RoundResult(
                 round=r,
                 density=report.density,
-                metrics=with_best(measured[k], self.names),
+                metrics=row_metrics(measured[k], names),
                 best_val_step=measured[k].best_step,
                 steps=trainer.global_step,
                 layer_density={t.name: t.density for t in report.tensors},
-                controls=dict(finished.get(member.seed, {})),
+                controls=dict(finished.get(run.seed, {})),
             )
         for seed, row in rows.items():
-            row.controls = {c: row.controls[c] for c in self.controls if c in row.controls}
+            run = runs[seed]
+            row.controls = {c: row.controls[c] for c in run.spec.controls if c in row.controls}
             row.seconds = seconds
-            self.runners[seed].finish_round(row)
+            run.store.finish_round(row, run.lottery.state_dict())
+            rank_zero_info(round_line(row, run.spec.names, seed))
         return rows
-
-    @staticmethod
-    def _advance(
-        runner: _Runner,
-        r: int,
-        member: _Member,
-        next_masks: Mapping[str, Tensor],
-        trainer: pl.Trainer,
-        metrics: Mapping[str, float],
-    ) -> None:
-        """The seed's callback state after round ``r``, as its own fit would have left it."""
-        state = runner.lottery.state
-        if r == 0:
-            state.start({n: tuple(m.shape) for n, m in member.masks.items()}, member.init)
-        else:
-            state.begin_fit()
-        state.finish(next_masks, steps=trainer.global_step, epochs=trainer.current_epoch, metrics=metrics)
-        runner.lottery.set_state(state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import warnings
 from argparse import Namespace
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +16,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
-__all__ = ["RoundLogger", "make_trainer", "quiet_lightning"]
+__all__ = ["RoundLogger", "make_trainer", "quiet_lightning", "resuming_quietly"]
 
 # Lines Lightning prints for every Trainer (device availability, tips): once per experiment is enough.
 _ONCE_PER_EXPERIMENT = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:")
@@ -58,6 +59,16 @@ def quiet_lightning() -> Iterator[None]:
             yield
     finally:
         logger.removeFilter(once)
+
+
+@contextmanager
+def resuming_quietly(checkpoint_dir: Path | None) -> Iterator[None]:
+    """Without Lightning's "Checkpoint directory ... exists and is not empty": resuming there is the point."""
+    with warnings.catch_warnings():
+        if checkpoint_dir is not None:
+            pattern = f"Checkpoint directory {re.escape(str(checkpoint_dir))} exists and is not empty"
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
 
 
 class RoundLogger(TensorBoardLogger):

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
-from lth_lightning.experiment.results import check_logged
+from lth_lightning.metric_names import check_logged
 from lth_lightning.tracker import improves
 
 if TYPE_CHECKING:

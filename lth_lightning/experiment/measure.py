@@ -1,0 +1,111 @@
+"""What a training measured: its metrics by column, its early-stopping point, a control's columns, a round's line.
+
+Pure functions over what a Trainer logged (and one that evaluates the early-stopping weights);
+the sequential and the stacked executors both measure through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import lightning.pytorch as pl
+import torch
+
+from lth_lightning.experiment.results import RoundResult, format_value
+from lth_lightning.metric_names import MetricNames, check_logged, column
+
+__all__ = [
+    "Measurement",
+    "control_columns",
+    "evaluate_at_best",
+    "round_line",
+    "row_metrics",
+    "scalars",
+    "test_columns",
+]
+
+T = TypeVar("T")
+
+
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The one-number entries of a metrics mapping, as floats."""
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
+
+
+def test_columns(logged: Mapping[str, float], names: MetricNames) -> dict[str, float]:
+    """Every metric logged in ``test``, by column.
+
+    Raises:
+        ValueError: If the test metric is not among them (the message lists what was logged).
+    """
+    check_logged(names.test, "test_metric", "test", logged)
+    return {column(k): v for k, v in logged.items()}
+
+
+@dataclass
+class Measurement:
+    """What one training measured.
+
+    Attributes:
+        metrics: By column: the validation metrics at the end of training, and the test metrics.
+        best_step: The early-stopping iteration (step of the best monitored value), or None.
+        best_value: The best monitored value, or None.
+        test_at_best: The test metric of the weights at ``best_step``, or None.
+    """
+
+    metrics: dict[str, float]
+    best_step: int | None
+    best_value: float | None
+    test_at_best: float | None
+
+
+def row_metrics(measured: Measurement, names: MetricNames) -> dict[str, float | None]:
+    """A round's metric columns: the measured metrics, then the best monitored value and the test metric there."""
+    metrics: dict[str, float | None] = dict(measured.metrics)
+    if names.best_column is not None:
+        metrics[names.best_column] = measured.best_value
+    metrics[names.at_best_column] = measured.test_at_best
+    return metrics
+
+
+def control_columns(measured: Measurement, names: MetricNames) -> dict[str, float | None]:
+    """A control's columns: the test metric, at the early-stopping iteration, that step, the monitored value."""
+    values: dict[str, float | None] = {
+        names.test_column: measured.metrics[names.test_column],
+        names.at_best_column: measured.test_at_best,
+        "best_val_step": measured.best_step,
+    }
+    if names.monitor is not None:
+        values[column(names.monitor)] = measured.metrics[column(names.monitor)]
+    return values
+
+
+def evaluate_at_best(
+    trainer: pl.Trainer, model: torch.nn.Module, load_best: Callable[[torch.nn.Module], Any], evaluate: Callable[[], T]
+) -> T:
+    """``evaluate()`` on the weights ``load_best`` puts in ``model``, logging nothing; then the final weights are back.
+
+    The runs' ``test/*`` scalars stay those of the final weights, which the round reports.
+    """
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    load_best(model)
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        return evaluate()
+    finally:
+        trainer.loggers = loggers
+        model.load_state_dict(final)
+
+
+def round_line(row: RoundResult, names: MetricNames, seed: int) -> str:
+    """The line said when a round is recorded: density, test metric, early stop, each control's test metric."""
+    test = names.test_column
+    controls = "".join(f", {k} {format_value(v[test])}" for k, v in row.controls.items())
+    return (
+        f"Round {row.round} of seed {seed}: {100 * row.density:.2f}% of weights, "
+        f"{names.test} {format_value(row.metrics[test])}, "
+        f"early-stop step {format_value(row.best_val_step)} ({names.test} there "
+        f"{format_value(row.metrics[names.at_best_column])}){controls}."
+    )

@@ -1,0 +1,101 @@
+"""``ExperimentSpec``: an experiment's settings, validated in one place; ``RunContext``: one run of it (a seed).
+
+``run_lottery``, ``run_seeds`` and ``lth fit`` all build an :class:`ExperimentSpec`; the round loop
+and its executors read everything from it and from each run's :class:`RunContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.metric_names import DEFAULT_METRICS, MetricNames
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+    from lth_lightning.callback import LotteryTicketCallback
+    from lth_lightning.experiment.store import RunStore
+
+__all__ = ["ExperimentSpec", "RunContext", "check_seeds"]
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What an experiment runs, the same for each of its seeds.
+
+    Attributes:
+        rounds: Number of rounds (>= 1), the dense round 0 included.
+        controls: Controls trained at every round after the dense one, in the registry's order.
+        names: The metrics the results read.
+        trainer: Keyword arguments of every training's ``Trainer``.
+        out_dir: Parent folder of the experiment's folder.
+        name: The experiment folder's name, or None for ``<net>-<data>-<pruning>-<hash>``.
+        stack: Train each round's members as one stacked network (None: where the module can).
+        progress: Show a progress bar over rounds.
+        report: Redraw the plots and the TensorBoard summary after every round.
+        keep_checkpoints: Keep each round's ``last.ckpt`` once the round is recorded.
+        option: How messages name the options (``"lottery."`` for ``lth fit``'s ``--lottery.*``).
+
+    Raises:
+        ValueError: For a value out of range, naming the option and what is allowed.
+    """
+
+    rounds: int
+    controls: tuple[str, ...] = ()
+    names: MetricNames = DEFAULT_METRICS
+    trainer: Mapping[str, Any] = field(default_factory=dict)
+    out_dir: Path = Path("runs")
+    name: str | None = None
+    stack: bool | None = False
+    progress: bool = True
+    report: bool = True
+    keep_checkpoints: bool = False
+    option: InitVar[str] = ""
+
+    def __post_init__(self, option: str) -> None:
+        rounds, controls, name = self.rounds, list(self.controls), self.name
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"`{option}rounds` must be an integer >= 1, got {rounds!r}.")
+        if any(c not in CONTROLS for c in controls) or len(set(controls)) != len(controls):
+            raise ValueError(f"`{option}controls` must be distinct entries of {list(CONTROLS)}, got {controls}.")
+        if name is not None and (not name or Path(name).name != name or name in (".", "..")):
+            raise ValueError(f"`{option}name` must be a plain folder name, got {name!r}.")
+        object.__setattr__(self, "controls", tuple(c for c in CONTROLS if c in controls))  # registry order
+        object.__setattr__(self, "trainer", dict(self.trainer))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+
+def check_seeds(seeds: Sequence[int], option: str = "") -> list[int]:
+    """``seeds`` as a list, if it is a non-empty list of distinct integers.
+
+    Raises:
+        ValueError: Otherwise, naming the value.
+    """
+    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"`{option}seeds` must be a non-empty list of distinct integers, got {list(seeds)!r}.")
+    return list(seeds)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run of an experiment: its seed, module, data, callback and folder.
+
+    Attributes:
+        spec: The experiment.
+        seed: The run's seed.
+        model: The LightningModule; its weights when the run starts are round 0's.
+        datamodule: The data.
+        lottery: The callback carried across the run's rounds.
+        store: The run's folder: what it has recorded, and what it records.
+    """
+
+    spec: ExperimentSpec
+    seed: int
+    model: pl.LightningModule
+    datamodule: pl.LightningDataModule
+    lottery: LotteryTicketCallback
+    store: RunStore
