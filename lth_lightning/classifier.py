@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lth_lightning.compat import CURRENT_FX_NAME
+from lth_lightning.compat import DirectHookName
 from lth_lightning.mlp import MLP
 
 __all__ = ["LotteryClassifier", "MeanLoss", "make_optimizer"]
@@ -55,7 +55,7 @@ def _infer_num_classes(net: nn.Module) -> int | None:
     return None if last is None else last.out_features
 
 
-class LotteryClassifier(pl.LightningModule):
+class LotteryClassifier(DirectHookName, pl.LightningModule):
     """Cross-entropy classifier around any ``nn.Module`` that maps inputs to logits.
 
     Accuracy is torchmetrics' ``MulticlassAccuracy`` with ``average="micro"`` (the fraction of
@@ -126,15 +126,6 @@ class LotteryClassifier(pl.LightningModule):
         self.test_loss = MeanLoss()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets `_current_fx_name` around every hook call, ~50 times per training step;
-        # nn.Module.__setattr__ spends ~10 us on its parameter/buffer/module checks each time. For
-        # a plain attribute that already exists, the result is the same as a direct store.
-        if name == CURRENT_FX_NAME and name in self.__dict__:
-            self.__dict__[name] = value
-        else:
-            super().__setattr__(name, value)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the network."""

@@ -16,6 +16,7 @@ import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lth_lightning.callback import LotteryTicketCallback, SnapshotDevice
+from lth_lightning.compat import cli_parser, cli_value
 from lth_lightning.experiment.controls import ControlName
 from lth_lightning.experiment.results import format_seed_table, format_table
 from lth_lightning.experiment.rounds import SeedRun, is_global_zero, run_experiment, run_seeds_of
@@ -174,11 +175,11 @@ class LotteryCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         # Keep pristine trainer settings for the rounds: creating a Trainer mutates its callbacks list.
-        self._round_trainer_kwargs = copy.deepcopy(self._get(self.config_init, "trainer", default={}))
+        self._round_trainer_kwargs = copy.deepcopy(cli_value(self, self.config_init, "trainer", default={}))
         return super().instantiate_trainer(**kwargs)
 
     def _run_config(self) -> dict[str, Any]:
-        text = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+        text = cli_parser(self, self.subcommand).dump(self.config[self.subcommand], skip_none=False)
         config = yaml.safe_load(text) or {}
         for key in ("config", "ckpt_path"):
             config.pop(key, None)
@@ -217,7 +218,7 @@ class LotteryCLI(LightningCLI):
         else:
 
             def make_model() -> pl.LightningModule:
-                return self._parser(self.subcommand).instantiate_classes(self.config[self.subcommand])["model"]
+                return cli_parser(self, self.subcommand).instantiate_classes(self.config[self.subcommand])["model"]
 
             runs = run_seeds_of(spec, options.seeds, make_model, datamodule, options.callback, config)
             table, folder = format_seed_table(runs.aggregated, spec.names), runs.experiment_dir

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 __all__ = [
+    "CHECKPOINT_DIR_NOT_EMPTY",
     "CURRENT_FX_NAME",
+    "DEPRECATION_NOISE",
+    "PER_TRAINER_LINES",
+    "RANK_ZERO_LOGGER",
+    "DirectHookName",
+    "cli_parser",
+    "cli_value",
     "SpectralNormHook",
     "WeightNormHook",
     "WEIGHT_NORM",
@@ -44,6 +51,37 @@ SPECTRAL_NORM: type[nn.Module] = parametrizations._SpectralNorm
 
 M = TypeVar("M", bound=nn.Module)
 
+# The logger Lightning's rank-zero helpers (rank_zero_info, rank_zero_warn) log to.
+RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+# How the lines Lightning says for every Trainer it builds (devices, tips) begin.
+PER_TRAINER_LINES = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:")
+# What ModelCheckpoint warns when its folder holds files (as when a round resumes there).
+CHECKPOINT_DIR_NOT_EMPTY = "Checkpoint directory {dirpath} exists and is not empty"
+# A deprecation Lightning 2.6 triggers in torch 2.13 at every fit: not the user's concern.
+DEPRECATION_NOISE = r".*isinstance\(treespec, LeafSpec\)` is deprecated.*"
+
+
+class DirectHookName:
+    """A LightningModule mixin: Lightning's write of :data:`CURRENT_FX_NAME` around every hook call (~50 times a
+    step) becomes a direct store, without ``nn.Module.__setattr__``'s ~10 us of parameter, buffer and module
+    checks; for a plain attribute that already exists the result is the same."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == CURRENT_FX_NAME and name in self.__dict__:
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
+
+def cli_value(cli: Any, config: Any, key: str, default: Any = None) -> Any:
+    """``key`` of a LightningCLI config (``config_init``), under the running subcommand if there is one."""
+    return cli._get(config, key, default=default)
+
+
+def cli_parser(cli: Any, subcommand: str | None) -> Any:
+    """The LightningCLI parser of ``subcommand`` (its main parser for None)."""
+    return cli._parser(subcommand)
+
 
 def multiprocessing_start_method(trainer: pl.Trainer) -> str | None:
     """The start method (``"spawn"``, ``"fork"``, ...) when the strategy launches worker processes, else None.
@@ -63,7 +101,7 @@ def global_rank() -> int:
     """This process's global rank as Lightning's rank-zero utilities know it, before any Trainer exists."""
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-    return int(getattr(rank_zero_only, "rank", 0))
+    return int(rank_zero_only.rank)  # type: ignore[attr-defined]
 
 
 def forward_pre_hooks(module: nn.Module) -> Iterator[Any]:

@@ -139,7 +139,7 @@ def data() -> TensorDataset:
 
 
 @contextmanager
-def lightning_messages() -> Iterator[list[str]]:
+def lightning_messages(logger_name: str = "lightning.pytorch") -> Iterator[list[str]]:
     """The messages logged through Lightning's loggers (rank-zero info included) while the block runs."""
     messages: list[str] = []
 
@@ -148,7 +148,7 @@ def lightning_messages() -> Iterator[list[str]]:
             messages.append(record.getMessage())
 
     handler = Collect(level=logging.INFO)
-    logger = logging.getLogger("lightning.pytorch")
+    logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     try:
         yield messages

@@ -5,12 +5,13 @@ If a Lightning or torch upgrade renames or changes one of these, this file fails
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import ConvNet, lean_trainer
+from conftest import REPO, ConvNet, lean_trainer, lightning_messages, loader, tiny_images
 from torch import nn
 
 from lth_lightning import compat
@@ -30,8 +31,63 @@ def test_multiply_all_multiplies_each_tensor_by_its_factor_in_place():
     assert tensors[0].tolist() == [1.0, 0.0, 3.0] and tensors[1].tolist() == [[0.0, 10.0]]
 
 
-def test_global_rank_reads_lightnings_rank_zero_state():
+def test_global_rank_reads_lightnings_rank_zero_state(monkeypatch):
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
     assert compat.global_rank() == 0
+    monkeypatch.setattr(rank_zero_only, "rank", 3)  # no default hides a vanished attribute: it would raise
+    assert compat.global_rank() == 3
+
+
+def test_lightnings_rank_zero_lines_go_to_the_logger_and_begin_as_named(tmp_path):
+    from lightning.pytorch.utilities import rank_zero_info
+
+    with lightning_messages(compat.RANK_ZERO_LOGGER) as said:
+        rank_zero_info("probe line")
+        lean_trainer(tmp_path)
+    assert "probe line" in said
+    for prefix in ("GPU available:", "TPU available:"):
+        assert prefix in compat.PER_TRAINER_LINES and any(line.startswith(prefix) for line in said), said
+
+
+def test_the_deprecation_noise_is_still_made_by_a_fit(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lean_trainer(tmp_path).fit(ConvNet(), loader(tiny_images(32)))
+    assert any(re.match(compat.DEPRECATION_NOISE, str(w.message)) for w in caught)  # else drop the filter
+
+
+def test_model_checkpoint_warns_about_a_folder_with_files_as_named(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "last.ckpt").write_text("x")
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lean_trainer(tmp_path, callbacks=[checkpoint], enable_checkpointing=True).fit(
+            ConvNet(), loader(tiny_images(32))
+        )
+    expected = compat.CHECKPOINT_DIR_NOT_EMPTY.format(dirpath=tmp_path / "ckpt")
+    assert any(str(w.message).startswith(expected) for w in caught)
+
+
+def test_direct_hook_name_stores_lightnings_attribute_without_module_checks():
+    from lth_lightning import MLP, LotteryClassifier
+
+    module = LotteryClassifier(net=MLP((4, 3)))
+    assert compat.CURRENT_FX_NAME in module.__dict__
+    setattr(module, compat.CURRENT_FX_NAME, "training_step")
+    assert module.__dict__[compat.CURRENT_FX_NAME] == "training_step"
+
+
+def test_cli_value_and_parser_read_lightningclis_config(monkeypatch, tmp_path):
+    from lth_lightning.cli import LotteryCLI
+
+    monkeypatch.chdir(tmp_path)
+    cli = LotteryCLI(args=["-c", str(REPO / "configs" / "quick.yaml")], run=False)
+    assert compat.cli_parser(cli, None) is cli.parser
+    assert compat.cli_value(cli, cli.config_init, "trainer")["limit_train_batches"] == 100
 
 
 def test_lightning_sets_the_current_hook_name_attribute():

@@ -55,7 +55,9 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lth_lightning."):
             names.add(node.module.removeprefix("lth_lightning."))
         elif isinstance(node, ast.Import):
-            names.update(a.name.removeprefix("lth_lightning.") for a in node.names if a.name.startswith("lth_lightning."))
+            names.update(
+                a.name.removeprefix("lth_lightning.") for a in node.names if a.name.startswith("lth_lightning.")
+            )
     return names
 
 

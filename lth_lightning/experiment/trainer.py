@@ -16,13 +16,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
-__all__ = ["RoundLogger", "make_trainer", "quiet_lightning", "resuming_quietly"]
+from lth_lightning.compat import CHECKPOINT_DIR_NOT_EMPTY, DEPRECATION_NOISE, PER_TRAINER_LINES, RANK_ZERO_LOGGER
 
-# Lines Lightning prints for every Trainer (device availability, tips): once per experiment is enough.
-_ONCE_PER_EXPERIMENT = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:")
-# Lightning 2.6 calls a torch function that torch 2.13 deprecates, at every fit: not the user's concern.
-_DEPRECATION_NOISE = r".*isinstance\(treespec, LeafSpec\)` is deprecated.*"
-_RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+__all__ = ["RoundLogger", "make_trainer", "quiet_lightning", "resuming_quietly"]
 
 
 class _Once(logging.Filter):
@@ -46,16 +42,16 @@ def quiet_lightning() -> Iterator[None]:
 
     Nested uses share the outermost filter, so a line said before the experiment is not said again.
     """
-    logger = logging.getLogger(_RANK_ZERO_LOGGER)
+    logger = logging.getLogger(RANK_ZERO_LOGGER)
     if any(isinstance(f, _Once) for f in logger.filters):
         yield
         return
-    once = _Once(_ONCE_PER_EXPERIMENT)
+    once = _Once(PER_TRAINER_LINES)
     logger.addFilter(once)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_DEPRECATION_NOISE, category=FutureWarning)
-            warnings.filterwarnings("ignore", message=_DEPRECATION_NOISE, category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=DEPRECATION_NOISE, category=FutureWarning)
+            warnings.filterwarnings("ignore", message=DEPRECATION_NOISE, category=DeprecationWarning)
             yield
     finally:
         logger.removeFilter(once)
@@ -66,7 +62,7 @@ def resuming_quietly(checkpoint_dir: Path | None) -> Iterator[None]:
     """Without Lightning's "Checkpoint directory ... exists and is not empty": resuming there is the point."""
     with warnings.catch_warnings():
         if checkpoint_dir is not None:
-            pattern = f"Checkpoint directory {re.escape(str(checkpoint_dir))} exists and is not empty"
+            pattern = re.escape(CHECKPOINT_DIR_NOT_EMPTY.format(dirpath=checkpoint_dir))
             warnings.filterwarnings("ignore", message=pattern)
         yield
 

@@ -12,7 +12,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from lth_lightning.classifier import LotteryClassifier, make_optimizer
-from lth_lightning.compat import CURRENT_FX_NAME
+from lth_lightning.compat import DirectHookName
 from lth_lightning.stack.network import stack_network
 
 __all__ = ["MemberMetrics", "StackedClassifier"]
@@ -53,7 +53,7 @@ def member_losses(logits: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(logits.transpose(1, 2), target.expand(members, batch), reduction="none").mean(1)
 
 
-class StackedClassifier(pl.LightningModule):
+class StackedClassifier(DirectHookName, pl.LightningModule):
     """K members of a :class:`~lth_lightning.LotteryClassifier`, trained in one fit as one network.
 
     The network is the template's, every parameter stacked along a leading member dimension
@@ -84,12 +84,6 @@ class StackedClassifier(pl.LightningModule):
         self.train_count = 0
         self.val_metrics = MemberMetrics(len(members))
         self.test_metrics = MemberMetrics(len(members))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == CURRENT_FX_NAME and name in self.__dict__:  # as LotteryClassifier: no Module checks per hook
-            self.__dict__[name] = value
-        else:
-            super().__setattr__(name, value)
 
     def forward(self, x: Tensor) -> Tensor:
         """Every member's logits, ``(K, B, C)``."""
