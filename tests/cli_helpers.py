@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import atexit
+import csv
 import hashlib
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+import yaml
 from idx_files import tiny_arrays, write_dataset
 
 from lth_lightning import LotteryTicketCallback
@@ -33,6 +38,58 @@ def write_tiny_fashion(data_dir: Path, n_train: int = 300, n_test: int = 100) ->
             x[i, 2 + 2 * int(label) : 4 + 2 * int(label), :] = 250
     write_dataset(data_dir / "FashionMNIST" / "raw", arrays, gz=False)
     return data_dir
+
+
+LTH = str(Path(sys.executable).parent / "lth")
+
+
+def tiny_config(tmp_path: Path, data_dir: Path, **lottery) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 2,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp_path / "runs"),
+        },
+        "model": {
+            "class_path": "lth_lightning.LotteryClassifier",
+            "init_args": {
+                "lr": 0.01,
+                "net": {"class_path": "lth_lightning.MLP", "init_args": {"sizes": [784, 32, 16, 10]}},
+            },
+        },
+        "data": {
+            "class_path": "lth_lightning.FashionMNISTDataModule",
+            "init_args": {"data_dir": str(data_dir), "batch_size": 32, "val_size": 60},
+        },
+        "lottery": {"rounds": 2, "amount": 0.5, "progress": False, **lottery},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_folder(result: subprocess.CompletedProcess) -> Path:
+    """The folder `lth fit` says it writes to (the last "Run folder:" line), as a user reads it."""
+    folders = re.findall(r"Run folder: (\S+)", result.stdout) or re.findall(r"Run folder: (\S+)", result.stderr)
+    assert folders, result.stdout[-2000:] + result.stderr[-2000:]
+    return Path(folders[-1])
+
+
+def lth(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    result = subprocess.run([LTH, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
 
 
 class KillAt(pl.Callback):
@@ -195,3 +252,24 @@ def unsaved_run(
         stack=False,
         **kwargs,
     )
+
+
+def lth_here(capsys, *args: str, code: int = 0) -> tuple[str, str]:
+    """``lth ARGS`` run in this process as its console script runs it, exiting with ``code``: its stdout, stderr.
+
+    For what a subprocess adds nothing to (parsing, help, user errors): no second Python and torch to start.
+    """
+    from lth_lightning.commands import main
+
+    argv0, sys.argv[0] = sys.argv[0], "lth"  # the program name argparse prints, as the console script has it
+    try:
+        main(list(args))
+        exited = 0
+    except SystemExit as exit_:
+        exited = 0 if exit_.code is None else int(exit_.code)
+    finally:
+        sys.argv[0] = argv0
+    out, err = capsys.readouterr()
+    assert exited == code, f"exit {exited}, not {code}: {err[-3000:]}"
+    assert "Traceback" not in err
+    return out, err

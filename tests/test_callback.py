@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import ConvNet, MemoryLogger, lean_trainer, loader, tiny_images
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
@@ -198,7 +199,11 @@ def test_single_fit_with_one_trainer_is_one_round(tmp_path, data):
     cb = LotteryTicketCallback(amount=0.2, verbose=False)
     trainer = _fit(model, cb, tmp_path, data)
     assert cb.round == 0 and cb.phase == "pruned" and cb.density == pytest.approx(0.8, abs=1e-3)
-    trainer.test(model, loader(data), verbose=False)  # still usable
+    (tested,) = trainer.test(model, loader(data), verbose=False)  # still usable: it tests the module as it is now
+    model.eval()  # (BatchNorm's running statistics, as in test)
+    with torch.no_grad():
+        x, y = data.tensors
+        assert tested["test_loss"] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
 
 
 def test_logs_round_and_densities_to_the_trainers_loggers(tmp_path, data):

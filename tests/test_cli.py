@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_helpers import write_tiny_fashion
+from cli_helpers import lth, lth_here, read_csv, run_folder, tiny_config, write_tiny_fashion
 from conftest import REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -20,62 +19,12 @@ from lth_lightning.cli import LotteryCLI
 from lth_lightning.packing import unpack_masks
 from lth_lightning.pruning import keep_count
 
-LTH = str(Path(sys.executable).parent / "lth")
-TOTAL = 784 * 32 + 32 * 16 + 16 * 10  # prunable weights of the tiny MLP below
-
-
-def tiny_config(tmp_path: Path, data_dir: Path, **lottery) -> Path:
-    config = {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_epochs": 2,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "runs"),
-        },
-        "model": {
-            "class_path": "lth_lightning.LotteryClassifier",
-            "init_args": {
-                "lr": 0.01,
-                "net": {"class_path": "lth_lightning.MLP", "init_args": {"sizes": [784, 32, 16, 10]}},
-            },
-        },
-        "data": {
-            "class_path": "lth_lightning.FashionMNISTDataModule",
-            "init_args": {"data_dir": str(data_dir), "batch_size": 32, "val_size": 60},
-        },
-        "lottery": {"rounds": 2, "amount": 0.5, "progress": False, **lottery},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def run_folder(result: subprocess.CompletedProcess) -> Path:
-    """The folder `lth fit` says it writes to (the last "Run folder:" line), as a user reads it."""
-    folders = re.findall(r"Run folder: (\S+)", result.stdout) or re.findall(r"Run folder: (\S+)", result.stderr)
-    assert folders, result.stdout[-2000:] + result.stderr[-2000:]
-    return Path(folders[-1])
-
-
-def lth(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
-    result = subprocess.run([LTH, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
-    if check:
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
+TOTAL = 784 * 32 + 32 * 16 + 16 * 10  # prunable weights of the tiny MLP of cli_helpers.tiny_config
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     return write_tiny_fashion(tmp_path_factory.mktemp("data"))
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
@@ -222,15 +171,14 @@ def test_rounds_1_is_a_plain_fit_with_the_callback(tmp_path, tiny_data):
     assert state["round"] == 0 and state["phase"] == "training" and state["snapshot"] is not None
 
 
-def test_ckpt_path_with_several_rounds_is_refused(tmp_path, tiny_data):
+def test_ckpt_path_with_several_rounds_is_refused(tmp_path, tiny_data, capsys):
     config = tiny_config(tmp_path, tiny_data)
-    result = lth("fit", "-c", str(config), "--ckpt_path", "x.ckpt", cwd=tmp_path, check=False)
-    assert result.returncode != 0
-    assert "--ckpt_path 'x.ckpt' is only for --lottery.rounds 1" in result.stderr
+    _, err = lth_here(capsys, "fit", "-c", str(config), "--ckpt_path", "x.ckpt", code=2)
+    assert "--ckpt_path 'x.ckpt' is only for --lottery.rounds 1" in err
 
 
-def test_help_documents_the_lottery_options(tmp_path):
-    result = lth("fit", "--help", cwd=tmp_path)
+def test_help_documents_the_lottery_options(capsys):
+    out, _ = lth_here(capsys, "fit", "--help")
     for option in (
         "--lottery.rounds",
         "--lottery.amount",
@@ -246,40 +194,36 @@ def test_help_documents_the_lottery_options(tmp_path):
         "--lottery.snapshot_device",
         "--lottery.keep_checkpoints",
     ):
-        assert option in result.stdout, option
-    text = " ".join(result.stdout.split())  # argparse wraps lines
+        assert option in out, option
+    text = " ".join(out.split())  # argparse wraps lines
     assert "Fraction of the alive prunable weights removed per round, in (0, 1)." in text
-    assert "{global,layerwise}" in result.stdout and "{cpu,module}" in result.stdout
+    assert "{global,layerwise}" in out and "{cpu,module}" in out
 
 
-def test_print_config_prints_a_complete_config(tmp_path):
-    result = lth(
-        "fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.rounds", "4", "--print_config", cwd=tmp_path
+def test_print_config_prints_a_complete_config(capsys):
+    out, _ = lth_here(
+        capsys, "fit", "-c", str(REPO / "configs" / "quick.yaml"), "--lottery.rounds", "4", "--print_config"
     )
-    printed = yaml.safe_load(result.stdout)
+    printed = yaml.safe_load(out)
     assert printed["lottery"]["rounds"] == 4 and printed["lottery"]["amount"] == 0.5
     assert printed["model"]["class_path"] == "lth_lightning.LotteryClassifier"
     assert printed["data"]["init_args"]["batch_size"] == 128 and "max_epochs" in printed["trainer"]
 
 
-def test_bad_input_is_refused_with_a_message_and_status_2_not_a_traceback(tmp_path, tiny_data):
+def test_bad_input_is_refused_with_a_message_and_status_2_not_a_traceback(tmp_path, tiny_data, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     quick = str(REPO / "configs" / "quick.yaml")
-    result = lth("fit", "-c", quick, "--lottery.scope", "local", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "lottery.scope" in result.stderr and "global" in result.stderr
-    result = lth("fit", "-c", quick, "--lottery.rounds", "0", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "`lottery.rounds` must be an integer >= 1, got 0" in result.stderr
-    result = lth("fit", "-c", quick, "--lottery.rounds", "1", "--lottery.seeds", "[0, 1]", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "`lottery.seeds` runs the multi-round experiment per seed" in result.stderr
-    result = lth("fit", "-c", quick, "--lottery.round", "5", cwd=tmp_path, check=False)  # never abbreviated
-    assert result.returncode == 2 and "--lottery.round" in result.stderr and "Round 0" not in result.stderr
+    _, err = lth_here(capsys, "fit", "-c", quick, "--lottery.scope", "local", code=2)
+    assert "lottery.scope" in err and "global" in err
+    _, err = lth_here(capsys, "fit", "-c", quick, "--lottery.rounds", "0", code=2)
+    assert "lth fit: error: `lottery.rounds` must be an integer >= 1, got 0" in err
+    _, err = lth_here(capsys, "fit", "-c", quick, "--lottery.rounds", "1", "--lottery.seeds", "[0, 1]", code=2)
+    assert "`lottery.seeds` runs the multi-round experiment per seed" in err
+    _, err = lth_here(capsys, "fit", "-c", quick, "--lottery.round", "5", code=2)  # never abbreviated
+    assert "unrecognized arguments: --lottery.round 5" in err and "Round 0" not in err
     config = tiny_config(tmp_path, tiny_data)
-    result = lth("fit", "-c", str(config), "--data.data_dir", str(tmp_path / "nowhere"), cwd=tmp_path, check=False)
-    assert (
-        result.returncode == 2
-        and "lth fit: error: FashionMNIST file train-images-idx3-ubyte.gz not found" in result.stderr
-    )
-    for refused in ("--lottery.rounds 0", "--data.data_dir", "--lottery.round"):
-        assert "Traceback" not in result.stderr, refused
+    _, err = lth_here(capsys, "fit", "-c", str(config), "--data.data_dir", str(tmp_path / "nowhere"), code=2)
+    assert "lth fit: error: FashionMNIST file train-images-idx3-ubyte.gz not found" in err
     assert not any((tmp_path / "runs").rglob("*.yaml"))  # nothing recorded
 
 
@@ -377,9 +321,6 @@ def test_lth_calms_openmp_unless_the_user_chose(tmp_path):
         "import os, sys\nfrom lth_lightning.commands import main\ntry:\n    main(['fit', '--help'])\n"
         "except SystemExit:\n    pass\nprint('SPIN', os.environ.get('GOMP_SPINCOUNT'), file=sys.stderr)"
     )
-    for given, seen in ((None, "1000"), ("300000", "300000")):
-        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-        if given:
-            env["GOMP_SPINCOUNT"] = given
-        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
-        assert f"SPIN {seen}" in result.stderr, result.stderr[-2000:]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert "SPIN 1000" in result.stderr, result.stderr[-2000:]  # set before torch loads, in a real `lth fit`

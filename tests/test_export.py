@@ -8,9 +8,8 @@ import sys
 
 import pytest
 import torch
-from cli_helpers import write_tiny_fashion
+from cli_helpers import lth, write_tiny_fashion
 from conftest import round_trainer
-from test_cli import lth
 
 from lth_lightning import (
     MLP,

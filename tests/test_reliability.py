@@ -11,9 +11,8 @@ import sys
 import lightning.pytorch as pl
 import pytest
 import torch
-from cli_helpers import write_tiny_fashion
+from cli_helpers import lth, lth_here, read_csv, run_folder, tiny_config, write_tiny_fashion
 from conftest import REPO, ConvNet, lean_trainer, loader, round_trainer, tiny_images
-from test_cli import lth, read_csv, run_folder, tiny_config
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.io import load_tensors, save_tensors
@@ -188,19 +187,18 @@ def test_nan_loss_stops_naming_the_round_and_keeps_finished_rounds(tmp_path, tin
     assert [r["round"] for r in read_csv(run / "results.csv")] == ["0"]
 
 
-def test_unknown_config_key_gets_lightningclis_message(tmp_path, tiny_data):
+def test_unknown_config_key_gets_lightningclis_message(tmp_path, tiny_data, capsys):
     config = tiny_config(tmp_path, tiny_data)
-    result = lth("fit", "-c", str(config), "--lottery.amout", "0.3", cwd=tmp_path, check=False)
-    assert result.returncode != 0 and "unrecognized arguments: --lottery.amout 0.3" in result.stderr
+    _, err = lth_here(capsys, "fit", "-c", str(config), "--lottery.amout", "0.3", code=2)
     # The error, then the nearest option: not a page of usage first.
-    lines = result.stderr.strip().splitlines()
+    lines = err.strip().splitlines()
     assert lines[0] == "lth fit: error: unrecognized arguments: --lottery.amout 0.3" and len(lines) <= 3
     assert lines[1] == "--lottery.amout: did you mean --lottery.amount?"
     text = config.read_text().replace("amount: 0.5", "amount: 0.5\n  amout: 0.3")
     config.write_text(text)
-    result = lth("fit", "-c", str(config), cwd=tmp_path, check=False)
-    assert result.returncode != 0 and "does not accept option 'lottery.amout'" in result.stderr
-    assert "--lottery.amout: did you mean --lottery.amount?" in result.stderr
+    _, err = lth_here(capsys, "fit", "-c", str(config), code=2)
+    assert "does not accept option 'lottery.amout'" in err
+    assert "--lottery.amout: did you mean --lottery.amount?" in err
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
