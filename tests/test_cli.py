@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -12,7 +14,7 @@ import pytest
 import torch
 import yaml
 from cli_helpers import lth, lth_here, read_csv, run_folder, tiny_config, write_tiny_fashion
-from conftest import REPO
+from conftest import REPO, lightning_messages
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lth_lightning.cli import LotteryCLI
@@ -27,7 +29,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
-def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
+def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, capsys, monkeypatch):
     config = tiny_config(tmp_path, tiny_data)
     result = lth("fit", "-c", str(config), cwd=tmp_path)
     run = run_folder(result)
@@ -91,44 +93,51 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data):
             per_round.PluginTagToContent("hparams")
 
     # Rerunning the same command recomputes nothing; asking for one more round runs only that one.
+    # (The later commands run in this process: the console script above already showed what a subprocess shows.)
+    monkeypatch.chdir(tmp_path)
     stamps = {p: p.stat().st_mtime_ns for p in run.glob("round_*/metrics.json")}
-    again = lth("fit", "-c", str(config), cwd=tmp_path)
-    assert "rounds 0-1 are finished and will not be recomputed" in again.stderr + again.stdout
+    with lightning_messages() as said:
+        lth_here(capsys, "fit", "-c", str(config))
+    assert any("rounds 0-1 are finished and will not be recomputed" in line for line in said)
     assert {p: p.stat().st_mtime_ns for p in run.glob("round_*/metrics.json")} == stamps
-    lth("fit", "-c", str(config), "--lottery.rounds", "3", cwd=tmp_path)
+    lth_here(capsys, "fit", "-c", str(config), "--lottery.rounds", "3")
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     rows = read_csv(run / "results.csv")
     assert [int(r["round"]) for r in rows] == [0, 1, 2]
     assert float(rows[2]["density"]) == pytest.approx(keep_count(TOTAL, 0.5, 2) / TOTAL)
 
     # A variant is another experiment, in its own folder; the first is untouched.
-    variant = run_folder(lth("fit", "-c", str(config), "--lottery.amount", "0.3", "--model.lr", "0.02", cwd=tmp_path))
+    out, _ = lth_here(capsys, "fit", "-c", str(config), "--lottery.amount", "0.3", "--model.lr", "0.02")
+    variant = Path(re.findall(r"Run folder: (\S+)", out)[-1])
     assert variant.parent != experiment and re.fullmatch(
         r"MLP-FashionMNIST-global0\.3-[0-9a-f]{8}", variant.parent.name
     )
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     # Naming the first experiment's folder for the variant is refused, naming what differs; nothing is touched.
     named = ["--lottery.name", experiment.name, "--lottery.amount", "0.3", "--model.lr", "0.02"]
-    refused = lth("fit", "-c", str(config), *named, cwd=tmp_path, check=False)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "holds another experiment: it differs in lottery.amount: folder has 0.5, now 0.3" in refused.stderr
-    assert "model.init_args.lr: folder has 0.01, now 0.02" in refused.stderr
+    _, err = lth_here(capsys, "fit", "-c", str(config), *named, code=2)
+    assert "holds another experiment: it differs in lottery.amount: folder has 0.5, now 0.3" in err
+    assert "model.init_args.lr: folder has 0.01, now 0.02" in err
     assert yaml.safe_load((run / "config.yaml").read_text())["lottery"]["amount"] == 0.5
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_data) -> dict[str, Path]:
+    from lth_lightning.commands import main
+
     runs = {}
     for stack in ("false", "true"):
         tmp = tmp_path_factory.mktemp(f"uninterrupted_{stack}")
         config = tiny_config(tmp, tiny_data, rounds=3, controls=["random_prune"], stack=stack == "true")
-        runs[stack] = run_folder(lth("fit", "-c", str(config), cwd=tmp))
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            main(["fit", "-c", str(config)])  # in this process: nothing to kill here
+        runs[stack] = Path(re.findall(r"Run folder: (\S+)", out.getvalue())[-1])
     return runs
 
 
 @pytest.mark.parametrize(("round_", "epoch", "stack"), [(1, 1, "false"), (2, 0, "false"), (1, 1, "true")])
 def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
-    tmp_path, tiny_data, uninterrupted, round_, epoch, stack
+    tmp_path, tiny_data, uninterrupted, round_, epoch, stack, capsys
 ):
     """Sequential rounds, and stacked ones (the ticket and its control in one fit), resume exactly."""
     config = tiny_config(tmp_path, tiny_data, rounds=3, controls=["random_prune"], stack=stack == "true")
@@ -144,11 +153,12 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
     assert killed.returncode == -9 and marker.exists(), killed.stderr[-3000:]
     run = run_folder(killed)  # said when the run starts
     assert not (run / f"round_{round_:02d}" / "metrics.json").exists()
-    resumed = lth("fit", "-c", str(config), *kill, cwd=tmp_path)
-    assert run_folder(resumed) == run
+    with lightning_messages() as said:  # the rerun, in this process (the marker keeps KillAt quiet)
+        out, _ = lth_here(capsys, "fit", "-c", str(config), *kill)
+    assert Path(re.findall(r"Run folder: (\S+)", out)[-1]) == run
     if epoch > 0:
         interrupted = f"Stacked round {round_}" if stack == "true" else f"round_{round_:02d}"
-        assert f"{interrupted} was interrupted: resuming it from" in resumed.stderr + resumed.stdout
+        assert any(f"{interrupted} was interrupted: resuming it from" in line for line in said), said
     final = torch.load(run / "round_02" / "lottery.pt", weights_only=True)
     expected = torch.load(uninterrupted / "round_02" / "lottery.pt", weights_only=True)
     for key in ("masks", "round_masks"):
@@ -160,9 +170,9 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
     assert [[r[c] for c in columns] for r in got] == [[r[c] for c in columns] for r in want]
 
 
-def test_rounds_1_is_a_plain_fit_with_the_callback(tmp_path, tiny_data):
+def test_rounds_1_is_a_plain_fit_with_the_callback(tmp_path, tiny_data, capsys):
     config = tiny_config(tmp_path, tiny_data, rounds=1)
-    lth("fit", "-c", str(config), "--trainer.max_epochs", "1", cwd=tmp_path)
+    lth_here(capsys, "fit", "-c", str(config), "--trainer.max_epochs", "1")
     runs = tmp_path / "runs"
     assert not list(runs.rglob("experiment.yaml"))  # a plain fit: no experiment folder
     ckpts = list(runs.glob("lightning_logs/version_0/checkpoints/*.ckpt"))
@@ -273,12 +283,11 @@ def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
         assert (run / name).is_file()
 
 
-def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data):
+def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data, capsys):
     config = tiny_config(tmp_path, tiny_data, controls=["random_prune"])
     user = ["--model", "cli_helpers.UnderscoreMLP"]
-    refused = lth("fit", "-c", str(config), *user, cwd=tmp_path, check=False)
-    assert refused.returncode != 0
-    assert "`monitor` 'val/loss' was never logged in validation. Logged metrics: val_acc, val_loss" in refused.stderr
+    _, err = lth_here(capsys, "fit", "-c", str(config), *user, code=2)
+    assert "`monitor` 'val/loss' was never logged in validation. Logged metrics: val_acc, val_loss" in err
     assert not any((tmp_path / "runs").rglob("*"))  # refused at the sanity check, before anything was recorded
     named = ["--lottery.monitor", "val_loss", "--lottery.test_metric", "test_acc", "--lottery.keep_checkpoints", "true"]
     result = lth("fit", "-c", str(config), *user, *named, cwd=tmp_path)

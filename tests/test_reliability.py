@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -118,7 +120,7 @@ def test_ddp_spawn_is_refused_with_the_reason(tmp_path):
         trainer.fit(ConvNet(), loader(tiny_images(32)))
 
 
-def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data):
+def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data, capsys):
     config = tiny_config(tmp_path, tiny_data, rounds=2, stack=False)
     marker = tmp_path / "killed"
     kill = [
@@ -134,10 +136,11 @@ def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data):
     # The epoch-0 checkpoint of round 1 is intact (the kill came while the next one was being made).
     state = torch.load(run / "round_01" / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["epoch"] == 0 and state["callbacks"]["LotteryTicketCallback"]["round"] == 1
-    lth("fit", "-c", str(config), *kill, cwd=tmp_path)
+    lth_here(capsys, "fit", "-c", str(config), *kill)  # the rerun, in this process (the marker keeps KillAt quiet)
     clean = tmp_path / "clean"
     clean.mkdir()
-    clean_run = run_folder(lth("fit", "-c", str(tiny_config(clean, tiny_data, rounds=2, stack=False)), cwd=clean))
+    out, _ = lth_here(capsys, "fit", "-c", str(tiny_config(clean, tiny_data, rounds=2, stack=False)))
+    clean_run = Path(re.findall(r"Run folder: (\S+)", out)[-1])
     got = unpack_masks(torch.load(run / "round_01" / "lottery.pt", weights_only=True)["masks"])
     want = unpack_masks(torch.load(clean_run / "round_01" / "lottery.pt", weights_only=True)["masks"])
     assert all(torch.equal(got[k], want[k]) for k in want)
