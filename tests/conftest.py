@@ -154,3 +154,16 @@ def lightning_messages(logger_name: str = "lightning.pytorch") -> Iterator[list[
         yield messages
     finally:
         logger.removeHandler(handler)
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The fraction of ``x`` that ``model`` (in eval mode) classifies as ``y``: what a test step logs, recomputed."""
+    model.eval()
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def saved_accuracy(model: torch.nn.Module, weights: Path, x: torch.Tensor, y: torch.Tensor) -> float:
+    """:func:`accuracy` of ``model`` with a round's saved ``weights.pt`` loaded."""
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    return accuracy(model, x, y)

@@ -4,7 +4,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # each starts the benchmark's own processes (`-m "not slow"` leaves them out)
 
 
 def _run(script: str, *args: str) -> str:

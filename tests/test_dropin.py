@@ -9,13 +9,23 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, loader, round_trainer, tiny_images
+from conftest import (
+    ConvNet,
+    TinyImageData,
+    lean_trainer,
+    lightning_messages,
+    loader,
+    round_trainer,
+    saved_accuracy,
+    tiny_images,
+)
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 from torch.nn.utils import parametrize
 
 from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning.experiment.paths import RunPaths
 from lth_lightning.pruning import keep_count
 
 # ----------------------------------------------------------------------------- 1. test/validate/predict(ckpt_path)
@@ -322,9 +332,12 @@ def test_run_lottery_names_the_metrics_it_reads_and_refuses_missing_ones(tmp_pat
         controls=["random_reinit"],
         progress=False,
     )
+    x, y = tiny_images(96, seed=2).tensors  # TinyImageData's test set
     for row in rows:
         flat = row.flat()
-        assert 0 <= flat["test_acc"] <= 1 and flat["val_loss"] > 0 and flat["best_val_loss"] > 0
+        weights = RunPaths(rows.run_dir).weights(row.round)  # the network the round trained, tested again
+        assert flat["test_acc"] == pytest.approx(saved_accuracy(UnderscoreNet(), weights, x, y), abs=1e-6)
+        assert flat["val_loss"] > 0 and flat["best_val_loss"] <= flat["val_loss"]
         assert flat["best_val_step"] in (6, 12) and 0 <= flat["test_acc_at_best_val"] <= 1
     assert 0 <= rows[1].flat()["random_reinit_test_acc"] <= 1
 

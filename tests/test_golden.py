@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from golden_runs import GOLDEN, record
 
 
@@ -22,6 +23,7 @@ def _differences(got: Any, want: Any, where: str = "") -> list[str]:
     return [] if got == want else [f"{where}: {got!r} != {want!r}"]
 
 
+@pytest.mark.slow
 def test_the_experiment_layer_reproduces_its_golden_runs():
     want = json.loads(GOLDEN.read_text())
     differences = _differences(record(), want)

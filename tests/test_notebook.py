@@ -17,6 +17,7 @@ def test_notebook_is_committed_without_outputs():
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST").is_dir(), reason="../shared/data not present")
+@pytest.mark.slow
 def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     from nbclient import NotebookClient
 

@@ -50,6 +50,7 @@ def _check_ranks_agree(records, rounds):
         assert zero["snapshot"] == one["snapshot"] == init, f"snapshot is not rank 0's init in round {r}"
 
 
+@pytest.mark.slow
 def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
     config = tiny_config(tmp_path, tiny_data, rounds=3, stack=False)
     probe = tmp_path / "probe"
@@ -94,6 +95,7 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
         assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+@pytest.mark.slow
 def test_python_driver_with_ddp_on_two_processes(tmp_path, tiny_data):
     script = REPO / "tests" / "scripts" / "ddp_driver.py"
     probe = tmp_path / "probe"
@@ -120,6 +122,7 @@ def test_ddp_spawn_is_refused_with_the_reason(tmp_path):
         trainer.fit(ConvNet(), loader(tiny_images(32)))
 
 
+@pytest.mark.slow
 def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data, capsys):
     config = tiny_config(tmp_path, tiny_data, rounds=2, stack=False)
     marker = tmp_path / "killed"

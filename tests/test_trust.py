@@ -115,6 +115,7 @@ def _listing(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_path, tiny_data):
     runs, marker = tmp_path / "runs", tmp_path / "paused"
     script = REPO / "tests" / "scripts" / "hold_run.py"
