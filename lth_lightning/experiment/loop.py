@@ -93,7 +93,7 @@ def run_rounds(
         for store in stores:
             if store.paths.root in held:
                 store.say_interrupted(error)
-                store.forget(created)
+                store.remove_failed_start(created)
         raise
     finally:
         if bar is not None:

@@ -118,7 +118,7 @@ class RunStore:
             self.announced = True
             rank_zero_info(f"Run folder: {self.paths.root.resolve()}")
 
-    def record(self, is_zero: bool) -> None:
+    def record_start(self, is_zero: bool) -> None:
         """The first round of this invocation starts training: record the experiment, the run and its config."""
         if self.recorded:
             return
@@ -173,7 +173,7 @@ class RunStore:
             write_run_report(self.paths, rows, hparams(self.config, seed=True), self.names)
 
     # ------------------------------------------------------------------ after a failure
-    def forget(self, created: Sequence[Path]) -> None:
+    def remove_failed_start(self, created: Sequence[Path]) -> None:
         """After a failure before anything was recorded, remove the folders this invocation created."""
         if self.recorded or not self.is_zero:
             return
@@ -203,4 +203,4 @@ class RecordOnTrainStart(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for store in self.stores:
-            store.record(trainer.is_global_zero)
+            store.record_start(trainer.is_global_zero)
