@@ -164,19 +164,24 @@ def test_a_recorded_round_keeps_no_checkpoint_unless_asked(tmp_path, tiny_data):
     assert all(RunPaths(kept.run_dir).last_checkpoint(r).is_file() for r in (0, 1))
 
 
-def test_a_recorded_stacked_round_keeps_no_checkpoint(tmp_path, tiny_data):
-    runs = run_seeds(
+def _stacked_seeds(tiny_data, out, seeds):
+    """Two stacked rounds of a small MLP for ``seeds``, without reports."""
+    return run_seeds(
         lambda: LotteryClassifier(net=MLP((784, 16, 10)), lr=0.01),
         FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
-        seeds=[0, 1],
+        seeds=seeds,
         rounds=2,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),
         trainer=round_trainer(),
-        out_dir=tmp_path,
+        out_dir=out,
         progress=False,
         report=False,
         stack=True,
     )
+
+
+def test_a_recorded_stacked_round_keeps_no_checkpoint(tmp_path, tiny_data):
+    runs = _stacked_seeds(tiny_data, tmp_path, [0, 1])
     assert sorted(runs.runs) == [0, 1] and not list(runs.experiment_dir.rglob("*.ckpt"))
 
 
@@ -230,21 +235,7 @@ def test_a_run_that_fails_before_training_says_no_run_folder(tmp_path):
 
 
 def test_a_stacked_run_whose_seed_is_busy_leaves_the_other_seeds_folder_as_it_was(tmp_path, tiny_data):
-    def stacked(seeds):
-        return run_seeds(
-            lambda: LotteryClassifier(net=MLP((784, 16, 10)), lr=0.01),
-            FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
-            seeds=seeds,
-            rounds=2,
-            lottery=LotteryTicketCallback(amount=0.5, verbose=False),
-            trainer=round_trainer(),
-            out_dir=tmp_path,
-            progress=False,
-            report=False,
-            stack=True,
-        )
-
-    experiment = ExperimentPaths(stacked([1]).experiment_dir)  # seed 1 done; its folder exists
+    experiment = ExperimentPaths(_stacked_seeds(tiny_data, tmp_path, [1]).experiment_dir)  # seed 1's folder exists
     with RunLock(experiment.run(1).root), pytest.raises(RunFolderInUse, match="seed_1 is in use"):
-        stacked([0, 1])
+        _stacked_seeds(tiny_data, tmp_path, [0, 1])
     assert not experiment.run(0).root.exists() and experiment.run(1).finished_rounds() == [0, 1]

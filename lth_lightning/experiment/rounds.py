@@ -155,12 +155,13 @@ def run_lottery(
             range (:class:`~.spec.ExperimentSpec`).
         RunFolderInUse: If another process runs in the run's folder.
     """
-    spec = ExperimentSpec(
-        rounds=rounds,
-        controls=tuple(controls),
-        names=MetricNames(monitor, mode, test_metric),
-        trainer=dict(trainer or {}),
-        out_dir=Path(out_dir),
+    names = MetricNames(monitor, mode, test_metric)
+    spec = _spec(
+        rounds,
+        controls,
+        names,
+        trainer,
+        out_dir,
         name=name,
         stack=stack,
         progress=progress,
@@ -215,10 +216,40 @@ def run_seeds(
         ValueError: If ``seeds`` is empty or repeats a seed, or another argument is out of range.
     """
     seeds = check_seeds(seeds)
-    spec = ExperimentSpec(
+    names = MetricNames(monitor, mode, test_metric)
+    spec = _spec(
+        rounds,
+        controls,
+        names,
+        trainer,
+        out_dir,
+        name=name,
+        stack=stack,
+        progress=progress,
+        report=report,
+        keep_checkpoints=keep_checkpoints,
+    )
+    return run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
+
+
+def _spec(
+    rounds: int,
+    controls: Sequence[str],
+    names: MetricNames,
+    trainer: Mapping[str, Any] | None,
+    out_dir: str | Path,
+    *,
+    name: str | None,
+    stack: bool | None,
+    progress: bool,
+    report: bool,
+    keep_checkpoints: bool,
+) -> ExperimentSpec:
+    """The spec of :func:`run_lottery`'s and :func:`run_seeds`' shared keyword arguments."""
+    return ExperimentSpec(
         rounds=rounds,
         controls=tuple(controls),
-        names=MetricNames(monitor, mode, test_metric),
+        names=names,
         trainer=dict(trainer or {}),
         out_dir=Path(out_dir),
         name=name,
@@ -227,7 +258,6 @@ def run_seeds(
         report=report,
         keep_checkpoints=keep_checkpoints,
     )
-    return run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
 
 
 def run_seeds_of(
