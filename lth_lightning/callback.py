@@ -19,9 +19,9 @@ from lth_lightning.compat import (
     multiply_all_,
     multiprocessing_start_method,
 )
-from lth_lightning.pruning import prune, sparsity_report
+from lth_lightning.pruning import PruningGroup, plan_groups, prune, sparsity_report
 from lth_lightning.state import LotteryState, Phase
-from lth_lightning.targets import Target, magnitudes, plan_rates, resolve_targets, select_targets
+from lth_lightning.targets import Target, magnitudes, plan_rates, resolve_rates, resolve_targets, select_targets
 
 __all__ = ["LotteryTicketCallback"]
 
@@ -41,6 +41,9 @@ _ELEMENTWISE_OPTIMIZERS = (
 _STATE_VERSION = 2  # 2: masks bit-packed (version 1 states, with plain mask tensors, still load)
 _LOADABLE_VERSIONS = (1, 2)
 SnapshotDevice = Literal["cpu", "module"]
+Retrain = Literal["rewind", "lr_rewind", "finetune"]
+_RETRAIN = ("rewind", "lr_rewind", "finetune")
+_SETTING_DEFAULTS = {"retrain": "rewind"}  # a setting added later: what a state saved before it had
 
 
 def _torch_pruned_modules(module: nn.Module) -> list[str]:
@@ -108,8 +111,9 @@ class LotteryTicketCallback(pl.Callback):
       first fit the tensors to prune are chosen (and listed on rank zero, with the weight
       tensors the default rule leaves out) and the rewind snapshot is taken (``rewind_step=0``:
       the initial weights). At a later fit, the whole module state (parameters and buffers) is
-      rewound to the snapshot and the masks computed at the previous fit's end are applied. A
-      fit resumed mid-round from a checkpoint is recognised and not rewound again.
+      rewound to the snapshot (with ``retrain="rewind"``; otherwise the trained weights stay) and
+      the masks computed at the previous fit's end are applied. A fit resumed mid-round from a
+      checkpoint is recognised and not rewound again.
     * During training, gradients of pruned weights are zeroed before every optimizer step (so
       gradient clipping and optimizer state never see them); with manual optimization they are
       masked as backward computes them, so every optimizer step sees masked gradients, however
@@ -156,6 +160,13 @@ class LotteryTicketCallback(pl.Callback):
             ``{"net.layers.3.weight": 0.1}`` for the paper's half-rate output layer.
         rewind_step: Optimizer step of the first round whose weights are rewound to; 0 is the
             initialisation. Must be >= 0.
+        retrain: How every round after the dense one retrains the pruned network (Renda, Frankle &
+            Carbin 2020), always for the same number of steps: ``"rewind"`` loads the snapshot (the
+            lottery ticket); ``"lr_rewind"`` keeps the trained weights (pruned ones zeroed) and
+            retrains with the whole learning-rate schedule from its start (what a fresh
+            ``configure_optimizers`` gives every fit); ``"finetune"`` keeps the trained weights and
+            retrains at the learning rates of the dense round's last step (the schedule's final
+            ones), whatever the schedule says. Controls always start from their own initial state.
         snapshot_device: Where the rewind snapshot is kept (once, in the parameters' dtypes):
             ``"cpu"`` (pinned memory when the module is on a GPU, so device memory holds only what
             training needs) or ``"module"`` (the module's device: a faster rewind, at the cost of
@@ -181,6 +192,7 @@ class LotteryTicketCallback(pl.Callback):
         rewind_step: int = 0,
         snapshot_device: SnapshotDevice = "cpu",
         verbose: bool = True,
+        retrain: Retrain = "rewind",
     ) -> None:
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount < 1:
             raise ValueError(f"`amount` must be a float in the open interval (0, 1), got {amount!r}.")
@@ -198,6 +210,8 @@ class LotteryTicketCallback(pl.Callback):
             raise ValueError(f"`rewind_step` must be an integer >= 0, got {rewind_step!r}.")
         if snapshot_device not in ("cpu", "module"):
             raise ValueError(f"`snapshot_device` must be 'cpu' or 'module', got {snapshot_device!r}.")
+        if retrain not in _RETRAIN:
+            raise ValueError(f"`retrain` must be one of {', '.join(map(repr, _RETRAIN))}, got {retrain!r}.")
         self.amount = float(amount)
         self.scope: Literal["global", "layerwise"] = scope
         self.parameters = list(parameters) if parameters is not None else None
@@ -205,6 +219,7 @@ class LotteryTicketCallback(pl.Callback):
         self.rewind_step = rewind_step
         self.snapshot_device: SnapshotDevice = snapshot_device
         self.verbose = verbose
+        self.retrain: Retrain = retrain
 
         self._state = LotteryState()
         self._stage: str | None = None  # the Trainer stage in progress, set by `setup`
@@ -217,6 +232,8 @@ class LotteryTicketCallback(pl.Callback):
         self._handles: list[RemovableHandle] = []
         self._grad_hooks = False
         self._remask_every_step = True
+        self._optimizers: list[torch.optim.Optimizer] = []  # this fit's, when learning rates are read or set
+        self._finetune_lrs: list[list[float]] = []  # set before every step of a fine-tuning round
 
     # ------------------------------------------------------------------ public read-only view
     @property
@@ -297,6 +314,18 @@ class LotteryTicketCallback(pl.Callback):
         state.finish(next_masks, steps=steps, epochs=epochs, metrics=metrics)
         self.set_state(state)
 
+    def pruning_groups(self, module: nn.Module) -> list[PruningGroup]:
+        """The pools this callback prunes ``module``'s tensors in (its scope and per-layer rates), once started.
+
+        Raises:
+            RuntimeError: Before the first fit has chosen the tensors.
+        """
+        names = self._state.names
+        if not names:
+            raise RuntimeError("The lottery callback has not chosen its tensors yet: run a round first.")
+        rates = resolve_rates(self.rates, resolve_targets(module, names))
+        return plan_groups(names, self.amount, self.scope, rates)
+
     def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryTicketCallback:
         """A new callback whose next fit trains ``masks`` from ``snapshot`` (for control experiments).
 
@@ -307,7 +336,8 @@ class LotteryTicketCallback(pl.Callback):
         Raises:
             ValueError: If ``masks`` does not name the same parameters as this callback's masks.
         """
-        fork = LotteryTicketCallback(**self.settings(), snapshot_device=self.snapshot_device, verbose=False)
+        settings = {**self.settings(), "retrain": "rewind"}  # a control trains from its own initial state
+        fork = LotteryTicketCallback(**settings, snapshot_device=self.snapshot_device, verbose=False)
         fork._state = self._state.fork(masks, snapshot)
         return fork
 
@@ -355,20 +385,30 @@ class LotteryTicketCallback(pl.Callback):
             self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
             self._check_shapes()
             self._place_snapshot(pl_module)
-            if state.phase == "pruned":
-                self._rewind(pl_module)
+            if state.phase == "pruned" and self.retrain == "rewind":
+                self._rewind(pl_module)  # otherwise the trained weights stay; binding zeroes the pruned ones
             state.begin_fit()
         self._bind(trainer, pl_module)
         self._log_round(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._enforce_weights()  # cheap insurance: nothing may have loaded weights since on_fit_start
+        if self.retrain == "finetune":
+            self._optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
+            if self._state.round > 0:
+                self._finetune_lrs = self._checked_final_lrs()
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         if self._params and not self._grad_hooks:  # manual optimization: the gradient hooks masked them
             _zero_pruned_([p.grad for p in self._params], self._device_masks)
+        if self._finetune_lrs:  # every step at the schedule's final rates, whatever the scheduler set
+            for opt, lrs in zip(self._optimizers, self._finetune_lrs, strict=True):
+                for group, lr in zip(opt.param_groups, lrs, strict=True):
+                    group["lr"] = lr
+        elif self._optimizers and self._state.round == 0:  # the dense round: its last step's rates are kept
+            self._state.final_lrs = [[float(g["lr"]) for g in opt.param_groups] for opt in self._optimizers]
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -425,7 +465,7 @@ class LotteryTicketCallback(pl.Callback):
             raise ValueError(
                 f"Unsupported LotteryTicketCallback state version {version!r}; expected one of {_LOADABLE_VERSIONS}."
             )
-        saved, current = state_dict["config"], self.settings()
+        saved, current = {**_SETTING_DEFAULTS, **state_dict["config"]}, self.settings()
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differing:
             details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs callback {current.get(k)!r}" for k in differing)
@@ -444,6 +484,7 @@ class LotteryTicketCallback(pl.Callback):
             "parameters": self.parameters,
             "rates": dict(self.rates),
             "rewind_step": self.rewind_step,
+            "retrain": self.retrain,
         }
 
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -503,7 +544,28 @@ class LotteryTicketCallback(pl.Callback):
         for handle in self._handles:
             handle.remove()
         self._handles, self._params, self._device_masks = [], [], []
+        self._optimizers, self._finetune_lrs = [], []
         self._grad_hooks = False
+
+    def _checked_final_lrs(self) -> list[list[float]]:
+        """The dense round's last learning rates, if they fit this fit's optimizers.
+
+        Raises:
+            RuntimeError: If they were not recorded, or the optimizers' parameter groups differ.
+        """
+        final = self._state.final_lrs
+        shape = [len(o.param_groups) for o in self._optimizers]
+        if not final:
+            raise RuntimeError(
+                "retrain='finetune' retrains at the learning rates of the dense round's last step, which this "
+                "experiment did not record (its dense round ran with another `retrain`): start a new experiment."
+            )
+        if [len(lrs) for lrs in final] != shape:
+            raise RuntimeError(
+                f"retrain='finetune': the dense round's optimizers had {[len(lrs) for lrs in final]} parameter "
+                f"groups, this fit's have {shape}; configure_optimizers must build the same ones every round."
+            )
+        return final
 
     def _check_not_torch_pruned(self, pl_module: pl.LightningModule) -> None:
         pruned = _torch_pruned_modules(pl_module)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -12,13 +12,15 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lth_lightning.compat import DirectHookName
+from lth_lightning.compat import DirectHookName, attached_trainer
 from lth_lightning.mlp import MLP
 
-__all__ = ["LotteryClassifier", "MeanLoss", "make_optimizer"]
+__all__ = ["LotteryClassifier", "MeanLoss", "StepDecay", "make_optimizer", "with_schedule"]
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 _OPTIMIZERS = ("adam", "adamw", "sgd")
+LRSchedule = Literal["constant", "step"]
+_SCHEDULES = ("constant", "step")
 _FUSED_DEVICES = ("cpu", "cuda")  # where torch's fused Adam, AdamW and SGD kernels run
 
 
@@ -81,6 +83,9 @@ class LotteryClassifier(DirectHookName, pl.LightningModule):
         fused: Use torch's fused optimizer kernel: ``None`` (default) where the parameters'
             devices support it (CPU, CUDA), ``True`` always (torch raises on other devices),
             ``False`` never (torch's default implementation).
+        lr_schedule: ``"constant"`` (default), or ``"step"``: the learning rate times 0.1 after half
+            of each fit's optimizer steps and again after three quarters (:class:`StepDecay`), the
+            decaying schedule under which rewinding and fine-tuning differ (Renda et al. 2020).
 
     Raises:
         ValueError: For a non-positive ``lr``, an unknown optimizer, a negative weight decay,
@@ -96,6 +101,7 @@ class LotteryClassifier(DirectHookName, pl.LightningModule):
         momentum: float = 0.9,
         num_classes: int | None = None,
         fused: bool | None = None,
+        lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
         if not lr > 0:
@@ -108,6 +114,8 @@ class LotteryClassifier(DirectHookName, pl.LightningModule):
             raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
         if fused is not None and not isinstance(fused, bool):
             raise ValueError(f"`fused` must be None, True or False, got {fused!r}.")
+        if lr_schedule not in _SCHEDULES:
+            raise ValueError(f"`lr_schedule` must be one of {_SCHEDULES}, got {lr_schedule!r}.")
         self.net = net if net is not None else MLP()
         if num_classes is None:
             num_classes = _infer_num_classes(self.net)
@@ -119,6 +127,7 @@ class LotteryClassifier(DirectHookName, pl.LightningModule):
         self.num_classes = num_classes
         self.lr, self.optimizer_name, self.weight_decay, self.momentum = lr, optimizer, weight_decay, momentum
         self.fused = fused
+        self.lr_schedule: LRSchedule = lr_schedule
         self.train_loss = MeanLoss()
         self._train_loss_sum: Tensor | None = None  # this epoch's sum of (batch mean loss x batch size)
         self._train_count = 0
@@ -173,9 +182,44 @@ class LotteryClassifier(DirectHookName, pl.LightningModule):
         self.test_acc.reset()
 
     def configure_optimizers(self) -> Any:
-        return make_optimizer(
+        optimizer = make_optimizer(
             self.parameters(), self.optimizer_name, self.lr, self.weight_decay, self.momentum, self.fused
         )
+        return with_schedule(optimizer, self.lr_schedule, attached_trainer(self))
+
+
+class StepDecay(torch.optim.lr_scheduler.LRScheduler):
+    """The learning rate times ``gamma`` at each of ``fractions`` of a fit's ``total_steps`` (stepped every step).
+
+    Args:
+        optimizer: The optimizer.
+        total_steps: The fit's optimizer steps; None keeps the rate constant (no Trainer to ask yet).
+        fractions: Where the rate drops, as fractions of ``total_steps``.
+        gamma: The factor of each drop.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int | None,
+        fractions: Sequence[float] = (0.5, 0.75),
+        gamma: float = 0.1,
+    ) -> None:
+        self.total_steps, self.fractions, self.gamma = total_steps, tuple(fractions), gamma
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        total = self.total_steps
+        drops = 0 if total is None else sum(self.last_epoch >= round(f * total) for f in self.fractions)
+        return [float(base) * self.gamma**drops for base in self.base_lrs]
+
+
+def with_schedule(optimizer: torch.optim.Optimizer, schedule: LRSchedule, trainer: pl.Trainer | None) -> Any:
+    """What ``configure_optimizers`` returns for ``schedule``: the optimizer, or it with its :class:`StepDecay`."""
+    if schedule == "constant":
+        return optimizer
+    total = None if trainer is None else int(trainer.estimated_stepping_batches)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": StepDecay(optimizer, total), "interval": "step"}}
 
 
 def make_optimizer(

@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lth_lightning.callback import LotteryTicketCallback, SnapshotDevice
+from lth_lightning.callback import LotteryTicketCallback, Retrain, SnapshotDevice
 from lth_lightning.compat import cli_parser, cli_value
 from lth_lightning.experiment.controls import ControlName
 from lth_lightning.experiment.results import format_seed_table, format_table
@@ -45,8 +45,11 @@ class LotteryOptions:
         out_dir: Parent of the experiment folder; defaults to the Trainer's ``default_root_dir``.
         progress: Show a progress bar over rounds.
         controls: Controls trained at every round with the same recipe: ``random_reinit``
-            (the ticket's masks, a fresh initialization) and ``random_prune`` (random masks of
-            the ticket's per-layer sizes, the original initialization).
+            (the ticket's masks, a fresh initialization), ``random_prune`` (random masks of
+            the ticket's per-layer sizes, the original initialization), and pruning the initial
+            network once to the round's density (same pools and counts as the ticket): ``snip``
+            (|g * w| on a training batch), ``grasp`` (GraSP's -w * Hg), ``synflow`` (data-free,
+            100 iterations) and ``magnitude_init`` (|w| at initialization).
         seeds: Run the experiment once per seed (``seed_everything``), each in
             ``<experiment>/seed_<s>/``, and aggregate mean, std, min and max per round in
             ``<experiment>/results_seeds.csv``, plots with bands and a TensorBoard summary.
@@ -61,6 +64,13 @@ class LotteryOptions:
             initialization) and say why not elsewhere. The results are those of sequential runs.
         keep_checkpoints: Keep each round's last.ckpt (the model and its optimizer state) once the
             round is recorded; by default it is removed then (its weights.pt, masks and state stay).
+        retrain: How every round after the dense one retrains (Renda et al. 2020), for the same
+            number of steps: ``rewind`` (the weights back to the rewind point: the lottery ticket),
+            ``lr_rewind`` (the trained weights, the whole learning-rate schedule again) or
+            ``finetune`` (the trained weights, at the schedule's final learning rate).
+        instability: Measure every round's instability (Frankle et al. 2020): a second copy trained
+            from the rewind point under another data order, and the test error along the line
+            between the two copies (30 points) minus the mean of its ends; stable below 0.02.
 
     Raises:
         ValueError: If ``rounds`` < 1, a pruning option is out of range or a metric name is empty.
@@ -85,6 +95,8 @@ class LotteryOptions:
         test_metric: str = "test/acc",
         stack: bool | None = None,
         keep_checkpoints: bool = False,
+        retrain: Retrain = "rewind",
+        instability: bool = False,
     ) -> None:
         self.spec = ExperimentSpec(  # the one validation of an experiment's settings
             rounds=rounds,
@@ -94,6 +106,7 @@ class LotteryOptions:
             stack=stack,
             progress=progress,
             keep_checkpoints=keep_checkpoints,
+            instability=instability,
             option="lottery.",
         )
         self.seeds = None if seeds is None else check_seeds(seeds, "lottery.")
@@ -105,6 +118,7 @@ class LotteryOptions:
             rates=rates,
             rewind_step=rewind_step,
             snapshot_device=snapshot_device,
+            retrain=retrain,
         )
 
 

@@ -114,6 +114,11 @@ def multiply_all_(tensors: list[Tensor], factors: list[Tensor]) -> None:
     torch._foreach_mul_(tensors, factors)
 
 
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The Trainer ``module`` is attached to, or None (``module.trainer`` raises when there is none)."""
+    return getattr(module, "_trainer", None)
+
+
 def detached_copy(module: M) -> M:
     """A deep copy of a LightningModule without its reference to a Trainer (which must not be copied)."""
     trainer = getattr(module, "_trainer", None)

@@ -40,6 +40,8 @@ class LotteryState:
         snapshot: The module state rewound to (state-dict names), or None before it is taken.
         history: One record per finished round (round, density, layer densities, steps, metrics).
         member_dims: Leading member dimensions of the masks (1 for stacked members, each pruned on its own).
+        final_lrs: The learning rates of the dense round's last optimizer step, per optimizer and parameter
+            group (recorded for fine-tuning, which retrains at them); empty when not recorded.
     """
 
     round: int = 0
@@ -50,6 +52,7 @@ class LotteryState:
     snapshot: dict[str, Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     member_dims: int = 0
+    final_lrs: list[list[float]] = field(default_factory=list)
 
     @property
     def density(self) -> float:
@@ -134,6 +137,7 @@ class LotteryState:
             "names": list(self.names),
             "history": [dict(h) for h in self.history],
             "member_dims": self.member_dims,
+            "final_lrs": [list(lrs) for lrs in self.final_lrs],
         }
 
     @classmethod
@@ -167,6 +171,7 @@ class LotteryState:
             snapshot=snapshot,
             history=[dict(h) for h in data["history"]],
             member_dims=int(data.get("member_dims", 0)),
+            final_lrs=[[float(lr) for lr in lrs] for lrs in data.get("final_lrs", [])],
         )
 
     def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryState:

@@ -148,15 +148,20 @@ class RankProbe(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
+        rank = trainer.global_rank  # the ticket's fit, then its controls', then its instability copy's
+        fit = len(list(self.out_dir.glob(f"rank{rank}_round{lottery.round}_fit*.json")))  # the probe is copied per fit
         record = {
             "rank": trainer.global_rank,
             "round": lottery.round,
+            "fit": fit,
+            "round_masks": tensor_hash(lottery.round_masks),
             "masks": tensor_hash(lottery.masks),
             "snapshot": tensor_hash(lottery.snapshot or {}),
             "init": self.init_hash,
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / f"rank{trainer.global_rank}_round{lottery.round}.json").write_text(json.dumps(record))
+        name = f"rank{trainer.global_rank}_round{lottery.round}_fit{fit}.json"
+        (self.out_dir / name).write_text(json.dumps(record))
 
 
 def _record_process_group_at_exit(out_dir: Path) -> None:

@@ -136,7 +136,7 @@ def uninterrupted(tmp_path_factory, tiny_data) -> dict[str, Path]:
     runs = {}
     for stack in ("false", "true"):
         tmp = tmp_path_factory.mktemp(f"uninterrupted_{stack}")
-        config = tiny_config(tmp, tiny_data, rounds=3, controls=["random_prune"], stack=stack == "true")
+        config = tiny_config(tmp, tiny_data, rounds=3, controls=["random_prune", "snip"], stack=stack == "true")
         with contextlib.redirect_stdout(io.StringIO()) as out:
             main(["fit", "-c", str(config)])  # in this process: nothing to kill here
         runs[stack] = Path(re.findall(r"Run folder: (\S+)", out.getvalue())[-1])
@@ -148,8 +148,8 @@ def uninterrupted(tmp_path_factory, tiny_data) -> dict[str, Path]:
 def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
     tmp_path, tiny_data, uninterrupted, round_, epoch, stack, capsys
 ):
-    """Sequential rounds, and stacked ones (the ticket and its control in one fit), resume exactly."""
-    config = tiny_config(tmp_path, tiny_data, rounds=3, controls=["random_prune"], stack=stack == "true")
+    """Sequential rounds, and stacked ones (the ticket and its controls in one fit), resume exactly."""
+    config = tiny_config(tmp_path, tiny_data, rounds=3, controls=["random_prune", "snip"], stack=stack == "true")
     uninterrupted = uninterrupted[stack]
     marker = tmp_path / "killed"
     kill = [
@@ -175,8 +175,12 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
         assert got_masks.keys() == want_masks.keys()
         assert all(torch.equal(got_masks[k], want_masks[k]) for k in want_masks), key
     got, want = read_csv(run / "results.csv"), read_csv(uninterrupted / "results.csv")
-    columns = ("density", "test_acc", "best_val_step", "random_prune_test_acc")
+    columns = ("density", "test_acc", "best_val_step", "random_prune_test_acc", "snip_test_acc")
     assert [[r[c] for c in columns] for r in got] == [[r[c] for c in columns] for r in want]
+    for r in (1, 2):  # the controls' masks too: SNIP scores the initial network on the same batch after a resume
+        got_snip = torch.load(run / f"round_{r:02d}" / "control_snip_masks.pt", weights_only=True)
+        want_snip = torch.load(uninterrupted / f"round_{r:02d}" / "control_snip_masks.pt", weights_only=True)
+        assert all(torch.equal(got_snip[k], want_snip[k]) for k in want_snip), r
 
 
 def test_rounds_1_is_a_plain_fit_with_the_callback(tmp_path, tiny_data, capsys):
@@ -212,11 +216,31 @@ def test_help_documents_the_lottery_options(capsys):
         "--lottery.test_metric",
         "--lottery.snapshot_device",
         "--lottery.keep_checkpoints",
+        "--lottery.retrain",
+        "--lottery.instability",
     ):
         assert option in out, option
     text = " ".join(out.split())  # argparse wraps lines
     assert "Fraction of the alive prunable weights removed per round, in (0, 1)." in text
     assert "{global,layerwise}" in out and "{cpu,module}" in out
+    assert "{rewind,lr_rewind,finetune}" in out
+    assert "Literal['random_reinit', 'random_prune', 'snip', 'grasp', 'synflow', 'magnitude_init']" in text
+    assert "(GraSP's -w * Hg)" in text and "stable below 0.02" in text
+
+
+def test_pruning_at_init_retraining_and_instability_from_the_command_line(tmp_path, tiny_data, capsys):
+    config = tiny_config(tmp_path, tiny_data, rounds=2, controls=["synflow", "magnitude_init"], stack=False)
+    options = ["--lottery.retrain", "lr_rewind", "--model.lr_schedule", "step"]
+    out, _ = lth_here(capsys, "fit", "-c", str(config), *options, "--trainer.max_epochs", "1")
+    run = Path(re.findall(r"Run folder: (\S+)", out)[-1])
+    rows = read_csv(run / "results.csv")
+    assert {"synflow_test_acc", "magnitude_init_test_acc"} <= set(rows[1]) and "instability" not in rows[1]
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    assert written["lottery"]["retrain"] == "lr_rewind" and written["model"]["init_args"]["lr_schedule"] == "step"
+    _, err = lth_here(capsys, "fit", "-c", str(config), "--lottery.instability", "true", *options, code=2)
+    assert "`instability` trains two copies from the rewind point; retrain='lr_rewind' does not rewind" in err
+    _, err = lth_here(capsys, "fit", "-c", str(config), "--lottery.retrain", "reset", code=2)
+    assert "lottery.retrain" in err and "'rewind', 'lr_rewind', 'finetune']. Got value: reset" in err
 
 
 def test_print_config_prints_a_complete_config(capsys):

@@ -105,6 +105,16 @@ def test_detached_copy_leaves_the_trainer_with_the_original(tmp_path):
     assert original.keys() == copy.keys() and all(torch.equal(original[k], copy[k]) for k in original)
 
 
+def test_attached_trainer_is_the_modules_trainer_or_none(tmp_path):
+    model = ConvNet()
+    assert compat.attached_trainer(model) is None
+    with pytest.raises(RuntimeError, match="not attached to a `Trainer`"):  # why the private name is needed
+        _ = model.trainer
+    trainer = lean_trainer(tmp_path)
+    model.trainer = trainer
+    assert compat.attached_trainer(model) is trainer
+
+
 def test_forward_pre_hooks_lists_registered_hooks():
     layer = nn.Linear(2, 2)
 

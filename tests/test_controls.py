@@ -1,4 +1,5 @@
-"""The controls that make a ticket a ticket: random reinitialization and random pruning."""
+"""The controls: random reinitialization and random pruning, and pruning at initialization (SNIP, GraSP, SynFlow,
+magnitude)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import torch
 from conftest import SHARED_DATA, ConvNet, lean_trainer, loader, round_trainer, tiny_images
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
-from lth_lightning.experiment.controls import CONTROLS, ControlName, control_masks_and_init
+from lth_lightning.experiment.controls import CONTROLS, ControlName, TicketRound, control_masks_and_init
+from lth_lightning.saliency import snip_scores
+
+AT_INIT = ["snip", "grasp", "synflow", "magnitude_init"]
 
 
 def _one_round(tmp_path):
@@ -23,22 +27,31 @@ def _one_round(tmp_path):
     return model, cb, data
 
 
+def _ticket(model, cb, data) -> TicketRound:
+    groups = [g.names for g in cb.pruning_groups(model)]
+    return TicketRound(cb.round_masks, cb.snapshot, model, groups, lambda: next(iter(loader(data))))
+
+
+def _make(kind, model, cb, data, seed):
+    return control_masks_and_init(kind, _ticket(model, cb, data), seed)
+
+
 def test_random_prune_keeps_per_layer_counts_and_the_original_init(tmp_path):
-    model, cb, _ = _one_round(tmp_path)
-    masks, init = control_masks_and_init("random_prune", cb.round_masks, cb.snapshot, model, seed=3)
+    model, cb, data = _one_round(tmp_path)
+    masks, init = _make("random_prune", model, cb, data, seed=3)
     ticket = cb.round_masks
     for name in ticket:
         assert int(masks[name].sum()) == int(ticket[name].sum())
         assert not torch.equal(masks[name], ticket[name])
     snapshot = cb.snapshot
     assert all(torch.equal(init[k], snapshot[k]) for k in snapshot)
-    again, _ = control_masks_and_init("random_prune", cb.round_masks, cb.snapshot, model, seed=3)
+    again, _ = _make("random_prune", model, cb, data, seed=3)
     assert all(torch.equal(again[k], masks[k]) for k in masks)  # reproducible from the seed
 
 
 def test_random_reinit_keeps_masks_and_shares_no_weights_with_the_init(tmp_path):
-    model, cb, _ = _one_round(tmp_path)
-    masks, init = control_masks_and_init("random_reinit", cb.round_masks, cb.snapshot, model, seed=4)
+    model, cb, data = _one_round(tmp_path)
+    masks, init = _make("random_reinit", model, cb, data, seed=4)
     assert all(torch.equal(masks[k], cb.round_masks[k]) for k in masks)
     snapshot = cb.snapshot
     for name in ("conv.weight", "fc1.weight", "head.weight", "fc1.bias"):
@@ -47,14 +60,14 @@ def test_random_reinit_keeps_masks_and_shares_no_weights_with_the_init(tmp_path)
         assert init[name].abs().max() <= snapshot[name].abs().max() * 1.5
     # The original module is untouched.
     assert torch.equal(dict(model.named_parameters())["fc1.weight"].detach() != 0, cb.round_masks["fc1.weight"])
-    with pytest.raises(ValueError, match="Unknown control 'shuffle'; allowed: random_reinit, random_prune"):
-        control_masks_and_init("shuffle", cb.round_masks, cb.snapshot, model, seed=0)
+    with pytest.raises(ValueError, match="Unknown control 'shuffle'; allowed: random_reinit, random_prune, snip"):
+        _make("shuffle", model, cb, data, seed=0)
 
 
-@pytest.mark.parametrize("kind", ["random_reinit", "random_prune"])
+@pytest.mark.parametrize("kind", list(CONTROLS))
 def test_control_masks_stay_enforced_while_it_trains(tmp_path, kind):
     model, cb, data = _one_round(tmp_path)
-    masks, init = control_masks_and_init(kind, cb.round_masks, cb.snapshot, model, seed=5)
+    masks, init = _make(kind, model, cb, data, seed=5)
     ticket_round_masks, ticket_next_masks, ticket_history = cb.round_masks, cb.masks, cb.history
     fork = cb.fork(masks, init)
     control = ConvNet()
@@ -75,7 +88,9 @@ def test_control_masks_stay_enforced_while_it_trains(tmp_path, kind):
 
 
 def test_run_lottery_rejects_unknown_controls(tmp_path):
-    with pytest.raises(ValueError, match=r"`controls` must be distinct entries of \['random_reinit', 'random_prune'\]"):
+    with pytest.raises(
+        ValueError, match=r"`controls` must be distinct entries of \['random_reinit', 'random_prune', 'snip'"
+    ):
         run_lottery(ConvNet(), None, rounds=2, controls=["random_init"], out_dir=tmp_path)  # type: ignore[arg-type]
 
 
@@ -106,3 +121,65 @@ def test_real_fashion_mnist_ticket_is_not_worse_than_random_reinit(tmp_path):
 
 def test_the_cli_choices_are_the_registered_controls():
     assert get_args(ControlName) == tuple(CONTROLS)  # one registry; the Literal only feeds --help
+
+
+@pytest.mark.parametrize("kind", AT_INIT)
+@pytest.mark.parametrize(("scope", "rates"), [("global", {"head.weight": 0.3}), ("layerwise", {})])
+def test_pruning_at_init_keeps_the_tickets_counts_per_pool_from_its_init(tmp_path, kind, scope, rates):
+    torch.manual_seed(0)
+    data, model = tiny_images(), ConvNet()
+    cb = LotteryTicketCallback(amount=0.6, scope=scope, rates=rates, verbose=False)
+    for _ in range(2):
+        lean_trainer(tmp_path, callbacks=[cb]).fit(model, loader(data, shuffle=True))
+    masks, init = _make(kind, model, cb, data, seed=1)
+    ticket = cb.round_masks
+    for group in cb.pruning_groups(model):  # global: the pooled tensors together, the rated head alone
+        assert sum(int(masks[n].sum()) for n in group.names) == sum(int(ticket[n].sum()) for n in group.names)
+    if scope == "layerwise":
+        assert all(int(masks[n].sum()) == int(ticket[n].sum()) for n in ticket)
+    assert any(not torch.equal(masks[n], ticket[n]) for n in ticket)  # chosen by its own score, not the ticket's
+    snapshot = cb.snapshot
+    assert all(torch.equal(init[k], snapshot[k]) for k in snapshot)  # trained from the ticket's initialization
+
+
+def test_snip_control_scores_the_initial_network_on_the_first_training_batch(tmp_path):
+    model, cb, data = _one_round(tmp_path)
+    masks, _ = _make("snip", model, cb, data, seed=0)
+    initial = ConvNet()
+    initial.load_state_dict(cb.snapshot)
+    x, y = next(iter(loader(data)))
+    names = list(cb.round_masks)
+    scores = snip_scores(initial, names, lambda m: torch.nn.functional.cross_entropy(m(x), y))
+    flat = torch.cat([scores[n].flatten() for n in names])
+    keep = sum(int(m.sum()) for m in cb.round_masks.values())
+    threshold = torch.sort(flat, descending=True).values[keep - 1]
+    for name in names:  # global scope: one pool, the highest |g * w| of the initial network survive
+        assert bool((scores[name][masks[name]] >= threshold).all()) and bool(
+            (scores[name][~masks[name]] <= threshold).all()
+        )
+
+
+def test_controls_that_read_data_say_what_they_lack(tmp_path):
+    model, cb, _ = _one_round(tmp_path)
+    ticket = TicketRound(cb.round_masks, cb.snapshot, model, [g.names for g in cb.pruning_groups(model)])
+    with pytest.raises(ValueError, match="The snip control scores the initial network on a training batch; none"):
+        control_masks_and_init("snip", ticket, 0)
+    partial = TicketRound(cb.round_masks, cb.snapshot, model, [["conv.weight"]])
+    with pytest.raises(ValueError, match=r"The magnitude_init control needs the ticket's pruning pools covering"):
+        control_masks_and_init("magnitude_init", partial, 0)
+
+
+def test_synflow_control_gives_the_same_masks_for_any_batch(tmp_path):
+    model, cb, data = _one_round(tmp_path)
+    groups = [g.names for g in cb.pruning_groups(model)]
+    noise = (
+        torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 100,
+        torch.zeros(16, dtype=torch.long),
+    )
+    batches = [lambda: next(iter(loader(data))), lambda: noise]
+    made = [
+        control_masks_and_init("synflow", TicketRound(cb.round_masks, cb.snapshot, model, groups, b), 0)
+        for b in batches
+    ]
+    assert all(torch.equal(made[0][0][k], made[1][0][k]) for k in cb.round_masks)
+    assert sum(int(m.sum()) for m in made[0][0].values()) == sum(int(m.sum()) for m in cb.round_masks.values())

@@ -20,6 +20,7 @@ from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, Lotter
 from lth_lightning.io import load_tensors, save_tensors
 from lth_lightning.packing import unpack_masks
 from lth_lightning.pruning import keep_count
+from lth_lightning.stability import error_barrier
 
 TOTAL = 784 * 32 + 32 * 16 + 16 * 10
 
@@ -37,17 +38,20 @@ def _probe_records(probe_dir):
     records = {}
     for path in probe_dir.glob("*.json"):
         record = json.loads(path.read_text())
-        records[(record["rank"], record["round"])] = record
+        records[(record["rank"], record["round"], record["fit"])] = record
     return records
 
 
-def _check_ranks_agree(records, rounds):
-    assert sorted(records) == [(rank, r) for rank in (0, 1) for r in range(rounds)]
-    init = records[(0, 0)]["init"]
-    for r in range(rounds):
-        zero, one = records[(0, r)], records[(1, r)]
-        assert zero["masks"] == one["masks"], f"masks differ across ranks in round {r}"
-        assert zero["snapshot"] == one["snapshot"] == init, f"snapshot is not rank 0's init in round {r}"
+def _check_ranks_agree(records, fits):
+    """Both ranks trained the same fits (``fits[r]`` in round ``r``) with the same masks, from rank 0's init."""
+    assert sorted(records) == [(rank, r, k) for rank in (0, 1) for r, n in enumerate(fits) for k in range(n)]
+    init = records[(0, 0, 0)]["init"]
+    for r, n in enumerate(fits):
+        for k in range(n):
+            zero, one = records[(0, r, k)], records[(1, r, k)]
+            for key in ("round_masks", "masks"):
+                assert zero[key] == one[key], f"{key} differ across ranks in round {r}, fit {k}"
+            assert zero["snapshot"] == one["snapshot"] == init, f"snapshot is not rank 0's init in round {r}, fit {k}"
 
 
 @pytest.mark.slow
@@ -64,7 +68,7 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
         f"--trainer.callbacks.out_dir={probe}",
         cwd=tmp_path,
     )
-    _check_ranks_agree(_probe_records(probe), 3)
+    _check_ranks_agree(_probe_records(probe), [1, 1, 1])
     # Each rank destroys its gloo process group while the interpreter is whole (left to finalization,
     # gloo's threads can abort a rank, and Lightning's launcher then kills every rank).
     assert _process_group_at_exit(probe) == {"exit_rank0.txt": "destroyed", "exit_rank1.txt": "destroyed"}
@@ -109,10 +113,26 @@ def test_python_driver_with_ddp_on_two_processes(tmp_path, tiny_data):
         env=env,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    _check_ranks_agree(_probe_records(probe), 2)
+    # Round 0: the ticket and its instability copy; round 1: the ticket, SNIP, SynFlow, the copy. SNIP scores a
+    # batch that each rank reads from its own shard: the masks of rank 0 are every rank's.
+    _check_ranks_agree(_probe_records(probe), [2, 4])
     assert _process_group_at_exit(probe) == {"exit_rank0.txt": "destroyed", "exit_rank1.txt": "destroyed"}
-    rows = read_csv(tmp_path / "out" / "ddp" / "seed_0" / "results.csv")
+    run = tmp_path / "out" / "ddp" / "seed_0"
+    rows = read_csv(run / "results.csv")
     assert [float(r["density"]) for r in rows] == [1.0, keep_count(TOTAL, 0.5, 1) / TOTAL]
+    for control in ("snip", "synflow"):
+        masks = load_tensors(run / "round_01" / f"control_{control}_masks.pt")
+        assert sum(int(m.sum()) for m in masks.values()) == keep_count(TOTAL, 0.5, 1)
+        assert 0 <= float(rows[1][f"{control}_test_acc"]) <= 1
+    assert all(
+        float(r["instability"])
+        == pytest.approx(
+            error_barrier(
+                json.loads((run / f"round_{r['round'].zfill(2)}" / "metrics.json").read_text())["path_errors"]
+            )
+        )
+        for r in rows
+    )
 
 
 def test_ddp_spawn_is_refused_with_the_reason(tmp_path):

@@ -18,7 +18,7 @@ from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import StackingError, stack_network, stack_states
 from lth_lightning.state import LotteryState
 
-CONTROLS = ["random_reinit", "random_prune"]
+CONTROLS = ["random_reinit", "random_prune", "snip", "grasp", "synflow", "magnitude_init"]
 # Measured: after 50 fused-Adam steps per round (3 rounds, 2 seeds, both controls), the largest
 # |stacked - sequential| over every trained weight was 2.8e-6 (float32); masks identical.
 WEIGHT_TOLERANCE = 1e-5
@@ -33,7 +33,7 @@ def _model() -> LotteryClassifier:
     return LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01)
 
 
-def _seeds(tiny_data, out, stack, keep_checkpoints=False, **trainer):
+def _seeds(tiny_data, out, stack, keep_checkpoints=False, instability=True, **trainer):
     return run_seeds(
         _model,
         FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
@@ -46,6 +46,7 @@ def _seeds(tiny_data, out, stack, keep_checkpoints=False, **trainer):
         progress=False,
         stack=stack,
         keep_checkpoints=keep_checkpoints,
+        instability=instability,
     )
 
 
@@ -97,6 +98,18 @@ def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
     agg_a = _read(sequential.experiment_dir / "results_seeds.csv")
     agg_b = _read(stacked.experiment_dir / "results_seeds.csv")
     assert agg_a[2]["random_prune_test_acc_mean"] == pytest.approx(agg_b[2]["random_prune_test_acc_mean"])
+    for control in CONTROLS:  # every control, pruning at initialization included, aggregated over the seeds
+        column = f"{control}_test_acc"
+        values = [float(_read(sequential.runs[seed].run_dir / "results.csv")[2][column]) for seed in (0, 1)]
+        assert float(agg_a[2][f"{column}_mean"]) == pytest.approx(sum(values) / 2)
+        assert float(agg_a[2][f"{column}_min"]) == pytest.approx(min(values))
+    for runs in (sequential, stacked):  # the instability of every round, with its bands and plot
+        per_seed = [[float(row["instability"]) for row in _read(runs.runs[s].run_dir / "results.csv")] for s in (0, 1)]
+        aggregated = _read(runs.experiment_dir / "results_seeds.csv")
+        assert [float(row["instability_max"]) for row in aggregated] == pytest.approx(
+            [max(v) for v in zip(*per_seed, strict=True)]
+        )
+        assert (runs.experiment_dir / "instability_vs_weights_remaining.png").is_file()
 
 
 def test_each_member_trains_in_its_own_tensorboard_run(both):

@@ -16,7 +16,7 @@ PACKAGE = REPO / "lth_lightning"
 # Bottom to top: a module may import from its own layer and the ones below it.
 LAYERS: list[set[str]] = [
     {"compat", "io", "packing", "metric_names", "idx", "selection", "mlp", "loader", "sparse"},
-    {"pruning", "state", "targets", "tracker", "download"},
+    {"pruning", "saliency", "stability", "state", "targets", "tracker", "download"},
     {"callback", "classifier", "datamodule", "stack.network", "stack.module", "stack.callbacks"},
     {
         "experiment.paths",
@@ -28,12 +28,13 @@ LAYERS: list[set[str]] = [
         "experiment.clock",
         "experiment.lock",
         "experiment.trainer",
+        "experiment.layout",
         "experiment.dashboard",
         "experiment.aggregate",
         "export",
     },
-    {"experiment.store", "experiment.spec", "experiment.measure"},
-    {"experiment.loop", "experiment.sequential", "experiment.stacked"},
+    {"experiment.store", "experiment.spec", "experiment.measure", "experiment.stacking"},
+    {"experiment.loop", "experiment.sequential", "experiment.instability", "experiment.stacked"},
     {"experiment.rounds"},
     {"cli", "commands"},
 ]

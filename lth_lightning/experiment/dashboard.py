@@ -1,11 +1,13 @@
 """The TensorBoard dashboard and the plots of a run, of an experiment's seeds, and of a comparison.
 
 The summary (``tensorboard/summary/``) holds one TensorBoard run per series: ``ticket`` and one
-per control (``random_reinit``, ``random_prune``). Every series logs its result columns under the
+per control (``random_reinit``, ``random_prune``, ``snip``, ...). Every series logs its result columns under the
 same tags (``lottery/test_acc``, ``lottery/test_acc_at_best_val``, ``lottery/best_val_step``, ...)
 with the round as step, so TensorBoard draws one chart per tag with the ticket and its controls
 in their own colors, named in the legend. The ticket's run also holds ``lottery/density`` and, per
-layer, ``lottery/density/<tensor>`` and ``lottery/overlap_prev/<tensor>``, the plots as images,
+layer, ``lottery/density/<tensor>`` and ``lottery/overlap_prev/<tensor>``, with ``--lottery.instability``
+``lottery/instability`` and each round's interpolation curve ``instability/round_NN`` (step: the
+point on the line between the two copies, 0-29), the plots as images,
 the hyperparameters (booleans as booleans) with the final metrics, and a custom-scalars layout
 that tells the story on one page; with several seeds, min-max bands (``Margin`` charts) and the
 overlap between the seeds' tickets. A summary is rebuilt whole in a temporary folder swapped in
@@ -22,12 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.experiment.layout import layout, metric_label
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.plots import (
     first_layer_pixel_map,
     plot_accuracy_vs_density,
     plot_comparison,
     plot_early_stop_vs_density,
+    plot_instability_vs_density,
     plot_pixel_map,
     png_bytes,
     row_density,
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
     from torch import Tensor
     from torch.utils.tensorboard import SummaryWriter
 
-__all__ = ["hparams_summaries", "layout", "run_name", "write_comparison", "write_run_report", "write_seeds_report"]
+__all__ = ["hparams_summaries", "run_name", "write_comparison", "write_run_report", "write_seeds_report"]
 
 _NOT_PLOTTED = ("round", "seeds", "seconds", "steps")
 
@@ -52,53 +56,9 @@ def run_name(label: str) -> str:
     return label.replace("/", "_").replace("\\", "_")
 
 
-def _metric_label(names: MetricNames) -> str:
-    return "test accuracy" if names.test_column == "test_acc" else names.test
-
-
-def layout(names: MetricNames, seeds: bool = False) -> dict[str, dict[str, list[Any]]]:
-    """The custom-scalars layout (``SummaryWriter.add_custom_scalars``) of a run's summary or, with ``seeds``, of an
-    experiment's across-seeds summary: only charts whose tags the summary has, so none opens empty.
-
-    A chart matches tags; every series (ticket, each control) is a run, so it is a line of its own.
-    TensorBoard merges the layouts of the runs it loads (a whole experiment folder: both kinds).
-    """
-    test, at_best, label = names.test_column, names.at_best_column, _metric_label(names)
-    controls = " vs ".join(c.label for c in CONTROLS.values())
-    charts: dict[str, dict[str, list[Any]]] = {
-        "lottery ticket": {
-            f"{label}: ticket vs {controls}": ["Multiline", [rf"^lottery/{test}$"]],
-            f"{label} at the early-stopping iteration: ticket vs controls": ["Multiline", [rf"^lottery/{at_best}$"]],
-            "early-stopping iteration (step): ticket vs controls": ["Multiline", [r"^lottery/best_val_step$"]],
-            "weights remaining (fraction) by round": ["Multiline", [r"^lottery/density$"]],
-        },
-        "lottery ticket: layers": {
-            "density of each layer by round": ["Multiline", [r"^lottery/density/"]],
-            "mask overlap with the previous round (Jaccard), per layer": ["Multiline", [r"^lottery/overlap_prev/"]],
-        },
-    }
-    if seeds:  # the across-seeds summary: bands, weights remaining, overlap between seeds
-        titles = {
-            test: f"{label}: mean and min-max over seeds",
-            at_best: f"{label} at the early-stopping iteration: mean and min-max over seeds",
-            "best_val_step": "early-stopping iteration (step): mean and min-max over seeds",
-        }
-        bands = {
-            title: ["Margin", [f"lottery/{key}/{stat}" for stat in ("mean", "min", "max")]]
-            for key, title in titles.items()
-        }
-        overlap = [
-            r"^lottery/overlap_seeds/"
-        ]  # the ticket's run, and the `chance` run: random masks of the same density
-        bands["weights remaining (fraction) by round, mean over seeds"] = ["Multiline", [r"^lottery/density$"]]
-        bands["mask overlap between the seeds' tickets (Jaccard), per layer, and chance level"] = ["Multiline", overlap]
-        return {"lottery ticket: seeds": bands}
-    return charts
-
-
 def _band_keys(names: MetricNames) -> tuple[str, ...]:
     """The columns drawn with min-max bands over seeds, for every series."""
-    return (names.test_column, names.at_best_column, "best_val_step")
+    return (names.test_column, names.at_best_column, "best_val_step", "instability")
 
 
 def _series(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -111,6 +71,15 @@ def _series(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         else:
             out.setdefault(control, {})[key[len(control) + 1 :]] = value
     return out
+
+
+def _controls_in(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The controls with columns in ``rows`` (plain or aggregated), in the registry's order."""
+    return [c for c in CONTROLS if any(k.startswith(f"{c}_") for row in rows for k in row)]
+
+
+def _has_instability(rows: Sequence[Mapping[str, Any]]) -> bool:
+    return any(k.startswith("instability") and row[k] is not None for row in rows for k in row)
 
 
 def _is_number(value: Any) -> bool:
@@ -193,10 +162,11 @@ def _add_common(
     names: MetricNames,
     hparams: Mapping[str, Any],
     seeds: bool,
+    rows: Sequence[Mapping[str, Any]],
 ) -> None:
     for name, fig in figures.items():
         writer.add_figure(f"lottery/{name}", fig, global_step=step, close=False)
-    writer.add_custom_scalars(layout(names, seeds))
+    writer.add_custom_scalars(layout(names, seeds, _controls_in(rows), _has_instability(rows)))
     tags = [f"lottery/{names.test_column}", f"lottery/{names.at_best_column}", "lottery/density"]
     file_writer = writer.file_writer
     if file_writer is not None:
@@ -209,6 +179,8 @@ def _figures(rows: Sequence[Mapping[str, Any]], names: MetricNames, masks: Mappi
         "accuracy_vs_weights_remaining": plot_accuracy_vs_density(rows, names.test_column),
         "early_stop_vs_weights_remaining": plot_early_stop_vs_density(rows),
     }
+    if _has_instability(rows):
+        figures["instability_vs_weights_remaining"] = plot_instability_vs_density(rows)
     pixel_map = first_layer_pixel_map(masks)
     if pixel_map is not None:
         last = rows[-1]
@@ -238,12 +210,14 @@ def write_run_report(
                     if key not in _NOT_PLOTTED and _is_number(value):
                         writer(series).add_scalar(f"lottery/{key}", float(value), row.round)
             ticket = writer("ticket")
+            for point, error in enumerate(row.path_errors):  # the interpolation curve: one tag per round
+                ticket.add_scalar(f"instability/round_{row.round:02d}", error, point)
             for name, density in row.layer_density.items():
                 ticket.add_scalar(f"lottery/density/{name}", float(density), row.round)
             if row.round - 1 in masks and row.round in masks:
                 for name, overlap in mask_overlap(masks[row.round - 1], masks[row.round]).items():
                     ticket.add_scalar(f"lottery/overlap_prev/{name}", overlap, row.round)
-        _add_common(writer("ticket"), figures, rows[-1].round, names, hparams, seeds=False)
+        _add_common(writer("ticket"), figures, rows[-1].round, names, hparams, seeds=False, rows=flat)
 
     _write_summary(run.summary, write)
 
@@ -294,7 +268,8 @@ def write_seeds_report(
             for name, value in overlap.items():
                 writer("ticket").add_scalar(f"lottery/overlap_seeds/{name}", value, step)
                 writer("chance").add_scalar(f"lottery/overlap_seeds/{name}", chance[name], step)
-        _add_common(writer("ticket"), figures, rounds[-1], names, {**hparams, "seeds": len(runs)}, seeds=True)
+        hparams_seeds = {**hparams, "seeds": len(runs)}
+        _add_common(writer("ticket"), figures, rounds[-1], names, hparams_seeds, seeds=True, rows=rows)
 
     _write_summary(experiment.summary, write)
 
@@ -315,7 +290,7 @@ def write_comparison(
     atomic_write_bytes(
         out / "accuracy_vs_weights_remaining.png", png_bytes(plot_comparison(experiments, names.test_column))
     )
-    label = _metric_label(names)
+    label = metric_label(names)
     charts = {
         "compared experiments": {
             f"ticket {label} by weights pruned (step: 1/100 % of weights pruned)": [

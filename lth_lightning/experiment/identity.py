@@ -24,6 +24,7 @@ from torch import nn
 from lth_lightning.experiment.paths import RunPaths
 
 __all__ = [
+    "LATER_DEFAULTS",
     "NOT_IDENTITY",
     "SEED_KEYS",
     "check_same",
@@ -66,6 +67,13 @@ NOT_IDENTITY: tuple[str, ...] = (
     "data.*pin_memory",
     "data.*persistent_workers",
 )
+# Settings added after experiments were recorded (glob pattern -> the value that behaves as before): at that
+# value a setting is left out of the identity, so that a folder recorded before it keeps its name and results.
+LATER_DEFAULTS: dict[str, Any] = {
+    "lottery.retrain": "rewind",
+    "lottery.instability": False,
+    "model.*lr_schedule": "constant",
+}
 # The seed of a run: `lth fit --seed_everything`, `run_lottery(seed=...)`.
 SEED_KEYS: tuple[str, ...] = ("seed_everything", "lottery.seed")
 
@@ -107,7 +115,12 @@ def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dic
     """
     patterns = NOT_IDENTITY if seed else (*NOT_IDENTITY, *SEED_KEYS)
     flat = flatten(yaml.safe_load(yaml.safe_dump(plain(dict(config)))) or {})
-    return {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns)}
+    return {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns) and not _as_before(k, v)}
+
+
+def _as_before(key: str, value: Any) -> bool:
+    """Whether ``key`` is a later setting at the value that behaves as before it existed."""
+    return any(fnmatch.fnmatchcase(key, p) and value == v for p, v in LATER_DEFAULTS.items())
 
 
 def hparams(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:

@@ -51,9 +51,12 @@ class RoundProgress:
 
 
 def _resume(run: RunContext) -> list[RoundResult]:
+    """The run's finished rounds; its callback continues after them, and its module too when it is not rewound."""
     rows, state = run.store.finished()
     if state is not None:
         run.lottery.load_state_dict(state)
+        if run.lottery.retrain != "rewind" and rows:  # the next round retrains the last one's network
+            run.model.load_state_dict(run.store.trained_weights(rows[-1].round))
     return rows
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.stability import STABLE_BELOW
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -155,6 +156,24 @@ def plot_early_stop_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
     return _plot_metric(
         rows, "best_val_step", "early-stopping iteration (step)", "Early-stopping iteration vs weights remaining", False
     )
+
+
+def plot_instability_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Instability (the error barrier between two copies, :mod:`lth_lightning.stability`) vs weights remaining,
+    with the paper's threshold of stability."""
+    fig = _figure()
+    ax = fig.subplots()
+    pct, values, bands = _series(rows, "instability")
+    _line(ax, pct, values, bands, marker="o", markersize=4, label="ticket")
+    ax.axhline(STABLE_BELOW, color="0.4", linestyle=":", linewidth=1, label=f"stable below {STABLE_BELOW:g}")
+    _density_axis(ax, pct or [100.0])
+    title = "Instability (error barrier between two copies) vs weights remaining"
+    seeds = rows[0].get("seeds") if rows else None
+    ax.set_title(title + (f"\nmean and min-max band over {seeds} seeds" if seeds and int(seeds) > 1 else ""))
+    ax.set_ylabel("instability (error barrier)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_comparison(experiments: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "test_acc") -> Figure:

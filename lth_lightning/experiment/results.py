@@ -40,6 +40,9 @@ class RoundResult:
         layer_density: Density of each prunable tensor while this round trained.
         controls: Per control, its columns (the test metric, at the early-stopping iteration,
             ``best_val_step`` and the final monitored value).
+        instability: The round's error barrier between two copies trained under different data
+            orders (:mod:`lth_lightning.stability`), when measured.
+        path_errors: The test error at the evenly spaced points of the line between the copies.
     """
 
     round: int
@@ -50,15 +53,23 @@ class RoundResult:
     seconds: float = 0.0
     layer_density: dict[str, float] = field(default_factory=dict)
     controls: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    instability: float | None = None
+    path_errors: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """All fields, JSON-ready."""
-        return asdict(self)
+        """All fields, JSON-ready (the instability's only when measured)."""
+        fields = asdict(self)
+        if self.instability is None:
+            del fields["instability"], fields["path_errors"]
+        return fields
 
     def flat(self) -> dict[str, Any]:
-        """One flat row: round, density, the metrics, the step counts, then ``<control>_<column>``."""
+        """One flat row: round, density, the metrics, the step counts, the instability if measured, then
+        ``<control>_<column>``."""
         row: dict[str, Any] = {"round": self.round, "density": self.density, **self.metrics}
         row.update(best_val_step=self.best_val_step, steps=self.steps, seconds=self.seconds)
+        if self.instability is not None:
+            row["instability"] = self.instability
         for control, values in self.controls.items():
             for key, value in values.items():
                 row[f"{control}_{key}"] = value

@@ -18,13 +18,15 @@ import lightning.pytorch as pl
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.experiment.aggregate import aggregate_runs
 from lth_lightning.experiment.identity import folder_name, python_config
+from lth_lightning.experiment.instability import check_instability
 from lth_lightning.experiment.loop import run_rounds
 from lth_lightning.experiment.observed import identity_of, warn_undeclared_arguments, weights_digest
 from lth_lightning.experiment.paths import ExperimentPaths
 from lth_lightning.experiment.results import RoundResult
 from lth_lightning.experiment.sequential import SequentialRounds
 from lth_lightning.experiment.spec import ExperimentSpec, RunContext, check_seeds
-from lth_lightning.experiment.stacked import StackedRounds, decide_stacking
+from lth_lightning.experiment.stacked import StackedRounds
+from lth_lightning.experiment.stacking import decide_stacking
 from lth_lightning.experiment.store import RunStore, is_global_zero
 from lth_lightning.metric_names import MetricNames
 
@@ -87,15 +89,14 @@ def run_lottery(
     test_metric: str = "test/acc",
     stack: bool | None = False,
     keep_checkpoints: bool = False,
+    instability: bool = False,
 ) -> Rounds:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
-    Every round gets a fresh ``Trainer`` built from the same ``trainer`` settings, the same
-    ``lottery`` callback (which carries masks and the rewind snapshot across rounds), an
-    :class:`~lth_lightning.tracker.EarlyStoppingTracker`, a ``ModelCheckpoint`` writing
-    ``round_NN/checkpoints/last.ckpt`` after every epoch, and a TensorBoard run
-    ``tensorboard/round_NN``. After ``fit`` it tests the trained network and the weights at the
-    best monitored value. Round 0 is the dense network.
+    Every round gets a fresh ``Trainer`` from the ``trainer`` settings, the ``lottery`` callback
+    (carrying masks and snapshot across rounds), an early-stopping tracker, a ``last.ckpt`` written
+    every epoch and a TensorBoard run ``tensorboard/round_NN``; after ``fit`` the trained network and
+    the weights at the best monitored value are tested. Round 0 is the dense network.
 
     The run's folder is ``<out_dir>/<experiment>/seed_<seed>/`` (layout: :mod:`.paths`). The
     experiment's folder is named after what defines it (``MLP-FashionMNIST-global0.2-1a2b3c4d``:
@@ -121,15 +122,14 @@ def run_lottery(
         config: The experiment's full configuration (``lth fit`` passes its own), saved as the
             run's ``config.yaml``; by default built from the objects given.
         progress: Show a progress bar over rounds.
-        controls: Control experiments trained at every round after the dense one, with the
-            same recipe (:mod:`.controls`): ``"random_reinit"`` (the ticket's masks, a fresh
-            initialization) and ``"random_prune"`` (random masks of the ticket's per-layer
-            sizes, the original initialization). Their results are columns of the results.
+        controls: Controls trained at every round after the dense one, with the same recipe
+            (:mod:`.controls`): ``"random_reinit"``, ``"random_prune"``, and pruning at
+            initialization: ``"snip"``, ``"grasp"``, ``"synflow"``, ``"magnitude_init"``.
         seed: The run's seed: its folder ``seed_<seed>`` and the controls' random draws. The
             module's initialization is the caller's (seed it before building the module;
             :func:`run_seeds` does).
-        report: Redraw the plots and the TensorBoard summary after every round (about half a
-            second each time); ``results.csv``/``.json`` are written regardless.
+        report: Redraw the plots and the TensorBoard summary after every round (``results.csv``
+            and ``.json`` are written regardless).
         monitor: The validation metric, by the name the module logs it under, whose best value
             marks the early-stopping iteration; the weights there are tested too. Every metric
             logged under its prefix (``val/`` for ``val/loss``) is recorded. None records no
@@ -141,9 +141,10 @@ def run_lottery(
             where the module can (a :class:`~lth_lightning.LotteryClassifier` whose network
             ``torch.func`` can vectorize, rewinding to the initialization) and says why not
             elsewhere; ``True`` refuses a module that cannot, with the reason.
-        keep_checkpoints: Keep every round's ``last.ckpt`` (the module and its optimizer state)
-            after the round is recorded; by default it is removed then (the round's ``weights.pt``,
-            masks and callback state are what later rounds and ``lth export`` read).
+        keep_checkpoints: Keep every round's ``last.ckpt`` once the round is recorded (by default
+            removed: its ``weights.pt``, masks and callback state are what later rounds read).
+        instability: Measure every round's instability (:mod:`.instability`): a second copy
+            trained under another data order, and the error barrier between the two.
 
     Returns:
         One :class:`RoundResult` per round (a list, with ``run_dir`` and ``experiment_dir``).
@@ -167,6 +168,7 @@ def run_lottery(
         progress=progress,
         report=report,
         keep_checkpoints=keep_checkpoints,
+        instability=instability,
     )
     seeded = SeedRun(model, lottery or LotteryTicketCallback(), config)
     return run_experiment(spec, datamodule, {seed: seeded})[seed]
@@ -191,6 +193,7 @@ def run_seeds(
     test_metric: str = "test/acc",
     stack: bool | None = False,
     keep_checkpoints: bool = False,
+    instability: bool = False,
 ) -> SeedRuns:
     """Run the experiment once per seed and aggregate the runs, as ``lth fit --lottery.seeds`` does.
 
@@ -209,8 +212,8 @@ def run_seeds(
         lottery: The callback whose settings every seed uses.
         config: The full config (``lth fit`` passes its own); ``seed_everything`` is set per seed.
         report: Write plots and TensorBoard summaries.
-        trainer, out_dir, name, progress, controls, monitor, mode, test_metric, stack, keep_checkpoints:
-            As for :func:`run_lottery`.
+        trainer, out_dir, name, progress, controls, monitor, mode, test_metric, stack, keep_checkpoints,
+            instability: As for :func:`run_lottery`.
 
     Raises:
         ValueError: If ``seeds`` is empty or repeats a seed, or another argument is out of range.
@@ -228,6 +231,7 @@ def run_seeds(
         progress=progress,
         report=report,
         keep_checkpoints=keep_checkpoints,
+        instability=instability,
     )
     return run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
 
@@ -238,25 +242,13 @@ def _spec(
     names: MetricNames,
     trainer: Mapping[str, Any] | None,
     out_dir: str | Path,
-    *,
-    name: str | None,
-    stack: bool | None,
-    progress: bool,
-    report: bool,
-    keep_checkpoints: bool,
+    **options: Any,
 ) -> ExperimentSpec:
-    """The spec of :func:`run_lottery`'s and :func:`run_seeds`' shared keyword arguments."""
+    """The spec of :func:`run_lottery`'s and :func:`run_seeds`' shared keyword arguments (``options``: ``name``,
+    ``stack``, ``progress``, ``report``, ``keep_checkpoints``, ``instability``, each checked by the spec)."""
+    trainer = dict(trainer or {})
     return ExperimentSpec(
-        rounds=rounds,
-        controls=tuple(controls),
-        names=names,
-        trainer=dict(trainer or {}),
-        out_dir=Path(out_dir),
-        name=name,
-        stack=stack,
-        progress=progress,
-        report=report,
-        keep_checkpoints=keep_checkpoints,
+        rounds=rounds, controls=tuple(controls), names=names, trainer=trainer, out_dir=Path(out_dir), **options
     )
 
 
@@ -314,6 +306,7 @@ def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.Li
     model, lottery, config = seeded.model, seeded.lottery, seeded.config
     if config is None:
         settings = {"controls": list(spec.controls), "seed": seed, "monitor": spec.names.monitor}
+        settings["instability"] = spec.instability
         settings.update(mode=spec.names.mode, test_metric=spec.names.test, rounds=spec.rounds, **lottery.settings())
         warn_undeclared_arguments(model)
         warn_undeclared_arguments(datamodule)
@@ -328,10 +321,12 @@ def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.Li
 def run_experiment(
     spec: ExperimentSpec, datamodule: pl.LightningDataModule, seeds: Mapping[int, SeedRun]
 ) -> dict[int, Rounds]:
-    """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stacked.decide_stacking`).
+    """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stacking.decide_stacking`).
 
     Stacked, every seed's round is one fit; otherwise each seed runs all its rounds before the next.
     """
+    for seeded in seeds.values():
+        check_instability(spec, seeded.lottery)
     runs = {seed: _context(spec, seed, seeded, datamodule) for seed, seeded in seeds.items()}
     first = next(iter(runs.values()))
     probe = decide_stacking(spec.stack, first.model, first.lottery, datamodule)

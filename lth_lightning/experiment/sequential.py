@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.compat import detached_copy
 from lth_lightning.experiment.clock import RoundClock
-from lth_lightning.experiment.controls import control_masks_and_init, control_seed
+from lth_lightning.experiment.instability import TrainsAlone, add_instability, measure_instability
 from lth_lightning.experiment.measure import (
     Measurement,
     control_columns,
@@ -50,7 +50,7 @@ class SequentialRounds:
         start = time.perf_counter()
         clock, checkpoint_dir = RoundClock(), run.store.paths.checkpoints(r)
         run.store.training(r, clock, checkpoint_dir / "last.ckpt")
-        ticket = self._train_and_test(run, round_label(r), run.model, run.lottery, checkpoint_dir, clock)
+        ticket, _ = self.train_and_test(run, round_label(r), run.model, run.lottery, checkpoint_dir, clock)
         lottery = run.lottery
         if lottery.round != r or lottery.phase != "pruned":
             raise RuntimeError(
@@ -69,6 +69,10 @@ class SequentialRounds:
         run.store.save_ticket(r, lottery.round_masks, run.model.state_dict())
         for control in run.spec.controls if r > 0 else ():
             row.controls[control] = self._control(run, r, control)
+        if run.spec.instability:
+            trained = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+            alone = self.alone(run)
+            add_instability(row, measure_instability(run, r, lottery.round_masks, lottery.snapshot, trained, alone))
         row.seconds = time.perf_counter() - start + clock.before  # with the part before an interruption
         run.store.finish_round(row, lottery.state_dict())
         rank_zero_info(round_line(row, run.spec.names, run.seed))
@@ -78,15 +82,18 @@ class SequentialRounds:
         finished = run.store.finished_control(r, control)
         if finished is not None:
             return finished
-        seed = control_seed(run.seed, r, control)
-        masks, init = control_masks_and_init(control, run.lottery.round_masks, run.lottery.snapshot, run.model, seed)
+        masks, init = run.control(control, r, run.lottery.round_masks, run.lottery.snapshot)
         fork = run.lottery.fork(masks, init)
-        measured = self._train_and_test(run, round_label(r, control), detached_copy(run.model), fork, None, None)
+        measured, _ = self.train_and_test(run, round_label(r, control), detached_copy(run.model), fork, None, None)
         columns = control_columns(measured, run.spec.names)
         run.store.save_control(r, control, columns, masks)
         return columns
 
-    def _train_and_test(
+    def alone(self, run: RunContext) -> TrainsAlone:
+        """What trains and tests one more network of ``run`` (no checkpoint, untimed): a round's instability copy."""
+        return lambda label, model, lottery: self.train_and_test(run, label, model, lottery, None, None)
+
+    def train_and_test(
         self,
         run: RunContext,
         label: str,
@@ -94,8 +101,9 @@ class SequentialRounds:
         lottery: LotteryTicketCallback,
         checkpoint_dir: Path | None,
         clock: RoundClock | None,
-    ) -> Measurement:
-        """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights.
+    ) -> tuple[Measurement, pl.Trainer]:
+        """Fit (resuming from ``checkpoint_dir/last.ckpt`` if there), test, and test the early-stopping weights;
+        what it measured, and the Trainer (``model`` holds the final weights).
 
         Raises:
             ValueError: If the monitored or the test metric was never logged.
@@ -117,11 +125,11 @@ class SequentialRounds:
         tested = self._test(run, trainer, model)
         metrics.update(tested)
         if tracker is None or tracker.best_state is None:
-            return Measurement(metrics, None, None, None)
+            return Measurement(metrics, None, None, None), trainer
         if tracker.best_step == trainer.global_step:  # the best weights are the final ones
-            return Measurement(metrics, tracker.best_step, tracker.best_value, tested[names.test_column])
+            return Measurement(metrics, tracker.best_step, tracker.best_value, tested[names.test_column]), trainer
         at_best = evaluate_at_best(trainer, model, tracker.load_best_into, lambda: self._test(run, trainer, model))
-        return Measurement(metrics, tracker.best_step, tracker.best_value, at_best[names.test_column])
+        return Measurement(metrics, tracker.best_step, tracker.best_value, at_best[names.test_column]), trainer
 
     @staticmethod
     def _test(run: RunContext, trainer: pl.Trainer, model: pl.LightningModule) -> dict[str, float]:

@@ -9,9 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from lth_lightning.experiment.controls import CONTROLS
+import torch
+from torch import Tensor
+
+from lth_lightning.experiment.controls import (
+    CONTROLS,
+    TicketRound,
+    control_masks_and_init,
+    control_seed,
+    first_training_batch,
+)
 from lth_lightning.metric_names import DEFAULT_METRICS, MetricNames
 
 if TYPE_CHECKING:
@@ -21,6 +30,8 @@ if TYPE_CHECKING:
     from lth_lightning.experiment.store import RunStore
 
 __all__ = ["ExperimentSpec", "RunContext", "check_seeds"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,8 @@ class ExperimentSpec:
         progress: Show a progress bar over rounds.
         report: Redraw the plots and the TensorBoard summary after every round.
         keep_checkpoints: Keep each round's ``last.ckpt`` once the round is recorded.
+        instability: Measure every round's instability: a second copy of the ticket trained from the same
+            point under another data order, and the error along the line between the two.
         option: How messages name the options (``"lottery."`` for ``lth fit``'s ``--lottery.*``).
 
     Raises:
@@ -54,6 +67,7 @@ class ExperimentSpec:
     progress: bool = True
     report: bool = True
     keep_checkpoints: bool = False
+    instability: bool = False
     option: InitVar[str] = ""
 
     def __post_init__(self, option: str) -> None:
@@ -62,6 +76,8 @@ class ExperimentSpec:
             raise ValueError(f"`{option}rounds` must be an integer >= 1, got {rounds!r}.")
         if any(c not in CONTROLS for c in controls) or len(set(controls)) != len(controls):
             raise ValueError(f"`{option}controls` must be distinct entries of {list(CONTROLS)}, got {controls}.")
+        if not isinstance(self.instability, bool):
+            raise ValueError(f"`{option}instability` must be true or false, got {self.instability!r}.")
         if name is not None and (not name or Path(name).name != name or name in (".", "..")):
             raise ValueError(f"`{option}name` must be a plain folder name, got {name!r}.")
         object.__setattr__(self, "controls", tuple(c for c in CONTROLS if c in controls))  # registry order
@@ -99,3 +115,32 @@ class RunContext:
     datamodule: pl.LightningDataModule
     lottery: LotteryTicketCallback
     store: RunStore
+
+    def control(
+        self, name: str, r: int, masks: Mapping[str, Tensor], init: Mapping[str, Tensor] | None
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Control ``name``'s masks and initial state in round ``r``, where the ticket trains ``masks`` from ``init``.
+
+        Computed on every process from the same inputs; under DDP the first process's result is
+        the one every process takes (a data-reading score may see another shard of the data on each).
+
+        Raises:
+            RuntimeError: If the ticket has no initial state yet.
+            ValueError: For an unknown control, or one that cannot score this module.
+        """
+        if init is None:
+            raise RuntimeError("The lottery callback has no snapshot yet: run a round first.")
+        groups = [g.names for g in self.lottery.pruning_groups(self.model)]
+        ticket = TicketRound(masks, init, self.model, groups, lambda: first_training_batch(self.datamodule))
+        return _same_on_every_process(control_masks_and_init(name, ticket, control_seed(self.seed, r, name)))
+
+
+def _same_on_every_process(value: T) -> T:
+    """The first process's ``value`` on every process of a running process group (``value`` itself otherwise)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    if torch.distributed.get_world_size() == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]

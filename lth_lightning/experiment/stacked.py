@@ -26,9 +26,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.classifier import LotteryClassifier
 from lth_lightning.experiment.clock import RoundClock
-from lth_lightning.experiment.controls import control_masks_and_init, control_seed
+from lth_lightning.experiment.instability import add_instability, measure_instability
 from lth_lightning.experiment.measure import (
     Measurement,
     control_columns,
@@ -40,84 +39,19 @@ from lth_lightning.experiment.measure import (
 )
 from lth_lightning.experiment.paths import round_label
 from lth_lightning.experiment.results import RoundResult
+from lth_lightning.experiment.sequential import SequentialRounds
 from lth_lightning.experiment.spec import RunContext
+from lth_lightning.experiment.stacking import check_stackable
 from lth_lightning.experiment.store import RecordOnTrainStart
 from lth_lightning.experiment.trainer import make_trainer, resuming_quietly
 from lth_lightning.pruning import sparsity_report
 from lth_lightning.stack.callbacks import MemberLogger, MemberTracker
 from lth_lightning.stack.module import StackedClassifier
-from lth_lightning.stack.network import StackingError, stack_network, stack_states, unstack_state
+from lth_lightning.stack.network import stack_states, unstack_state
 from lth_lightning.state import LotteryState
 from lth_lightning.targets import plan_rates, select_targets
 
-__all__ = ["StackedRounds", "check_stackable", "decide_stacking", "probe_batch", "stacking_probe"]
-
-
-def probe_batch(datamodule: pl.LightningDataModule, size: int = 8) -> Tensor:
-    """A few training inputs, to check a stacked network member by member before it trains."""
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    inputs = next(iter(datamodule.train_dataloader()))[0]
-    return inputs[:size].detach().cpu()
-
-
-def check_stackable(model: pl.LightningModule, lottery: LotteryTicketCallback) -> LotteryClassifier:
-    """``model``, if its kind and the callback's settings let its rounds train as stacked members.
-
-    Raises:
-        StackingError: Why they cannot.
-    """
-    if not isinstance(model, LotteryClassifier):
-        raise StackingError(
-            f"stacking trains the network of a LotteryClassifier as stacked members; {type(model).__name__} is not "
-            "one (wrap your network in LotteryClassifier(net=...), or train with stack=false)"
-        )
-    if lottery.rewind_step != 0:
-        raise StackingError(
-            f"stacking rewinds to the initialization; rewind_step={lottery.rewind_step} trains with stack=false"
-        )
-    return model
-
-
-def stacking_probe(
-    model: pl.LightningModule, lottery: LotteryTicketCallback, datamodule: pl.LightningDataModule
-) -> Tensor:
-    """A few training inputs on which ``model``'s network was checked to run as stacked members.
-
-    The data is read only after :func:`check_stackable` passes: a module that cannot stack leaves
-    its datamodule to the Trainer (whose ``setup`` many datamodules need, and whose shuffling draws
-    from torch's global random state).
-
-    Raises:
-        StackingError: Why ``model`` cannot train its rounds as stacked members.
-    """
-    classifier = check_stackable(model, lottery)
-    probe = probe_batch(datamodule)
-    state = {k.removeprefix("net."): v for k, v in classifier.state_dict().items() if k.startswith("net.")}
-    stack_network(classifier.net, [state], probe)
-    return probe
-
-
-def decide_stacking(
-    stack: bool | None, model: pl.LightningModule, lottery: LotteryTicketCallback, datamodule: pl.LightningDataModule
-) -> Tensor | None:
-    """Whether to stack (as asked, or, for None, where the module can, saying why not where it cannot).
-
-    Returns:
-        The probe batch the stacked rounds check their networks with, or None to train one network at a time.
-
-    Raises:
-        StackingError: If ``stack`` is True and the module cannot be stacked.
-    """
-    if stack is False:
-        return None
-    try:
-        return stacking_probe(model, lottery, datamodule)
-    except StackingError as reason:
-        if stack:
-            raise StackingError(f"stack=True cannot stack this experiment: {reason}.") from reason
-        rank_zero_info(f"Training the rounds one network at a time: {reason}.")
-        return None
+__all__ = ["StackedRounds"]
 
 
 def _member_metrics(logged: Mapping[str, float], member: str) -> dict[str, float]:
@@ -147,6 +81,7 @@ class StackedRounds:
 
     def __init__(self, probe: Tensor) -> None:
         self.probe = probe
+        self.sequential = SequentialRounds()  # what trains one network at a time: each round's instability copies
         self.summarized = False  # Lightning's model summary: for the first training only
 
     # ------------------------------------------------------------------ the members of a round
@@ -178,8 +113,7 @@ class StackedRounds:
                 if done is not None:
                     finished[run.seed][control] = done
                     continue
-                seed = control_seed(run.seed, r, control)
-                masks, init = control_masks_and_init(control, ticket.masks, ticket.init, run.model, seed)
+                masks, init = run.control(control, r, ticket.masks, ticket.init)
                 members.append(_Member(run, control, masks, init))
         return members, finished
 
@@ -298,8 +232,8 @@ class StackedRounds:
             out.append(Measurement(metrics, step, value, at_best[k] if step is not None else None))
         return out
 
-    @staticmethod
     def _save(
+        self,
         r: int,
         trainer: pl.Trainer,
         stacked: StackedClassifier,
@@ -314,7 +248,7 @@ class StackedRounds:
         trained = {k: v.detach() for k, v in stacked.state_dict().items()}
         next_masks = callback.masks
         rows: dict[int, RoundResult] = {}
-        runs: dict[int, RunContext] = {}
+        tickets: dict[int, tuple[_Member, dict[str, Tensor]]] = {}
         for k, member in enumerate(members):
             run, names = member.run, member.run.spec.names
             if member.role != "ticket":
@@ -326,11 +260,11 @@ class StackedRounds:
             trained_k = unstack_state(trained, k)  # the template's names: the stacked module keeps them
             weights = {name: trained_k.get(name, tensor) for name, tensor in member.init.items()}
             run.store.save_ticket(r, member.masks, weights)
+            tickets[run.seed] = (member, weights)
             own_next = {n: next_masks[n][k] for n in member.masks}
             run.lottery.record_round(
                 member.init, own_next, steps=trainer.global_step, epochs=trainer.current_epoch, metrics=own[k]
             )
-            runs[run.seed] = run
             rows[run.seed] = RoundResult(
                 round=r,
                 density=report.density,
@@ -341,9 +275,14 @@ class StackedRounds:
                 controls=dict(finished.get(run.seed, {})),
             )
         for seed, row in rows.items():
-            run = runs[seed]
+            ticket, weights = tickets[seed]
+            run = ticket.run
             row.controls = {c: row.controls[c] for c in run.spec.controls if c in row.controls}
             row.seconds = seconds
+            if run.spec.instability:  # its second copy trains alone: stacked members all see the same batches
+                add_instability(
+                    row, measure_instability(run, r, ticket.masks, ticket.init, weights, self.sequential.alone(run))
+                )
             run.store.finish_round(row, run.lottery.state_dict())
             rank_zero_info(round_line(row, run.spec.names, seed))
         return rows

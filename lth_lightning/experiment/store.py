@@ -142,6 +142,10 @@ class RunStore:
             save_tensors(dict(masks), self.paths.masks(r))
             save_tensors({k: v.detach().cpu() for k, v in weights.items()}, self.paths.weights(r))
 
+    def trained_weights(self, r: int) -> dict[str, torch.Tensor]:
+        """The network round ``r`` trained (as :meth:`save_ticket` saved it)."""
+        return dict(load_tensors(self.paths.weights(r)))
+
     def finished_control(self, r: int, control: str) -> dict[str, float | None] | None:
         """A control's columns if it already finished in round ``r``."""
         done = self.paths.control(r, control)

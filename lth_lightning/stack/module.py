@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from lth_lightning.classifier import LotteryClassifier, make_optimizer
-from lth_lightning.compat import DirectHookName
+from lth_lightning.classifier import LotteryClassifier, make_optimizer, with_schedule
+from lth_lightning.compat import DirectHookName, attached_trainer
 from lth_lightning.stack.network import stack_network
 
 __all__ = ["MemberMetrics", "StackedClassifier"]
@@ -80,6 +80,7 @@ class StackedClassifier(DirectHookName, pl.LightningModule):
         net_states = [{k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")} for state in states]
         self.net, self.stacked_forward = stack_network(template.net, net_states, probe)
         self.settings = (template.optimizer_name, template.lr, template.weight_decay, template.momentum, template.fused)
+        self.lr_schedule = template.lr_schedule
         self.train_loss: Tensor | None = None
         self.train_count = 0
         self.val_metrics = MemberMetrics(len(members))
@@ -135,7 +136,8 @@ class StackedClassifier(DirectHookName, pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         name, lr, weight_decay, momentum, fused = self.settings
-        return make_optimizer(self.parameters(), name, lr, weight_decay, momentum, fused)
+        optimizer = make_optimizer(self.parameters(), name, lr, weight_decay, momentum, fused)
+        return with_schedule(optimizer, self.lr_schedule, attached_trainer(self))
 
     def configure_gradient_clipping(
         self,

@@ -34,6 +34,8 @@ def main() -> None:
         out_dir=out_dir,
         name="ddp",
         progress=False,
+        controls=["snip", "synflow"],
+        instability=True,
     )
 
 

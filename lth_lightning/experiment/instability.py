@@ -1,0 +1,154 @@
+"""A round's instability (Frankle, Dziugaite, Roy & Carbin 2020): a second copy of the ticket trained from the same
+point under another data order, and the test error along the straight line between the two copies' weights.
+
+The ticket's own training is the first copy. The second starts from the same rewind point with the
+same masks, trained with the same recipe one network at a time (stacked members all see the same
+batches); its data order comes from the DataModule's ``shuffle_seed`` where it has one and from
+torch's global random state (what a ``DataLoader(shuffle=True)`` draws its order from), both set
+from the copy's own seed. Its columns are kept as a control's are (``control_instability.json``),
+so a rerun never trains it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from lth_lightning.compat import detached_copy
+from lth_lightning.experiment.measure import Measurement, control_columns, scalars, test_columns
+from lth_lightning.experiment.paths import round_label
+from lth_lightning.experiment.results import RoundResult
+from lth_lightning.experiment.spec import ExperimentSpec, RunContext
+from lth_lightning.metric_names import MetricNames
+from lth_lightning.stability import error_barrier, interpolate, path_alphas
+
+if TYPE_CHECKING:
+    from lth_lightning.callback import LotteryTicketCallback
+
+__all__ = [
+    "INSTABILITY",
+    "TrainsAlone",
+    "add_instability",
+    "check_instability",
+    "measure_instability",
+    "other_data_order",
+    "path_errors",
+]
+
+INSTABILITY = "instability"  # the copy's name in the run folder and TensorBoard (round_NN_instability)
+
+
+# Trains one network (its label, the module, its callback) and tests it: what it measured, and the Trainer.
+TrainsAlone = Callable[[str, pl.LightningModule, "LotteryTicketCallback"], tuple[Measurement, pl.Trainer]]
+
+
+def check_instability(spec: ExperimentSpec, lottery: LotteryTicketCallback) -> None:
+    """Refuse an instability measurement the experiment's retraining cannot give.
+
+    Raises:
+        ValueError: If the rounds are not rewound (both copies must start from the rewind point).
+    """
+    if spec.instability and lottery.retrain != "rewind":
+        raise ValueError(
+            f"`instability` trains two copies from the rewind point; retrain={lottery.retrain!r} does not rewind. "
+            "Measure it with retrain='rewind'."
+        )
+
+
+def instability_seed(seed: int, round: int) -> int:
+    """The seed of the second copy's data order in ``round`` of the run with ``seed``."""
+    return seed * 100_003 + round * 101 + 53
+
+
+@contextmanager
+def other_data_order(datamodule: pl.LightningDataModule, seed: int) -> Iterator[None]:
+    """Train under another data order, from ``seed``; the DataModule and torch's random state are restored after."""
+    had = getattr(datamodule, "shuffle_seed", None)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        if isinstance(had, int):
+            datamodule.shuffle_seed = seed if seed != had else seed + 1  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            if isinstance(had, int):
+                datamodule.shuffle_seed = had  # type: ignore[attr-defined]
+
+
+def path_errors(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    other: Mapping[str, Tensor],
+    datamodule: pl.LightningDataModule,
+    names: MetricNames,
+) -> list[float]:
+    """The test error (1 - the test metric) at each point of the line from ``other`` to ``model``'s weights.
+
+    ``model`` holds its own weights again afterwards; nothing is logged.
+
+    Raises:
+        ValueError: If the test metric is not an accuracy (a number in [0, 1]).
+    """
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    errors: list[float] = []
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        for alpha in path_alphas():
+            model.load_state_dict(interpolate(other, final, alpha))
+            results = trainer.test(model, datamodule=datamodule, verbose=False)
+            value = test_columns(scalars(results[0]) if results else {}, names)[names.test_column]
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(
+                    f"`instability` reads the test metric as an accuracy (error = 1 - it); {names.test} was {value}, "
+                    "outside [0, 1]. Log an accuracy as the test metric."
+                )
+            errors.append(1.0 - value)
+    finally:
+        trainer.loggers = loggers
+        model.load_state_dict(final)
+    return errors
+
+
+def measure_instability(
+    run: RunContext,
+    r: int,
+    masks: Mapping[str, Tensor],
+    start: Mapping[str, Tensor] | None,
+    trained: Mapping[str, Tensor],
+    alone: TrainsAlone,
+) -> dict[str, Any]:
+    """Round ``r``'s instability columns (read back when finished before): its second copy's test columns,
+    ``instability`` (the error barrier) and ``path_errors``.
+
+    Args:
+        run: The run.
+        r: The round.
+        masks: The masks the ticket trained with.
+        start: The state it trained from (the rewind point).
+        trained: The ticket's trained state: the first copy.
+        alone: Trains the second copy, one network at a time (the sequential executor's, for this run).
+    """
+    done = run.store.finished_control(r, INSTABILITY)
+    if done is not None:
+        return done
+    if start is None:
+        raise RuntimeError("The lottery callback has no snapshot yet: run a round first.")
+    copy = detached_copy(run.model)
+    with other_data_order(run.datamodule, instability_seed(run.seed, r)):
+        measured, trainer = alone(round_label(r, INSTABILITY), copy, run.lottery.fork(masks, start))
+    errors = path_errors(trainer, copy, trained, run.datamodule, run.spec.names)
+    columns = {**control_columns(measured, run.spec.names), INSTABILITY: error_barrier(errors), "path_errors": errors}
+    run.store.save_control(r, INSTABILITY, columns, masks)
+    return columns
+
+
+def add_instability(row: RoundResult, columns: Mapping[str, Any]) -> None:
+    """Record a round's instability columns in its row."""
+    row.instability = float(columns[INSTABILITY])
+    row.path_errors = [float(e) for e in columns["path_errors"]]
