@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -215,10 +216,17 @@ class StepDecay(torch.optim.lr_scheduler.LRScheduler):
 
 
 def with_schedule(optimizer: torch.optim.Optimizer, schedule: LRSchedule, trainer: pl.Trainer | None) -> Any:
-    """What ``configure_optimizers`` returns for ``schedule``: the optimizer, or it with its :class:`StepDecay`."""
+    """What ``configure_optimizers`` returns for ``schedule``: the optimizer, or it with its :class:`StepDecay`.
+
+    Raises:
+        ValueError: For the step schedule in a fit without an end (``max_steps`` and ``max_epochs`` both -1).
+    """
     if schedule == "constant":
         return optimizer
-    total = None if trainer is None else int(trainer.estimated_stepping_batches)
+    steps = None if trainer is None else trainer.estimated_stepping_batches
+    if steps is not None and not math.isfinite(steps):
+        raise ValueError("lr_schedule='step' drops the rate at fractions of a fit's steps: set max_steps or max_epochs")
+    total = None if steps is None else int(steps)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": StepDecay(optimizer, total), "interval": "step"}}
 
 

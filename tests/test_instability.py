@@ -181,3 +181,10 @@ def test_instability_needs_rewinding(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="`instability` trains two copies from the rewind point; retrain='finetune'"):
         _run(tiny_data, tmp_path, 2, retrain="finetune")
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_the_instability_option_is_a_boolean():
+    from lth_lightning.experiment.spec import ExperimentSpec
+
+    with pytest.raises(ValueError, match="`lottery.instability` must be true or false, got 'yes'"):
+        ExperimentSpec(rounds=2, instability="yes", option="lottery.")  # type: ignore[arg-type]

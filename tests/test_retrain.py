@@ -9,7 +9,7 @@ from cli_helpers import write_tiny_fashion
 from conftest import round_trainer
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
-from lth_lightning.classifier import StepDecay
+from lth_lightning.classifier import StepDecay, with_schedule
 from lth_lightning.experiment.stacking import check_stackable
 from lth_lightning.stack.network import StackingError
 
@@ -76,6 +76,9 @@ def test_the_step_schedule_drops_tenfold_at_half_and_three_quarters(modes):
         assert fit == pytest.approx(expected)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     assert StepDecay(optimizer, None).get_lr() == [1.0]  # no Trainer to ask yet: constant
+    endless = pl.Trainer(max_epochs=-1, max_steps=-1, logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="lr_schedule='step' drops the rate at fractions of a fit's steps: set max"):
+        with_schedule(optimizer, "step", endless)
 
 
 def test_each_mode_starts_its_rounds_where_its_paper_says(modes):
