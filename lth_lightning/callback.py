@@ -128,9 +128,11 @@ class LotteryTicketCallback(pl.Callback):
       untouched: a ``trainer.test()`` right after ``fit`` measures the network this round
       trained. The rewind happens at the start of the next fit.
 
-    Which tensors: by default the ``weight`` of every ``nn.Linear``, ``nn.ConvNd`` and
-    ``nn.ConvTransposeNd``. Tensors are found by identity: a shared (tied) parameter is pruned
-    once, keyed by its first name in ``named_parameters()``, and any of its names selects it. A
+    Which tensors: by default every linear map: the ``weight`` of every ``nn.Linear``, ``nn.ConvNd``,
+    ``nn.ConvTransposeNd`` and Hugging Face ``Conv1D`` (recognised by name, without importing
+    ``transformers``), and ``nn.MultiheadAttention``'s packed projections. Tensors are found by
+    identity: a shared (tied) parameter is pruned once, keyed by its first name in
+    ``named_parameters()``, and any of its names selects it. A
     layer weight computed by ``weight_norm`` is pruned through its direction (a zero there is a
     zero weight) and one computed by ``spectral_norm`` through the unnormalized weight, both
     ranked by the weight the layer computes; any other parametrization is refused with a
@@ -151,10 +153,11 @@ class LotteryTicketCallback(pl.Callback):
             whatever the layer); ``"layerwise"`` prunes each tensor by ``amount``.
         parameters: Names or glob patterns (``"net.layers.*.weight"``) of the parameters to
             prune, any name of a shared parameter, or ``<layer>.weight`` of a re-parametrized
-            layer; by default the ``weight`` of every ``nn.Linear``, ``nn.ConvNd`` and
-            ``nn.ConvTransposeNd`` (biases, normalisation layers, embeddings, attention
-            ``in_proj_weight`` and RNN weights are not pruned by default: the first fit lists
-            them, with the ``parameters=`` line that adds them).
+            layer; by default every linear map (the ``weight`` of every ``nn.Linear``, ``nn.ConvNd``,
+            ``nn.ConvTransposeNd`` and Hugging Face ``Conv1D``, and ``nn.MultiheadAttention``'s
+            packed ``in_proj_weight``); biases, normalisation layers, embeddings (unless tied to a
+            pruned head) and RNN weights are not pruned by default: the first fit lists them, with
+            the ``parameters=`` line that adds them.
         rates: Per-parameter pruning rates overriding ``amount``, keyed by name or glob
             pattern, each in (0, 1); such a tensor is pruned on its own at its rate, e.g.
             ``{"net.layers.3.weight": 0.1}`` for the paper's half-rate output layer.

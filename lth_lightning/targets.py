@@ -22,6 +22,7 @@ from lth_lightning.compat import SPECTRAL_NORM, WEIGHT_NORM, SpectralNormHook, W
 from lth_lightning.pruning import Scope, match_names, plan_groups
 
 __all__ = [
+    "LIBRARY_LINEAR",
     "PRUNABLE_LAYERS",
     "Selection",
     "Target",
@@ -41,6 +42,14 @@ PRUNABLE_LAYERS: tuple[type[nn.Module], ...] = (
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
 )
+# Linear maps that libraries define in their own classes, by ``module.QualifiedName`` (matched along a class's MRO,
+# so subclasses count), recognised without importing the library. Each entry: its weight parameters.
+LIBRARY_LINEAR: dict[str, tuple[str, ...]] = {
+    "transformers.pytorch_utils.Conv1D": ("weight",),  # GPT-2, GPT-J's ancestors, ...: a transposed (in, out) weight
+}
+# torch's packed attention projection: the query, key and value maps in one (3E, E) tensor, or three when
+# the key and value widths differ.
+_MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 Kind = Literal["parameter", "weight_norm", "spectral_norm"]
 
 
@@ -83,22 +92,24 @@ class Selection:
     Attributes:
         targets: The pruned tensors, in ``named_parameters()`` order.
         left_out: ``(name, shape, owner type)`` of every other parameter of two or more
-            dimensions (embeddings, attention projections, RNN weights), when the default rule chose.
+            dimensions (embeddings, RNN weights), when the default rule chose.
+        recognised: ``(class, layers)`` of each library class the default rule recognised as a linear map.
     """
 
     targets: tuple[Target, ...]
     left_out: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    recognised: tuple[tuple[str, int], ...] = ()
 
     def describe(self) -> str:
         """What is pruned, what the default rule left out and the ``parameters=`` line that adds it."""
         total = sum(torch.Size(t.shape).numel() for t in self.targets)
         lines = [f"LotteryTicketCallback prunes {len(self.targets)} tensors ({total:,} weights):"]
         lines += [f"  {t.describe()}" for t in self.targets]
+        if self.recognised:
+            found = ", ".join(f"{cls} ({count} layers)" for cls, count in self.recognised)
+            lines.append(f"Linear maps of library classes recognised: {found}.")
         if self.left_out:
-            lines.append(
-                "The default rule prunes the weight of every nn.Linear, nn.ConvNd and nn.ConvTransposeNd; "
-                "it leaves out these weight tensors:"
-            )
+            lines.append(f"The default rule prunes {DEFAULT_RULE}; it leaves out these weight tensors:")
             lines += [f"  {name}  {shape}  {owner}" for name, shape, owner in self.left_out]
             names = [t.name for t in self.targets] + [name for name, _, _ in self.left_out]
             lines.append(f"To prune them too: parameters={names!r}")
@@ -168,7 +179,11 @@ class _Index:
     def by_default_rule(self) -> list[Target]:
         targets = []
         for layer, mod in self.modules.items():
-            if not isinstance(mod, PRUNABLE_LAYERS):
+            if isinstance(mod, nn.MultiheadAttention):
+                packed = [getattr(mod, n) for n in _MHA_PROJECTIONS]
+                targets += [self.target(p) for p in packed if isinstance(p, nn.Parameter)]
+                continue
+            if not isinstance(mod, PRUNABLE_LAYERS) and _library_linear(mod) is None:
                 continue
             weight_name = _join(layer, "weight")
             if weight_name in self.reparams:
@@ -199,6 +214,14 @@ class _Index:
                 targets.append(self.target(param, self.reparam_of(param)))
         return self.ordered(targets)
 
+    def recognised(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for mod in self.modules.values():
+            cls = _library_linear(mod) if not isinstance(mod, PRUNABLE_LAYERS) else None
+            if cls is not None:
+                counts[cls] = counts.get(cls, 0) + 1
+        return sorted(counts.items())
+
     def ordered(self, targets: list[Target]) -> list[Target]:
         unique = {t.name: t for t in targets}
         return sorted(unique.values(), key=lambda t: self.order[t.name])
@@ -214,6 +237,21 @@ class _Index:
                 owner = self.modules.get(name.rpartition(".")[0], self.module)
                 out.append((name, tuple(param.shape), type(owner).__name__))
         return out
+
+
+DEFAULT_RULE = (
+    "the weight of every nn.Linear, nn.ConvNd, nn.ConvTransposeNd and library linear map (Hugging Face Conv1D), "
+    "and nn.MultiheadAttention's packed projections"
+)
+
+
+def _library_linear(mod: nn.Module) -> str | None:
+    """The :data:`LIBRARY_LINEAR` class ``mod`` is (or derives from), by name: the library need not be importable."""
+    for cls in type(mod).__mro__:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if name in LIBRARY_LINEAR:
+            return name
+    return None
 
 
 def _join(prefix: str, name: str) -> str:
@@ -250,9 +288,12 @@ def _reparametrization(layer: str, mod: nn.Module) -> _Reparam | None:
 def select_targets(module: nn.Module, patterns: Sequence[str] | None = None) -> Selection:
     """The tensors to prune: by the default rule (``patterns=None``) or by names and glob patterns.
 
-    The default rule takes the weight of every ``nn.Linear``, ``nn.ConvNd`` and
-    ``nn.ConvTransposeNd``. A pattern may use any name of a shared parameter, and a
-    re-parametrized layer's ``<layer>.weight``.
+    The default rule takes every linear map: the weight of every ``nn.Linear``, ``nn.ConvNd``,
+    ``nn.ConvTransposeNd`` and library class of :data:`LIBRARY_LINEAR` (Hugging Face's ``Conv1D``,
+    whose ``(in, out)`` weight is pruned by the same magnitudes as its ``nn.Linear`` twin's), and the
+    packed projections of ``nn.MultiheadAttention``. Embeddings stay out unless tied to a pruned
+    head. A pattern may use any name of a shared parameter, and a re-parametrized layer's
+    ``<layer>.weight``.
 
     Raises:
         ValueError: If nothing is chosen or a pattern matches nothing (the message lists the names),
@@ -264,11 +305,12 @@ def select_targets(module: nn.Module, patterns: Sequence[str] | None = None) -> 
         targets = index.by_default_rule()
         if not targets:
             raise ValueError(
-                "LotteryTicketCallback found nothing to prune: the module has no nn.Linear, nn.ConvNd or "
-                "nn.ConvTransposeNd weight. Pass `parameters=[...]` with names or glob patterns; parameters: "
+                "LotteryTicketCallback found nothing to prune: the module has no linear map (nn.Linear, nn.ConvNd, "
+                "nn.ConvTransposeNd, Conv1D, attention projection). Pass `parameters=[...]` with names or glob "
+                "patterns; parameters: "
                 f"{', '.join(name for names in index.names.values() for name in names) or '(none)'}."
             )
-        return Selection(tuple(targets), tuple(index.left_out(targets)))
+        return Selection(tuple(targets), tuple(index.left_out(targets)), tuple(index.recognised()))
     return Selection(tuple(index.by_patterns(patterns)))
 
 

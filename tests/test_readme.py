@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 README = (REPO / "README.md").read_text()
@@ -19,16 +20,30 @@ def test_ci_runs_the_readmes_test_command():
     assert test_command in ci
 
 
-def test_dropin_example_runs(tmp_path):
-    example = next(b for b in _blocks("python") if "for round_ in range" in b)
-    script = tmp_path / "dropin.py"
+def _run_example(tmp_path, marker: str) -> subprocess.CompletedProcess:
+    """Run the README's python block that holds ``marker`` as a script of its own."""
+    example = next(b for b in _blocks("python") if marker in b)
+    script = tmp_path / "example.py"
     script.write_text(example)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_dropin_example_runs(tmp_path):
+    result = _run_example(tmp_path, "from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback")
     rounds = re.findall(r"round (\d): density ([\d.]+), test/acc ([\d.]+)", result.stdout)
     assert [r[0] for r in rounds] == ["0", "1", "2"]
     assert [r[1] for r in rounds] == ["1.000", "0.800", "0.640"]
     assert "next round keeps 0.512" in result.stdout
+
+
+def test_gpt2_example_runs(tmp_path):
+    pytest.importorskip("transformers")
+    result = _run_example(tmp_path, "GPT2LMHeadModel")
+    rounds = re.findall(r"gpt2 round (\d): (\d+) tensors, density ([\d.]+) next", result.stdout)
+    assert rounds == [("0", "9", "0.800"), ("1", "9", "0.640"), ("2", "9", "0.512")]  # wte/lm_head + 8 Conv1D
+    assert "transformers.pytorch_utils.Conv1D (8 layers)" in result.stdout + result.stderr
 
 
 def test_the_readmes_folder_names_are_the_ones_lth_fit_gives(monkeypatch, tmp_path):
