@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lth_lightning import LotteryTicketCallback
-from lth_lightning.pruning import prune
+from lth_lightning.pruning import keep_count, prune
 from lth_lightning.targets import magnitudes, select_targets
 
 transformers = pytest.importorskip("transformers")
@@ -187,3 +187,15 @@ def test_library_linear_maps_are_recognised_by_name_and_reported():
         selection.describe()
     )
     assert "2.weight  (5, 4)  Embedding" in selection.describe()  # an untied embedding stays out
+
+
+def test_layerwise_scope_and_rates_work_on_conv1d_layers(tmp_path):
+    torch.manual_seed(0)
+    module = HFModule(_gpt2()[0])
+    lottery = LotteryTicketCallback(amount=0.5, scope="layerwise", rates={"*.c_attn.weight": 0.25}, verbose=False)
+    lean_trainer(tmp_path, callbacks=[lottery], max_epochs=1).fit(module, _batches("gpt2", None))
+    params = dict(module.named_parameters())
+    for name, mask in lottery.masks.items():
+        rate = 0.25 if name.endswith("c_attn.weight") else 0.5
+        assert int(mask.sum()) == keep_count(params[name].numel(), rate, 1), name  # each tensor at its own rate
+    assert "model.transformer.h.0.attn.c_attn.weight" in lottery.masks
