@@ -102,15 +102,23 @@ class TicketRound:
             )
         return groups, keep_counts(self.masks, groups)
 
-    def loss(self, control: str) -> Loss:
-        """The training loss on the first training batch, for a score that reads data.
+    def first_batch(self, control: str) -> Any:
+        """The training batch a control reads.
 
         Raises:
             ValueError: If no batch was given.
         """
         if self.batch is None:
             raise ValueError(f"The {control} control scores the initial network on a training batch; none was given.")
-        return training_loss(self.batch())
+        return self.batch()
+
+    def loss(self, control: str) -> Loss:
+        """The training loss on the first training batch, for a score that reads data.
+
+        Raises:
+            ValueError: If no batch was given.
+        """
+        return training_loss(self.first_batch(control))
 
 
 @dataclass(frozen=True)
@@ -239,9 +247,7 @@ def _magnitude(net: nn.Module, names: list[str], ticket: TicketRound) -> dict[st
 
 def _synflow(ticket: TicketRound, seed: int) -> tuple[Masks, State]:
     groups, keep = ticket.pools("synflow")
-    if ticket.batch is None:
-        raise ValueError("The synflow control takes the input's shape from a training batch; none was given.")
-    shape = tuple(_first_input(ticket.batch()).shape)
+    shape = tuple(_first_input(ticket.first_batch("synflow")).shape)  # only the input's shape is read
     masks = synflow_masks(ticket.initial_network(), groups, keep, shape, SYNFLOW_ITERATIONS)
     return {n: masks[n].cpu() for n in ticket.masks}, dict(ticket.init)
 

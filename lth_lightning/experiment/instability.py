@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from lth_lightning.compat import detached_copy
-from lth_lightning.experiment.measure import Measurement, control_columns, scalars, test_columns
+from lth_lightning.experiment.measure import Measurement, control_columns, tested, trial_weights
 from lth_lightning.experiment.paths import round_label
 from lth_lightning.experiment.results import RoundResult
 from lth_lightning.experiment.spec import ExperimentSpec, RunContext
@@ -95,23 +95,17 @@ def path_errors(
     Raises:
         ValueError: If the test metric is not an accuracy (a number in [0, 1]).
     """
-    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     errors: list[float] = []
-    loggers, trainer.loggers = trainer.loggers, []
-    try:
+    with trial_weights(trainer, model) as final:
         for alpha in path_alphas():
             model.load_state_dict(interpolate(other, final, alpha))
-            results = trainer.test(model, datamodule=datamodule, verbose=False)
-            value = test_columns(scalars(results[0]) if results else {}, names)[names.test_column]
+            value = tested(trainer, model, datamodule, names)[names.test_column]
             if not 0.0 <= value <= 1.0:
                 raise ValueError(
                     f"`instability` reads the test metric as an accuracy (error = 1 - it); {names.test} was {value}, "
                     "outside [0, 1]. Log an accuracy as the test metric."
                 )
             errors.append(1.0 - value)
-    finally:
-        trainer.loggers = loggers
-        model.load_state_dict(final)
     return errors
 
 

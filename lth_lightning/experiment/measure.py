@@ -6,7 +6,8 @@ the sequential and the stacked executors both measure through them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ __all__ = [
     "row_metrics",
     "scalars",
     "test_columns",
+    "tested",
+    "trial_weights",
 ]
 
 T = TypeVar("T")
@@ -82,6 +85,19 @@ def control_columns(measured: Measurement, names: MetricNames) -> dict[str, floa
     return values
 
 
+@contextmanager
+def trial_weights(trainer: pl.Trainer, model: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, other weights may be loaded into ``model`` and evaluated, logging nothing; the final
+    weights (what the block receives, copied) are back after it."""
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        yield final
+    finally:
+        trainer.loggers = loggers
+        model.load_state_dict(final)
+
+
 def evaluate_at_best(
     trainer: pl.Trainer, model: torch.nn.Module, load_best: Callable[[torch.nn.Module], Any], evaluate: Callable[[], T]
 ) -> T:
@@ -89,14 +105,17 @@ def evaluate_at_best(
 
     The runs' ``test/*`` scalars stay those of the final weights, which the round reports.
     """
-    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    load_best(model)
-    loggers, trainer.loggers = trainer.loggers, []
-    try:
+    with trial_weights(trainer, model):
+        load_best(model)
         return evaluate()
-    finally:
-        trainer.loggers = loggers
-        model.load_state_dict(final)
+
+
+def tested(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule, names: MetricNames
+) -> dict[str, float]:
+    """``trainer.test`` of ``model``: every test metric by column (:func:`test_columns`)."""
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    return test_columns(scalars(results[0]) if results else {}, names)
 
 
 def round_line(row: RoundResult, names: MetricNames, seed: int) -> str:

@@ -25,7 +25,7 @@ from lth_lightning.experiment.measure import (
     round_line,
     row_metrics,
     scalars,
-    test_columns,
+    tested,
 )
 from lth_lightning.experiment.paths import round_label
 from lth_lightning.experiment.results import RoundResult
@@ -69,8 +69,8 @@ class SequentialRounds:
         run.store.save_ticket(r, lottery.round_masks, run.model.state_dict())
         for control in run.spec.controls if r > 0 else ():
             row.controls[control] = self._control(run, r, control)
-        if run.spec.instability:
-            trained = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        if run.spec.instability:  # the ticket's trained network is the first copy (only read)
+            trained = run.model.state_dict()
             alone = self.alone(run)
             add_instability(row, measure_instability(run, r, lottery.round_masks, lottery.snapshot, trained, alone))
         row.seconds = time.perf_counter() - start + clock.before  # with the part before an interruption
@@ -133,5 +133,4 @@ class SequentialRounds:
 
     @staticmethod
     def _test(run: RunContext, trainer: pl.Trainer, model: pl.LightningModule) -> dict[str, float]:
-        results = trainer.test(model, datamodule=run.datamodule, verbose=False)
-        return test_columns(scalars(results[0]) if results else {}, run.spec.names)
+        return tested(trainer, model, run.datamodule, run.spec.names)
