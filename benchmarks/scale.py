@@ -1,9 +1,9 @@
 """The callback at the sizes projects drop it into: 1M to 300M parameters (1B on a GPU).
 
 The module is a stack of ``nn.Linear(w, w)`` layers with ReLUs (w = 1024 below 50M parameters,
-4096 above), trained by ``torch.optim.Adam`` (lr 1e-4; ``--optimizer sgd``: SGD with momentum) on
-random rows through a real Trainer (no logger, no checkpoint callback, no validation). For each
-size, one process at a time:
+4096 above), trained by ``torch.optim.Adam`` (lr 1e-4) or SGD with momentum 0.9 on random rows
+through a real Trainer (no logger, no checkpoint callback, no validation). For each size, one
+process at a time (the round boundary, memory and checkpoints with the first of ``--optimizers``):
 
 * ``plain``: two fits of ``--steps`` steps with fresh Trainers, no callback; peak RSS, then the
   bytes of ``trainer.save_checkpoint``. ``gc.collect()`` runs before each fit: a finished fit's
@@ -15,17 +15,19 @@ size, one process at a time:
   (rewind, masks applied). Peak RSS and checkpoint bytes over ``plain``'s, per parameter.
 * ``torch``: ``torch.nn.utils.prune.global_unstructured(L1Unstructured, amount=0.2)`` on the same
   initial weights (what Lightning's ``ModelPruning`` calls), timed alone.
-* ``steps``: the per-step overhead in steady state. One module, trained fit by fit in turn with
-  the callback (a pruned round, rewound at its start: gradients masked at every step) and without
-  it, the order swapped every repetition (``--reps`` fits of each kind, ``--steps`` steps each);
-  the steps after each fit's first, median against median. The same module both ways, because
-  two modules of one architecture differ by several percent in step time on this CPU. The time
-  spent in the callback's own per-step hooks is reported beside it: the rest of the difference
-  is torch's optimizer on a pruned network (on this CPU, ``sqrt`` of the zero second moments
-  of pruned weights runs slower than of non-zero ones).
+* ``steps``: the per-step overhead in steady state, for every optimizer of ``--optimizers`` and
+  every density of ``--densities`` (the fraction of the weights a pruned round keeps). One module
+  is trained fit by fit in turn from the same masked weights: with the callback (a pruned round at
+  that density, rewound and masked at its start, its masks enforced at every step) and without it
+  (the raw loop: a plain fit started from the snapshot times the masks), the order swapped every
+  repetition (``--reps`` fits of each kind, ``--steps`` steps each); the steps after each fit's
+  first, median against median. The same module both ways, because two modules of one
+  architecture differ by several percent in step time on this CPU. Beside it: the time spent in
+  the callback's own per-step work (its hooks and the re-masking after each optimizer step), and
+  how the fit enforced the masks (``weights`` or ``gradients``, as the first fit says).
 
     python benchmarks/scale.py                                  # 1M, 10M, 100M and 300M on this CPU
-    python benchmarks/scale.py --sizes 1M 100M --reps 2         # fewer
+    python benchmarks/scale.py --sizes 10M 100M --parts steps   # the per-step table only
     python benchmarks/scale.py --device cuda --sizes 100M 1B    # on a GPU: peak device memory too
     python benchmarks/scale.py --sizes 1M --steps 3 --reps 1    # a smoke test
 
@@ -115,25 +117,35 @@ class TimedLottery(LotteryTicketCallback):
 
 
 class HookTimes(LotteryTicketCallback):
-    """The callback, with the seconds its per-step hooks take at each step after the first of a fit."""
+    """The callback, with the seconds of its per-step work (its hooks, the re-masking after each optimizer step)
+    at each step after the first of a fit."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.times: list[float] = []
-        self._step = 0.0
+        self._spent, self._device = 0.0, torch.device("cpu")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._spent, self._device = 0.0, pl_module.device
+        super().on_train_batch_start(trainer, pl_module, *args)
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         with Elapsed(pl_module.device) as elapsed:
             super().on_before_optimizer_step(trainer, pl_module, optimizer)
-        self._step = elapsed.seconds
+        self._spent += elapsed.seconds
+
+    def enforce_masks(self) -> None:
+        with Elapsed(self._device) as elapsed:
+            super().enforce_masks()
+        self._spent += elapsed.seconds
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        start = time.perf_counter()
-        super().on_train_batch_end(trainer, pl_module, *args)
+        with Elapsed(pl_module.device) as elapsed:
+            super().on_train_batch_end(trainer, pl_module, *args)
         if args[-1] > 0:
-            self.times.append(self._step + time.perf_counter() - start)
+            self.times.append(self._spent + elapsed.seconds)
 
 
 class StepTimes(pl.Callback):
@@ -256,38 +268,49 @@ def worker_torch(params: int, device: str, args: argparse.Namespace) -> dict[str
 
 
 def worker_steps(params: int, device: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Steady-state step time of one module with the callback (a pruned round) and without, fit by fit in turn."""
+    """Steady-state step time of one module from the same masked weights, with the callback (a round at
+    ``--density``) and without it (the raw loop), fit by fit in turn."""
     model = _module(params, device, args.optimizer)
     data = _loader(shape_for(params)[1], args.batch, args.steps)
-    lottery = HookTimes(verbose=False)
-    _trainer(device, args.steps, [lottery]).fit(model, data)  # round 0; every later fit with it masks each step
+    lottery = HookTimes(amount=1 - args.density, verbose=False)
+    _trainer(device, args.steps, [lottery]).fit(model, data)  # round 0, whose end prunes to the density
+    pruned, masks, snapshot = lottery.state, lottery.masks, lottery.snapshot
+    assert snapshot is not None
+    masked = {k: v * masks[k] if k in masks else v for k, v in snapshot.items()}  # where both kinds start
     lottery.times.clear()
     times = {"plain": StepTimes(), "ours": StepTimes()}
     fits: dict[str, list[pl.Callback]] = {"plain": [times["plain"]], "ours": [lottery, times["ours"]]}
     for rep in range(args.reps):
         for name in ("plain", "ours") if rep % 2 == 0 else ("ours", "plain"):
+            if name == "ours":
+                lottery.set_state(pruned)  # round 1 again: rewound to the snapshot, masked
+            else:
+                model.load_state_dict(masked)
             _trainer(device, args.steps, fits[name]).fit(model, data)
     return {
         **{name: statistics.median(t.times) for name, t in times.items()},
         "hooks": statistics.median(lottery.times),
+        "params": sum(p.numel() for p in model.parameters()),
+        "density": sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values()),
+        "enforcement": lottery.enforcement,
     }
 
 
-def _in_process(kind: str, size: str, args: argparse.Namespace) -> dict[str, Any]:
+def _in_process(kind: str, size: str, args: argparse.Namespace, optimizer: str, density: float = 1.0) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", kind, "--sizes", size, "--device", args.device]
     command += ["--steps", str(args.steps), "--batch", str(args.batch), "--reps", str(args.reps)]
-    command += ["--optimizer", args.optimizer]
+    command += ["--optimizer", optimizer, "--density", str(density)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{kind} at {size} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(size: str, args: argparse.Namespace) -> dict[str, Any]:
-    plain = _in_process("plain", size, args)
-    ours = _in_process("ours", size, args)
-    theirs = _in_process("torch", size, args)
-    steps = _in_process("steps", size, args)
+def measure_boundary(size: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The round boundary, memory and checkpoint bytes at one size, with the first optimizer."""
+    plain = _in_process("plain", size, args, args.optimizers[0])
+    ours = _in_process("ours", size, args, args.optimizers[0])
+    theirs = _in_process("torch", size, args, args.optimizers[0])
     n = ours["params"]
     row = {
         "size": size,
@@ -296,9 +319,6 @@ def measure(size: str, args: argparse.Namespace) -> dict[str, Any]:
         "prune_s": ours["prune_s"],
         "rewind_s": ours["rewind_s"],
         "torch_s": theirs["prune_s"],
-        "step_plain_s": steps["plain"],
-        "step_ours_s": steps["ours"],
-        "hooks_s": steps["hooks"],
         "rss_over_plain": (ours["peak_rss"] - plain["peak_rss"]) / n,
         "checkpoint_over_plain": (ours["checkpoint_bytes"] - plain["checkpoint_bytes"]) / n,
     }
@@ -308,12 +328,25 @@ def measure(size: str, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def table(rows: list[dict[str, Any]], device: str) -> str:
+def measure_steps(size: str, args: argparse.Namespace, optimizer: str, density: float) -> dict[str, Any]:
+    """The per-step comparison at one size, optimizer and density."""
+    steps = _in_process("steps", size, args, optimizer, density)
+    return {
+        "size": size,
+        "params": steps["params"],
+        "optimizer": optimizer,
+        "density": steps["density"],
+        "enforcement": steps["enforcement"],
+        "step_plain_s": steps["plain"],
+        "step_ours_s": steps["ours"],
+        "hooks_s": steps["hooks"],
+    }
+
+
+def boundary_table(rows: list[dict[str, Any]], device: str) -> str:
     head = (
         "| parameters | round boundary (s): prune + rewind | torch `global_unstructured` (s) | x faster "
-        "| step without / with the callback (s) | per-step overhead | of which the callback's hooks "
-        "| peak RSS over plain (B/param) "
-        "| checkpoint over plain (B/param) |"
+        "| peak RSS over plain (B/param) | checkpoint over plain (B/param) |"
     )
     if device == "cuda":
         head += " peak device memory over plain (B/param) | boundary over training peak (B/param) |"
@@ -322,14 +355,27 @@ def table(rows: list[dict[str, Any]], device: str) -> str:
         line = (
             f"| {r['params'] / 1e6:.1f}M | {r['boundary_s']:.2f} ({r['prune_s']:.2f} + {r['rewind_s']:.2f}) "
             f"| {r['torch_s']:.2f} | {r['torch_s'] / r['prune_s']:.1f} "
-            f"| {r['step_plain_s']:.3f} / {r['step_ours_s']:.3f} "
-            f"| {100 * (r['step_ours_s'] / r['step_plain_s'] - 1):+.1f}% "
-            f"| {1e3 * r['hooks_s']:.1f} ms ({100 * r['hooks_s'] / r['step_plain_s']:.1f}%) "
             f"| {r['rss_over_plain']:.2f} | {r['checkpoint_over_plain']:.2f} |"
         )
         if device == "cuda":
             line += f" {r['device_over_plain']:.2f} | {r['boundary_over_training']:.2f} |"
         lines.append(line)
+    return "\n".join(lines)
+
+
+def steps_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| parameters | optimizer | weights kept | masks enforced on | step, raw loop / with the callback (s) "
+        "| per-step overhead | of which the callback's own work |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['params'] / 1e6:.1f}M | {r['optimizer']} | {100 * r['density']:.1f}% | {r['enforcement']} "
+            f"| {r['step_plain_s']:.4f} / {r['step_ours_s']:.4f} "
+            f"| {100 * (r['step_ours_s'] / r['step_plain_s'] - 1):+.1f}% "
+            f"| {1e3 * r['hooks_s']:.2f} ms ({100 * r['hooks_s'] / r['step_plain_s']:.1f}%) |"
+        )
     return "\n".join(lines)
 
 
@@ -340,11 +386,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per fit (>= 2: the first of each is a warm-up)")
     parser.add_argument("--batch", type=int, default=256, help="rows per step")
     parser.add_argument("--reps", type=int, default=3, help="fits per variant in the per-step comparison")
-    parser.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    parser.add_argument("--optimizers", nargs="+", default=["adam", "sgd"], choices=["adam", "sgd"])
+    parser.add_argument(
+        "--densities", nargs="+", type=float, default=[0.2, 0.04, 0.01], help="weights a pruned round keeps, in (0, 1)"
+    )
+    parser.add_argument("--parts", nargs="+", default=["boundary", "steps"], choices=["boundary", "steps"])
     parser.add_argument("--worker", choices=["plain", "ours", "torch", "steps"], help=argparse.SUPPRESS)
+    parser.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help=argparse.SUPPRESS)
+    parser.add_argument("--density", type=float, default=0.2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.steps < 2:
         parser.error(f"--steps must be >= 2 (the first step of each fit is a warm-up), got {args.steps}")
+    wrong = [d for d in args.densities if not 0 < d < 1]
+    if wrong:
+        parser.error(f"--densities must be in the open interval (0, 1), got {wrong}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is available")
     warnings.filterwarnings("ignore")
@@ -358,15 +413,24 @@ def main() -> None:
         }
         print(json.dumps(kinds[args.worker]()))
         return
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs"
     print(
-        f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {args.device}, batch {args.batch}, "
-        f"{args.optimizer}, {args.steps} steps a fit, {args.reps} fits of each kind in the per-step comparison"
+        f"torch {torch.__version__}, {device}, batch {args.batch}, {args.steps} steps a fit, "
+        f"{args.reps} fits of each kind in the per-step comparison"
     )
-    rows = []
+    boundary, steps = [], []
     for size in args.sizes:
-        rows.append(measure(size, args))
-        print(json.dumps(rows[-1]), flush=True)
-    print(table(rows, args.device))
+        if "boundary" in args.parts:
+            boundary.append(measure_boundary(size, args))
+            print(json.dumps(boundary[-1]), flush=True)
+        for optimizer in args.optimizers if "steps" in args.parts else []:
+            for density in args.densities:
+                steps.append(measure_steps(size, args, optimizer, density))
+                print(json.dumps(steps[-1]), flush=True)
+    if boundary:
+        print(boundary_table(boundary, args.device))
+    if steps:
+        print(steps_table(steps))
 
 
 if __name__ == "__main__":

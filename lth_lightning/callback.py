@@ -25,9 +25,9 @@ from lth_lightning.targets import Target, magnitudes, plan_rates, resolve_rates,
 
 __all__ = ["LotteryTicketCallback"]
 
-# Optimizers whose update of a weight depends only on that weight's own gradient and state: a
-# weight that is zero, with a zero gradient from the start, gets an update of exactly zero (weight
-# decay included). With these, re-masking the weights after every step is redundant.
+# Optimizers whose update of a weight depends only on that weight's own gradient and state: a pruned
+# weight's gradient and optimizer state never reach a surviving weight, so masking the weights right
+# after each step leaves the survivors' updates exactly as masking the gradients before it would.
 _ELEMENTWISE_OPTIMIZERS = (
     torch.optim.SGD,
     torch.optim.Adam,
@@ -44,6 +44,7 @@ SnapshotDevice = Literal["cpu", "module"]
 Retrain = Literal["rewind", "lr_rewind", "finetune"]
 _RETRAIN = ("rewind", "lr_rewind", "finetune")
 _SETTING_DEFAULTS = {"retrain": "rewind"}  # a setting added later: what a state saved before it had
+Enforcement = Literal["weights", "gradients", "gradients+weights"]
 
 
 def _torch_pruned_modules(module: nn.Module) -> list[str]:
@@ -81,9 +82,13 @@ def _zero_pruned_(tensors: Sequence[Tensor | None], masks: Sequence[Tensor]) -> 
     converts a ``uint8`` mask to the tensor's dtype before multiplying, so a large tensor is
     multiplied in chunks: the conversion stays a small buffer rather than a tensor-sized temporary
     per step (as fast as a float mask there, and 4x faster than ``torch.where``). A GPU kernel
-    converts on the fly: one multiply per tensor. Parameters need ``torch.no_grad()`` around it.
+    converts on the fly: one multiply per tensor. A mask on another device than its tensor (a
+    module Lightning moved back to the CPU before ``on_fit_end``) is copied there first. Parameters
+    need ``torch.no_grad()`` around it.
     """
-    pairs = [(t, m) for t, m in zip(tensors, masks, strict=True) if t is not None]
+    pairs = [
+        (t, m if m.device == t.device else m.to(t.device)) for t, m in zip(tensors, masks, strict=True) if t is not None
+    ]
     same = [(t, m) for t, m in pairs if m.dtype == t.dtype]
     if same:
         multiply_all_([t for t, _ in same], [m for _, m in same])
@@ -94,6 +99,49 @@ def _zero_pruned_(tensors: Sequence[Tensor | None], masks: Sequence[Tensor]) -> 
                 part.mul_(bits)
         else:
             tensor.mul_(mask)
+
+
+def _clipping(trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
+    """What clips this fit's gradients (reading them across weights), or None when nothing may."""
+    value = trainer.gradient_clip_val
+    if value:  # None or 0: Lightning clips nothing
+        algorithm = getattr(trainer.gradient_clip_algorithm, "value", trainer.gradient_clip_algorithm) or "norm"
+        return f"gradient clipping (gradient_clip_val={value}, by {algorithm})"
+    own = type(pl_module).configure_gradient_clipping is not pl.LightningModule.configure_gradient_clipping
+    if own and not getattr(pl_module, "clips_gradients_only_when_asked", False):
+        return f"{type(pl_module).__name__}.configure_gradient_clipping (it may clip whatever the Trainer says)"
+    return None
+
+
+def choose_enforcement(
+    optimizers: Sequence[torch.optim.Optimizer], automatic: bool, clipping: str | None
+) -> tuple[Enforcement, str]:
+    """How a fit keeps pruned weights at zero, and why (a clause that completes a sentence).
+
+    ``"weights"``: re-masked right after every optimizer step, gradients left as computed; only with
+    torch's element-wise optimizers, automatic optimization and no gradient clipping, where a pruned
+    weight's gradient and optimizer state never reach a surviving weight (and where zeroing gradients
+    would leave Adam with exact-zero second moments, whose ``sqrt`` is slow on some CPUs).
+    ``"gradients"``: gradients masked before every step (automatic optimization) or as backward
+    computes them (manual optimization). ``"gradients+weights"``: both, for any other optimizer.
+    """
+    if not optimizers:
+        return "gradients", "the module configures no optimizer"
+    other = sorted({type(o).__name__ for o in optimizers if type(o) not in _ELEMENTWISE_OPTIMIZERS})
+    if other:
+        return "gradients+weights", (
+            f"{', '.join(other)} is not one of torch's element-wise optimizers, so gradients are masked and the "
+            "weights are re-masked after every step"
+        )
+    if not automatic:
+        return "gradients", "manual optimization may step any way, so gradients are masked as backward computes them"
+    if clipping is not None:
+        return "gradients", f"{clipping} reads every gradient, so gradients are masked before every step"
+    names = ", ".join(sorted({type(o).__name__ for o in optimizers}))
+    return "weights", (
+        f"{names} is element-wise and gradients are not clipped, so a pruned weight's gradient reaches no surviving "
+        "weight: the weights are re-masked right after every step, gradients left as computed"
+    )
 
 
 class LotteryTicketCallback(pl.Callback):
@@ -114,16 +162,21 @@ class LotteryTicketCallback(pl.Callback):
       rewound to the snapshot (with ``retrain="rewind"``; otherwise the trained weights stay) and
       the masks computed at the previous fit's end are applied. A fit resumed mid-round from a
       checkpoint is recognised and not rewound again.
-    * During training, gradients of pruned weights are zeroed before every optimizer step (so
-      gradient clipping and optimizer state never see them); with manual optimization they are
-      masked as backward computes them, so every optimizer step sees masked gradients, however
-      it is called (``self.optimizers(use_pl_optimizer=False)`` included). With torch's
-      element-wise optimizers (SGD, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad) a
-      weight that is zero with a zero gradient gets an update of exactly zero, weight decay
-      included; with any other optimizer the weights are also re-masked right after every
-      ``step()`` of the Trainer's optimizers, by a step hook on the optimizer itself. Either way
-      pruned weights stay exactly zero at every forward pass, and they are re-masked at every
-      epoch's end too.
+    * During training (see :func:`choose_enforcement`), with torch's element-wise optimizers (SGD,
+      Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad), automatic optimization and no gradient
+      clipping, the pruned weights are re-masked right after every optimizer ``step()`` (a step
+      hook on the optimizer itself) and gradients are left as computed: such an optimizer never
+      carries a weight's gradient or state to another weight, so the survivors' updates are
+      exactly those of masked gradients. Otherwise gradients of pruned weights are zeroed before
+      every optimizer step (so gradient clipping and optimizer state never see them); with manual
+      optimization they are masked as backward computes them, so every optimizer step sees masked
+      gradients, however it is called (``self.optimizers(use_pl_optimizer=False)`` included); and
+      with any other optimizer the weights are also re-masked after every ``step()``. Either way
+      pruned weights are exactly zero at every forward pass, and they are re-masked at every
+      epoch's end too. The first fit says which way, and why. A module that overrides
+      ``configure_gradient_clipping`` is taken to clip, unless it sets the class attribute
+      ``clips_gradients_only_when_asked = True`` (it clips only when the Trainer's
+      ``gradient_clip_val`` is set).
     * ``on_fit_end`` computes the next masks from the trained weights but leaves the weights
       untouched: a ``trainer.test()`` right after ``fit`` measures the network this round
       trained. The rewind happens at the start of the next fit.
@@ -234,7 +287,7 @@ class LotteryTicketCallback(pl.Callback):
         self._device_masks: list[Tensor] = []  # on each parameter's device: uint8 views, or its dtype when small
         self._handles: list[RemovableHandle] = []
         self._grad_hooks = False
-        self._remask_every_step = True
+        self._enforcement: tuple[Enforcement, str] | None = None  # the last fit's, with its reason
         self._optimizers: list[torch.optim.Optimizer] = []  # this fit's, when learning rates are read or set
         self._finetune_lrs: list[list[float]] = []  # set before every step of a fine-tuning round
 
@@ -272,6 +325,11 @@ class LotteryTicketCallback(pl.Callback):
     def history(self) -> list[dict[str, Any]]:
         """One record per finished round: round, density, per-layer density, steps, metrics."""
         return [dict(h) for h in self._state.history]
+
+    @property
+    def enforcement(self) -> Enforcement | None:
+        """How the current (or last) fit keeps pruned weights at zero (see :func:`choose_enforcement`); None before."""
+        return None if self._enforcement is None else self._enforcement[0]
 
     @property
     def density(self) -> float:
@@ -374,7 +432,8 @@ class LotteryTicketCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_not_torch_pruned(pl_module)
         state = self._state
-        if state.phase == "init":
+        first = state.phase == "init"
+        if first:
             selection = select_targets(pl_module, self.parameters)
             self._targets = list(selection.targets)
             self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
@@ -392,10 +451,13 @@ class LotteryTicketCallback(pl.Callback):
                 self._rewind(pl_module)  # otherwise the trained weights stay; binding zeroes the pruned ones
             state.begin_fit()
         self._bind(trainer, pl_module)
+        if first and self.verbose and self._enforcement is not None:
+            mode, reason = self._enforcement
+            rank_zero_info(f"LotteryTicketCallback keeps pruned weights at zero through the {mode}: {reason}.")
         self._log_round(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._enforce_weights()  # cheap insurance: nothing may have loaded weights since on_fit_start
+        self.enforce_masks()  # cheap insurance: nothing may have loaded weights since on_fit_start
         if self.retrain == "finetune":
             self._optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
             if self._state.round > 0:
@@ -404,7 +466,7 @@ class LotteryTicketCallback(pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if self._params and not self._grad_hooks:  # manual optimization: the gradient hooks masked them
+        if self._params and self._mask_gradients_before_step():
             _zero_pruned_([p.grad for p in self._params], self._device_masks)
         if self._finetune_lrs:  # every step at the schedule's final rates, whatever the scheduler set
             for opt, lrs in zip(self._optimizers, self._finetune_lrs, strict=True):
@@ -421,10 +483,10 @@ class LotteryTicketCallback(pl.Callback):
             state.snapshot = self._take_snapshot(pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._enforce_weights()  # cheap insurance once per epoch, whatever the optimizer
+        self.enforce_masks()  # cheap insurance once per epoch, whatever the optimizer
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._enforce_weights()
+        self.enforce_masks()
         self._release()
         if self._state.phase != "training":
             return
@@ -527,21 +589,26 @@ class LotteryTicketCallback(pl.Callback):
             self._device_masks = [masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in active]
         else:  # one byte per weight; on a CPU module the state's own masks, not copies
             self._device_masks = [masks[n].to(params[n].device).view(torch.uint8) for n in active]
-        self._enforce_weights()
+        self.enforce_masks()
+        optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
+        automatic = pl_module.automatic_optimization
+        self._enforcement = choose_enforcement(optimizers, automatic, _clipping(trainer, pl_module))
         if not active:
             return
-        self._grad_hooks = not pl_module.automatic_optimization
+        self._grad_hooks = self._enforcement[0] != "weights" and not automatic
         if self._grad_hooks:  # every backward, whoever then steps: LightningOptimizer or the raw optimizer
             for param, mask in zip(self._params, self._device_masks, strict=True):
                 self._handles.append(param.register_hook(partial(_masked_grad, mask)))
-        optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
-        self._remask_every_step = not optimizers or not all(type(o) in _ELEMENTWISE_OPTIMIZERS for o in optimizers)
-        if self._remask_every_step:
+        if self._enforcement[0] != "gradients":  # right after every step, whoever calls it
             for optimizer in optimizers:
                 self._handles.append(optimizer.register_step_post_hook(self._after_step))
 
+    def _mask_gradients_before_step(self) -> bool:
+        """Whether gradients are zeroed in ``on_before_optimizer_step`` (not by the hooks of manual optimization)."""
+        return self._enforcement is not None and self._enforcement[0] != "weights" and not self._grad_hooks
+
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._enforce_weights()
+        self.enforce_masks()
 
     def _release(self) -> None:
         for handle in self._handles:
@@ -622,7 +689,12 @@ class LotteryTicketCallback(pl.Callback):
                 )
             target.copy_(value, non_blocking=value.is_pinned())
 
-    def _enforce_weights(self) -> None:
+    def enforce_masks(self) -> None:
+        """Zero the pruned weights now (one multiply per masked tensor); outside a fit it does nothing.
+
+        The callback calls it at the start and end of every fit and epoch and, unless gradients alone
+        keep them at zero, right after every optimizer step; call it after changing weights mid-fit.
+        """
         with torch.no_grad():  # the parameters are leaves that require gradients
             _zero_pruned_(self._params, self._device_masks)
 

@@ -52,14 +52,18 @@ def test_stacked_speed_prints_its_table():
         assert re.search(rf"\| {k} \| [\d.]+ \(runs: [\d.]+\) \| [\d.]+ ms \| \d+ \| [\d.]+ \| \d+ \|", out), k
 
 
-def test_scale_prints_its_table():
-    out = _run("scale.py", "--sizes", "1M", "--steps", "2", "--reps", "1")
+def test_scale_prints_its_tables():
+    out = _run("scale.py", "--sizes", "1M", "--steps", "2", "--reps", "1", "--densities", "0.04", "0.5")
     number = r"-?[\d.]+"
-    row = (
-        rf"\| 1\.0M \| {number} \({number} \+ {number}\) \| {number} \| {number} \| {number} / {number} "
-        rf"\| [+-]{number}% \| {number} ms \({number}%\) \| {number} \| 4\.25 \|"
-    )
-    assert re.search(row, out), out[-2000:]
+    boundary = rf"\| 1\.0M \| {number} \({number} \+ {number}\) \| {number} \| {number} \| {number} \| 4\.25 \|"
+    assert re.search(boundary, out), out[-2000:]
+    for optimizer in ("adam", "sgd"):
+        for kept in ("4.0", "50.0"):  # the density each round keeps, to the weight
+            step = (
+                rf"\| 1\.0M \| {optimizer} \| {kept}% \| weights \| {number} / {number} \| [+-]{number}% "
+                rf"\| {number} ms \({number}%\) \|"
+            )
+            assert re.search(step, out), (optimizer, kept, out[-2000:])
 
 
 def test_neighbour_prints_its_table():

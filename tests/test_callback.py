@@ -422,7 +422,109 @@ def test_pruned_weights_are_zero_after_every_single_step(tmp_path, data, optimiz
 
     _fit(model, cb, tmp_path, data, extra=[EveryStep()], max_epochs=2)
     assert len(violations) == 2 * 6 * len(masks) and sum(violations) == 0
-    assert cb._remask_every_step is (optimizer == "noisy")
+    assert cb.enforcement == ("gradients+weights" if optimizer == "noisy" else "weights")
+
+
+OPTIMIZERS = {
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.5),
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.1, nesterov=True),
+}
+
+
+class _OptimizerNet(ConvNet):
+    def __init__(self, optimizer: str) -> None:
+        super().__init__()
+        self.optimizer = optimizer
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return OPTIMIZERS[self.optimizer](self.parameters())
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_weights_masked_after_each_step_train_the_survivors_as_masked_gradients_do(tmp_path, data, optimizer):
+    """Issue 31: the weights re-masked after every step, gradients left as computed, give bit for bit the
+    weights of the rule restated here (OpenLTH's for the weights; ours before: gradients zeroed before the step)."""
+    torch.manual_seed(9)
+    model = _OptimizerNet(optimizer)
+    cb = LotteryTicketCallback(amount=0.6, verbose=False)
+    _fit(model, cb, tmp_path, data)
+    masks, snapshot = cb.masks, cb.snapshot
+    assert snapshot is not None
+    pruned_grads: list[int] = []
+
+    class GradProbe(pl.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            params = dict(pl_module.named_parameters())
+            pruned_grads.append(sum(int((params[n].grad[~m] != 0).sum()) for n, m in masks.items()))
+
+    trainer = lean_trainer(tmp_path, callbacks=[cb, GradProbe()], max_epochs=2)
+    trainer.fit(model, loader(data), loader(data))  # in order: the reference below reads the same batches
+    assert cb.enforcement == "weights" and len(pruned_grads) == 12 and min(pruned_grads) > 0
+
+    reference = _OptimizerNet(optimizer)
+    reference.load_state_dict(snapshot)
+    params = dict(reference.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+    opt = OPTIMIZERS[optimizer](reference.parameters())
+    reference.train()
+    for _ in range(2):
+        for i, batch in enumerate(loader(data)):
+            opt.zero_grad(set_to_none=True)
+            reference.training_step(batch, i).backward()
+            for name, mask in masks.items():
+                params[name].grad.mul_(mask)
+            opt.step()
+    got = model.state_dict()
+    different = [k for k, v in reference.state_dict().items() if not torch.equal(v, got[k])]
+    assert not different
+
+
+class _ClipsItself(ConvNet):
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val=0.05, gradient_clip_algorithm="norm")
+
+
+class _ClipsWhenAsked(ConvNet):
+    clips_gradients_only_when_asked = True
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+
+ENFORCEMENT = {  # module, Trainer settings, expected, what the first fit says
+    "adam": (ConvNet, {}, "weights", "through the weights: Adam is element-wise and gradients are not clipped"),
+    "clip-norm": (ConvNet, {"gradient_clip_val": 0.5}, "gradients", "clipping (gradient_clip_val=0.5, by norm)"),
+    "clip-value": (
+        ConvNet,
+        {"gradient_clip_val": 0.1, "gradient_clip_algorithm": "value"},
+        "gradients",
+        "(gradient_clip_val=0.1, by value) reads every gradient",
+    ),
+    "own-clipping": (_ClipsItself, {}, "gradients", "_ClipsItself.configure_gradient_clipping (it may clip"),
+    "clips-when-asked": (_ClipsWhenAsked, {}, "weights", "Adam is element-wise"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENFORCEMENT))
+def test_the_first_fit_says_how_masks_are_enforced_and_why(tmp_path, data, case):
+    from conftest import lightning_messages
+
+    module, settings, expected, said = ENFORCEMENT[case]
+    torch.manual_seed(0)
+    model = module()
+    cb = LotteryTicketCallback(amount=0.5)
+    with lightning_messages() as messages:
+        _fit(model, cb, tmp_path, data, **settings)
+    lines = [m for m in messages if "keeps pruned weights at zero" in m]
+    assert len(lines) == 1 and said in lines[0] and f"through the {expected}:" in lines[0]
+    with lightning_messages() as messages:
+        _fit(model, cb, tmp_path, data, **settings)  # round 1 masks as said, and says it no more
+    assert cb.enforcement == expected and not [m for m in messages if "keeps pruned weights at zero" in m]
+    params = dict(model.named_parameters())
+    assert all(bool((params[n][~m] == 0).all()) for n, m in cb.round_masks.items())
 
 
 class _Wide(pl.LightningModule):
@@ -471,3 +573,31 @@ def test_a_large_module_keeps_pruned_weights_zero_with_one_byte_masks(tmp_path, 
     assert len(violations) == 3 * len(masks) and sum(violations) == 0
     alive = dict(model.named_parameters())["fc1.weight"][masks["fc1.weight"]]
     assert int((alive != 0).sum()) == int(masks["fc1.weight"].sum())  # the surviving weights did train
+
+
+class _WideLinear(pl.LightningModule):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc, self.head = nn.Linear(16, width), nn.Linear(width, 4)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.head(torch.relu(self.fc(x.flatten(1)[:, :16]))), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=0.01)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("width", [8, 70_000])  # masks in the weights' dtype; one byte per weight (> 2**20)
+def test_pruned_rounds_on_a_gpu_end_with_pruned_weights_zero(tmp_path, data, width):
+    """Lightning moves the module back to the CPU before on_fit_end: the round's last re-masking follows it."""
+    torch.manual_seed(0)
+    model = _WideLinear(width)
+    cb = LotteryTicketCallback(amount=0.5, verbose=False)
+    for _ in range(3):
+        lean_trainer(tmp_path, callbacks=[cb], accelerator="cuda", max_epochs=1).fit(model, loader(data))
+    assert cb.round == 2 and cb.enforcement == "weights"
+    params = dict(model.named_parameters())
+    assert all(bool((params[n][~m.to(params[n].device)] == 0).all()) for n, m in cb.round_masks.items())

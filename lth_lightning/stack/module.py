@@ -70,6 +70,8 @@ class StackedClassifier(DirectHookName, pl.LightningModule):
         probe: A batch of inputs, to check that the stacked network gives every member its own output.
     """
 
+    clips_gradients_only_when_asked = True  # its configure_gradient_clipping clips only at gradient_clip_val
+
     def __init__(
         self, template: LotteryClassifier, states: Sequence[Mapping[str, Tensor]], members: Sequence[str], probe: Tensor
     ) -> None:
