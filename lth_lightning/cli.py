@@ -19,8 +19,9 @@ from lth_lightning.callback import LotteryTicketCallback, Retrain, SnapshotDevic
 from lth_lightning.compat import cli_parser, cli_value
 from lth_lightning.experiment.controls import ControlName
 from lth_lightning.experiment.results import format_seed_table, format_table
-from lth_lightning.experiment.rounds import SeedRun, is_global_zero, run_experiment, run_seeds_of
-from lth_lightning.experiment.spec import ExperimentSpec, check_seeds
+from lth_lightning.experiment.rounds import is_global_zero, run_seeds_of
+from lth_lightning.experiment.runner import SeedRun, run_experiment
+from lth_lightning.experiment.spec import DataOrder, ExperimentSpec, check_seeds
 from lth_lightning.metric_names import MetricNames
 
 __all__ = ["LotteryCLI", "LotteryOptions"]
@@ -46,10 +47,15 @@ class LotteryOptions:
         progress: Show a progress bar over rounds.
         controls: Controls trained at every round with the same recipe: ``random_reinit``
             (the ticket's masks, a fresh initialization), ``random_prune`` (random masks of
-            the ticket's per-layer sizes, the original initialization), and pruning the initial
-            network once to the round's density (same pools and counts as the ticket): ``snip``
-            (|g * w| on a training batch), ``grasp`` (GraSP's -w * Hg), ``synflow`` (data-free,
-            100 iterations) and ``magnitude_init`` (|w| at initialization).
+            the ticket's per-layer sizes, the original initialization), ``random_prune:global``
+            (random masks at the ticket's density in every layer), and pruning the initial
+            network once to the round's density, as published (one ranking over every pruned
+            layer): ``snip`` (|g * w| of the cross-entropy on a class-balanced batch), ``grasp``
+            (GraSP's -w * Hg at temperature 200), ``synflow`` (data-free, 100 iterations) and
+            ``magnitude_init`` (|w| at initialization); each method's ablations (Frankle et al.
+            2021) are ``<method>:layerwise`` (ranked within each layer at the ticket's counts),
+            ``:shuffled`` (its layer counts, random positions), ``:reinit`` (its masks, a fresh
+            initialization) and ``:inverted`` (the lowest scores kept).
         seeds: Run the experiment once per seed (``seed_everything``), each in
             ``<experiment>/seed_<s>/``, and aggregate mean, std, min and max per round in
             ``<experiment>/results_seeds.csv``, plots with bands and a TensorBoard summary.
@@ -71,6 +77,14 @@ class LotteryOptions:
         instability: Measure every round's instability (Frankle et al. 2020): a second copy trained
             from the rewind point under another data order, and the test error along the line
             between the two copies (30 points) minus the mean of its ends; stable below 0.02.
+        scoring_per_class: Examples of each class in the batch SNIP and GraSP score (drawn from
+            the training data with the run's seed; saved as ``seed_<s>/scoring_batch.pt``).
+        grasp_temperature: GraSP divides the logits by it before the cross-entropy (the
+            reference implementations' 200).
+        data_order: ``seed``: each seed trains on its own data order too (the datamodule's
+            shuffle_seed set to the seed, recorded in seed_<s>/run.yaml), as OpenLTH's replicates
+            do; ``fixed``: every seed on the datamodule's own order (the min-max bands then cover
+            the initialization only). Seeds of different orders are stacked one seed at a time.
 
     Raises:
         ValueError: If ``rounds`` < 1, a pruning option is out of range or a metric name is empty.
@@ -97,6 +111,9 @@ class LotteryOptions:
         keep_checkpoints: bool = False,
         retrain: Retrain = "rewind",
         instability: bool = False,
+        scoring_per_class: int = 10,
+        grasp_temperature: float = 200.0,
+        data_order: DataOrder = "seed",
     ) -> None:
         self.spec = ExperimentSpec(  # the one validation of an experiment's settings
             rounds=rounds,
@@ -107,6 +124,9 @@ class LotteryOptions:
             progress=progress,
             keep_checkpoints=keep_checkpoints,
             instability=instability,
+            scoring_per_class=scoring_per_class,
+            grasp_temperature=grasp_temperature,
+            data_order=data_order,
             option="lottery.",
         )
         self.seeds = None if seeds is None else check_seeds(seeds, "lottery.")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
+from torch.utils.data import TensorDataset
 
 __all__ = ["EpochShards", "TensorBatches"]
 
@@ -90,6 +91,12 @@ class TensorBatches:
             )
         self.x, self.y, self.batch_size, self.sampler, self.drop_last = x, y, batch_size, sampler, drop_last
         self.batch_sampler = None  # read by Lightning's loader introspection, like DataLoader's
+
+    @property
+    def examples(self) -> TensorDataset:
+        """Every example of the tensors as ``(x[i], y[i])`` items, as a DataLoader's ``dataset`` holds them (not
+        named ``dataset``: Lightning would take this for a ``DataLoader`` it may rebuild)."""
+        return TensorDataset(self.x, self.y)
 
     def __len__(self) -> int:
         n = len(self.sampler)

@@ -11,7 +11,9 @@ ticket's density.
   training batch; the highest scores are kept;
 * GraSP (Wang, Zhang & Grosse, ICLR 2020): the published score ``S = -w * Hg``, with ``H`` the
   Hessian and ``g`` the gradient of the loss (``Hg`` by double back-propagation); the weights with
-  the *highest* ``S`` are removed, so the lowest are kept;
+  the *highest* ``S`` are removed, so the lowest are kept. Both reference implementations score the
+  cross-entropy of the logits divided by a temperature ``T = 200`` (:data:`GRASP_TEMPERATURE`,
+  :func:`cross_entropy_loss`) on a class-balanced sample (:func:`class_balanced_indices`);
 * SynFlow (Tanaka, Kunin, Yamins & Ganguli, NeurIPS 2020): ``|w * dR/dw|`` with
   ``R = sum(f(1))``, the output of the network on an all-ones input once every entry of its
   state is replaced by its absolute value (in float64, in evaluation mode); data-free and
@@ -26,12 +28,16 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lth_lightning.pruning import magnitude_masks
 
 __all__ = [
+    "GRASP_TEMPERATURE",
     "Loss",
+    "class_balanced_indices",
+    "cross_entropy_loss",
     "grasp_scores",
     "hessian_gradient_product",
     "keep_counts",
@@ -44,6 +50,58 @@ __all__ = [
 
 Loss = Callable[[nn.Module], Tensor]
 """A closure computing the training loss of the module it is given (a scalar with a graph)."""
+
+GRASP_TEMPERATURE = 200.0  # alecwangcq/GraSP's `T=200`; ganguli-lab/Synaptic-Flow's `self.temp = 200`
+
+
+def cross_entropy_loss(inputs: Tensor, targets: Tensor, temperature: float = 1.0) -> Loss:
+    """The closure ``module -> cross_entropy(module(inputs) / temperature, targets)`` (mean over the batch).
+
+    Raises:
+        ValueError: If ``temperature`` is not a positive number.
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"The temperature must be a number > 0, got {temperature!r}.")
+
+    def loss(module: nn.Module) -> Tensor:
+        device = next((p.device for p in module.parameters()), inputs.device)
+        return F.cross_entropy(module(inputs.to(device)) / temperature, targets.to(device))
+
+    return loss
+
+
+def class_balanced_indices(
+    label: Callable[[int], int], length: int, classes: int, per_class: int, generator: torch.Generator
+) -> list[int]:
+    """``per_class`` examples of each of ``classes`` classes, drawn at random: the references' scoring sample.
+
+    The examples are visited in the order of one random permutation of ``range(length)`` (drawn
+    from ``generator``) and each is taken while its class has fewer than ``per_class``, as the
+    references take them from a shuffled loader; only the labels visited are read. The indices
+    come grouped by class (class 0 first), each class in the order drawn.
+
+    Raises:
+        ValueError: If ``per_class`` is not a positive integer, a label is outside ``[0, classes)``, or
+            the data has too few examples of a class (the message names the classes).
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"The number of examples per class must be an integer >= 1, got {per_class!r}.")
+    taken: list[list[int]] = [[] for _ in range(classes)]
+    missing = classes
+    for index in torch.randperm(length, generator=generator).tolist():
+        y = label(index)
+        if not 0 <= y < classes:
+            raise ValueError(f"Example {index} has label {y}, outside the {classes} classes the network outputs.")
+        if len(taken[y]) < per_class:
+            taken[y].append(index)
+            missing -= len(taken[y]) == per_class
+            if missing == 0:
+                return [i for group in taken for i in group]
+    short = {c: len(t) for c, t in enumerate(taken) if len(t) < per_class}
+    raise ValueError(
+        f"The training data has fewer than {per_class} examples of class(es) {sorted(short)} "
+        f"({', '.join(f'{c}: {n}' for c, n in short.items())}); choose a smaller number per class."
+    )
 
 
 def _weights(module: nn.Module, names: Sequence[str]) -> list[Tensor]:
@@ -156,11 +214,14 @@ def synflow_masks(
     keep: Sequence[int],
     input_shape: Sequence[int],
     iterations: int = 100,
+    *,
+    lowest: bool = False,
 ) -> dict[str, Tensor]:
     """SynFlow's masks: ``iterations`` rounds of scoring and pruning to exactly ``keep[i]`` weights of pool ``i``.
 
     Round ``k`` of ``n`` keeps ``round(total * (keep / total) ** (k / n))`` weights of each pool, chosen by
-    the highest scores among the survivors of round ``k - 1``.
+    the highest scores among the survivors of round ``k - 1`` (the lowest with ``lowest``: the inverted
+    ablation of Frankle et al. 2021, inverted at every round).
 
     Raises:
         ValueError: If ``iterations`` is not a positive integer or a count is outside ``[0, pool size]``.
@@ -176,7 +237,7 @@ def synflow_masks(
     for k in range(1, iterations + 1):
         scores = _synflow_once(net, names, input_shape, absolute, masks)
         counts = [_scheduled(total, count, k / iterations) for total, count in zip(totals, keep, strict=True)]
-        masks = select_by_score(scores, groups, counts, alive=masks)
+        masks = select_by_score(scores, groups, counts, alive=masks, lowest=lowest)
     return masks
 
 

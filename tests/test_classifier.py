@@ -24,6 +24,27 @@ def test_mlp_rejects_bad_sizes(sizes, message):
         MLP(sizes)
 
 
+def test_mlp_glorot_normal_is_frankle_and_carbins_gaussian_glorot_and_survives_reinitialization():
+    from lth_lightning.experiment.at_init import reinitialized
+
+    torch.manual_seed(0)
+    net = MLP((784, 300, 100, 10), init="glorot_normal")
+    for layer in net.layers:  # the sample std of a normal of variance 2 / (fan_in + fan_out), within 4 std. errors
+        expected = (2 / (layer.in_features + layer.out_features)) ** 0.5
+        assert float(layer.weight.std()) == pytest.approx(expected, rel=4 / (2 * layer.weight.numel()) ** 0.5)
+        assert float(layer.weight.mean()) == pytest.approx(0.0, abs=3 * expected / layer.weight.numel() ** 0.5)
+        assert bool((layer.bias == 0).all())
+    default = MLP((784, 300, 100, 10))
+    bound = 1 / 784**0.5  # PyTorch's default: uniform within 1/sqrt(fan_in), so never Gaussian tails
+    assert float(default.layers[0].weight.abs().max()) <= bound < float(net.layers[0].weight.abs().max())
+    fresh = reinitialized(net, seed=3)  # the random-reinit control draws from the same scheme
+    weight = fresh["layers.0.weight"]
+    assert float(weight.std()) == pytest.approx((2 / (784 + 300)) ** 0.5, rel=0.03)
+    assert not torch.equal(weight, net.layers[0].weight) and bool((fresh["layers.0.bias"] == 0).all())
+    with pytest.raises(ValueError, match=r"`init` must be one of 'default', 'glorot_normal', got 'xavier'"):
+        MLP(init="xavier")  # type: ignore[arg-type]
+
+
 def test_accuracy_is_a_hand_count_over_the_whole_test_set(tmp_path):
     torch.manual_seed(0)
     data = tiny_images(103, seed=1)  # 103 examples, batches of 10: the last batch is partial

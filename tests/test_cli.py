@@ -218,14 +218,18 @@ def test_help_documents_the_lottery_options(capsys):
         "--lottery.keep_checkpoints",
         "--lottery.retrain",
         "--lottery.instability",
+        "--lottery.scoring_per_class",
+        "--lottery.grasp_temperature",
     ):
         assert option in out, option
     text = " ".join(out.split())  # argparse wraps lines
     assert "Fraction of the alive prunable weights removed per round, in (0, 1)." in text
     assert "{global,layerwise}" in out and "{cpu,module}" in out
     assert "{rewind,lr_rewind,finetune}" in out
-    assert "Literal['random_reinit', 'random_prune', 'snip', 'grasp', 'synflow', 'magnitude_init']" in text
-    assert "(GraSP's -w * Hg)" in text and "stable below 0.02" in text
+    assert "Literal['random_reinit', 'random_prune', 'snip', 'grasp', 'synflow', 'magnitude_init', " in text
+    assert "'random_prune:global', 'snip:layerwise', 'snip:shuffled', 'snip:reinit', 'snip:inverted'," in text
+    assert "(GraSP's -w * Hg at temperature 200)" in text and "stable below 0.02" in text
+    assert "Examples of each class in the batch SNIP and GraSP score" in text
 
 
 def test_pruning_at_init_retraining_and_instability_from_the_command_line(tmp_path, tiny_data, capsys):

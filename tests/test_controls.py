@@ -11,6 +11,7 @@ from conftest import SHARED_DATA, ConvNet, lean_trainer, loader, round_trainer, 
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.experiment.controls import CONTROLS, ControlName, TicketRound, control_masks_and_init
+from lth_lightning.experiment.scoring import ScoringBatch
 from lth_lightning.saliency import snip_scores
 
 AT_INIT = ["snip", "grasp", "synflow", "magnitude_init"]
@@ -28,8 +29,7 @@ def _one_round(tmp_path):
 
 
 def _ticket(model, cb, data) -> TicketRound:
-    groups = [g.names for g in cb.pruning_groups(model)]
-    return TicketRound(cb.round_masks, cb.snapshot, model, groups, lambda: next(iter(loader(data))))
+    return TicketRound(cb.round_masks, cb.snapshot, model, lambda: ScoringBatch(next(iter(loader(data))), 4, 4))
 
 
 def _make(kind, model, cb, data, seed):
@@ -74,9 +74,11 @@ def test_control_masks_stay_enforced_while_it_trains(tmp_path, kind):
     trainer = lean_trainer(tmp_path, callbacks=[fork], max_epochs=2)
     trainer.fit(control, loader(data, shuffle=True))
     params = dict(control.named_parameters())
+    collapsed = any(not bool(m.any()) for m in masks.values())  # a tensor emptied: no gradient reaches the rest
+    assert collapsed == (kind == "synflow:inverted")  # inverted SynFlow keeps the least flow: the head goes first
     for name, mask in masks.items():
         assert torch.all(params[name][~mask] == 0), name
-        assert bool((params[name][mask] != init[name][mask]).any())  # it trained
+        assert collapsed or bool((params[name][mask] != init[name][mask]).any())  # it trained
     assert fork.round == cb.round and all(torch.equal(fork.round_masks[k], masks[k]) for k in masks)
     # Training the control left the ticket's own state as it was.
     assert cb.phase == "pruned" and cb.history == ticket_history
@@ -125,24 +127,26 @@ def test_the_cli_choices_are_the_registered_controls():
 
 @pytest.mark.parametrize("kind", AT_INIT)
 @pytest.mark.parametrize(("scope", "rates"), [("global", {"head.weight": 0.3}), ("layerwise", {})])
-def test_pruning_at_init_keeps_the_tickets_counts_per_pool_from_its_init(tmp_path, kind, scope, rates):
+def test_pruning_at_init_keeps_the_tickets_total_in_one_ranking_from_its_init(tmp_path, kind, scope, rates):
+    """As published: one ranking over every pruned tensor at the ticket's total, whatever the ticket's pools;
+    `<method>:layerwise` keeps the ticket's count in every tensor."""
     torch.manual_seed(0)
     data, model = tiny_images(), ConvNet()
     cb = LotteryTicketCallback(amount=0.6, scope=scope, rates=rates, verbose=False)
     for _ in range(2):
         lean_trainer(tmp_path, callbacks=[cb]).fit(model, loader(data, shuffle=True))
-    masks, init = _make(kind, model, cb, data, seed=1)
     ticket = cb.round_masks
-    for group in cb.pruning_groups(model):  # global: the pooled tensors together, the rated head alone
-        assert sum(int(masks[n].sum()) for n in group.names) == sum(int(ticket[n].sum()) for n in group.names)
-    if scope == "layerwise":
-        assert all(int(masks[n].sum()) == int(ticket[n].sum()) for n in ticket)
-    assert any(not torch.equal(masks[n], ticket[n]) for n in ticket)  # chosen by its own score, not the ticket's
+    masks, init = _make(kind, model, cb, data, seed=1)
+    assert sum(int(m.sum()) for m in masks.values()) == sum(int(m.sum()) for m in ticket.values())
+    assert any(int(masks[n].sum()) != int(ticket[n].sum()) for n in ticket)  # its own layer counts
+    layerwise, _ = _make(f"{kind}:layerwise", model, cb, data, seed=1)
+    assert all(int(layerwise[n].sum()) == int(ticket[n].sum()) for n in ticket)
+    assert any(not torch.equal(layerwise[n], ticket[n]) for n in ticket)  # chosen by its own score
     snapshot = cb.snapshot
     assert all(torch.equal(init[k], snapshot[k]) for k in snapshot)  # trained from the ticket's initialization
 
 
-def test_snip_control_scores_the_initial_network_on_the_first_training_batch(tmp_path):
+def test_snip_control_scores_the_initial_network_on_the_scoring_batch(tmp_path):
     model, cb, data = _one_round(tmp_path)
     masks, _ = _make("snip", model, cb, data, seed=0)
     initial = ConvNet()
@@ -153,7 +157,7 @@ def test_snip_control_scores_the_initial_network_on_the_first_training_batch(tmp
     flat = torch.cat([scores[n].flatten() for n in names])
     keep = sum(int(m.sum()) for m in cb.round_masks.values())
     threshold = torch.sort(flat, descending=True).values[keep - 1]
-    for name in names:  # global scope: one pool, the highest |g * w| of the initial network survive
+    for name in names:  # one pool, the highest |g * w| of the initial network survive
         assert bool((scores[name][masks[name]] >= threshold).all()) and bool(
             (scores[name][~masks[name]] <= threshold).all()
         )
@@ -161,25 +165,22 @@ def test_snip_control_scores_the_initial_network_on_the_first_training_batch(tmp
 
 def test_controls_that_read_data_say_what_they_lack(tmp_path):
     model, cb, _ = _one_round(tmp_path)
-    ticket = TicketRound(cb.round_masks, cb.snapshot, model, [g.names for g in cb.pruning_groups(model)])
-    with pytest.raises(ValueError, match="The snip control scores the initial network on a training batch; none"):
-        control_masks_and_init("snip", ticket, 0)
-    partial = TicketRound(cb.round_masks, cb.snapshot, model, [["conv.weight"]])
-    with pytest.raises(ValueError, match=r"The magnitude_init control needs the ticket's pruning pools covering"):
-        control_masks_and_init("magnitude_init", partial, 0)
+    ticket = TicketRound(cb.round_masks, cb.snapshot, model)
+    for control in ("snip", "grasp:inverted", "synflow:shuffled"):
+        method = control.split(":")[0]
+        with pytest.raises(ValueError, match=f"The {method} control scores the initial network on a training batch"):
+            control_masks_and_init(control, ticket, 0)
+    masks, _ = control_masks_and_init("magnitude_init:reinit", ticket, 0)  # reads no data
+    assert sum(int(m.sum()) for m in masks.values()) == sum(int(m.sum()) for m in cb.round_masks.values())
 
 
 def test_synflow_control_gives_the_same_masks_for_any_batch(tmp_path):
     model, cb, data = _one_round(tmp_path)
-    groups = [g.names for g in cb.pruning_groups(model)]
     noise = (
         torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 100,
         torch.zeros(16, dtype=torch.long),
     )
-    batches = [lambda: next(iter(loader(data))), lambda: noise]
-    made = [
-        control_masks_and_init("synflow", TicketRound(cb.round_masks, cb.snapshot, model, groups, b), 0)
-        for b in batches
-    ]
+    batches = [lambda: ScoringBatch(next(iter(loader(data)))), lambda: ScoringBatch(noise, 4, 4)]
+    made = [control_masks_and_init("synflow", TicketRound(cb.round_masks, cb.snapshot, model, b), 0) for b in batches]
     assert all(torch.equal(made[0][0][k], made[1][0][k]) for k in cb.round_masks)
     assert sum(int(m.sum()) for m in made[0][0].values()) == sum(int(m.sum()) for m in cb.round_masks.values())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import pytest
 import torch
+import yaml
 from cli_helpers import write_tiny_fashion
 from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, loader, round_trainer
 from torch import nn
@@ -19,6 +20,7 @@ from lth_lightning.stack.network import StackingError, stack_network, stack_stat
 from lth_lightning.state import LotteryState
 
 CONTROLS = ["random_reinit", "random_prune", "snip", "grasp", "synflow", "magnitude_init"]
+CONTROLS += ["random_prune:global", "snip:shuffled", "grasp:inverted", "synflow:reinit"]  # ablations, as members too
 # Measured: after 50 fused-Adam steps per round (3 rounds, 2 seeds, both controls), the largest
 # |stacked - sequential| over every trained weight was 2.8e-6 (float32); masks identical.
 WEIGHT_TOLERANCE = 1e-5
@@ -63,7 +65,8 @@ def both(tmp_path_factory, tiny_data):
 
 def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
     sequential, stacked = both
-    assert len(list(stacked.experiment_dir.glob("stacked/round_0[0-2]-*/last.ckpt"))) == 3  # kept, as asked
+    # one stacked fit per seed and round (each seed trains on its own data order), each kept, as asked
+    assert len(list(stacked.experiment_dir.glob("stacked/round_0[0-2]-*/last.ckpt"))) == 2 * 3
     assert not (sequential.experiment_dir / "stacked").exists()
     for seed in (0, 1):
         a, b = sequential.runs[seed].run_dir, stacked.runs[seed].run_dir
@@ -282,3 +285,36 @@ def test_stack_states_puts_members_first():
     states = [{"w": torch.full((2, 3), float(k))} for k in range(4)]
     stacked = stack_states(states)
     assert stacked["w"].shape == (4, 2, 3) and torch.equal(stacked["w"][2], states[2]["w"])
+
+
+class FirstBatches(pl.Callback):
+    """The labels of the first training batch of every fit, in the order of the fits (kept on the class: the
+    Trainer settings' callbacks are copied for every round)."""
+
+    seen: ClassVar[list[list[int]]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            FirstBatches.seen.append(batch[1].tolist())
+
+
+@pytest.mark.parametrize("data_order", ["seed", "fixed"])
+def test_each_seed_trains_on_its_own_data_order_unless_it_is_fixed(tmp_path, tiny_data, data_order):
+    FirstBatches.seen = []
+    runs = run_seeds(
+        _model,
+        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        seeds=[0, 1],
+        rounds=1,
+        trainer=round_trainer(max_epochs=1, callbacks=[FirstBatches()]),
+        out_dir=tmp_path,
+        progress=False,
+        report=False,
+        data_order=data_order,
+    )
+    first, second = FirstBatches.seen
+    assert (first != second) == (data_order == "seed")
+    recorded = [yaml.safe_load((runs.runs[s].run_dir / "run.yaml").read_text()) for s in (0, 1)]
+    assert [r.get("data_order_seed") for r in recorded] == ([0, 1] if data_order == "seed" else [None, None])
+    with pytest.raises(ValueError, match=r"`data_order` must be 'seed' or 'fixed', got 'shuffled'"):
+        run_seeds(_model, None, seeds=[0], rounds=1, out_dir=tmp_path, data_order="shuffled")  # type: ignore[arg-type]

@@ -23,6 +23,9 @@ LAYERS: list[set[str]] = [
         "experiment.identity",
         "experiment.observed",
         "experiment.results",
+        "experiment.scoring",
+        "experiment.ticket",
+        "experiment.at_init",
         "experiment.controls",
         "experiment.plots",
         "experiment.clock",
@@ -35,7 +38,7 @@ LAYERS: list[set[str]] = [
     },
     {"experiment.store", "experiment.spec", "experiment.measure", "experiment.stacking"},
     {"experiment.loop", "experiment.sequential", "experiment.instability", "experiment.stacked"},
-    {"experiment.rounds"},
+    {"experiment.runner", "experiment.rounds"},
     {"cli", "commands"},
 ]
 MAX_EXPERIMENT_LINES = 350

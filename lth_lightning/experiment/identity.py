@@ -21,10 +21,12 @@ from typing import Any
 import yaml
 from torch import nn
 
+from lth_lightning.experiment.controls import CONTROLS
 from lth_lightning.experiment.paths import RunPaths
 
 __all__ = [
     "LATER_DEFAULTS",
+    "PROTOCOLS_KEY",
     "NOT_IDENTITY",
     "SEED_KEYS",
     "check_same",
@@ -72,8 +74,15 @@ NOT_IDENTITY: tuple[str, ...] = (
 LATER_DEFAULTS: dict[str, Any] = {
     "lottery.retrain": "rewind",
     "lottery.instability": False,
+    "lottery.scoring_per_class": 10,
+    "lottery.grasp_temperature": 200.0,
+    "lottery.data_order": "fixed",
     "model.*lr_schedule": "constant",
+    "model.*.init": "default",
 }
+# A control whose protocol changed (:attr:`~.ticket.Control.protocol` > 1) adds ``lottery.control_protocols`` to the
+# identity of the experiments that run it: a folder recorded with its earlier protocol is never read back as this one.
+PROTOCOLS_KEY = "lottery.control_protocols"
 # The seed of a run: `lth fit --seed_everything`, `run_lottery(seed=...)`.
 SEED_KEYS: tuple[str, ...] = ("seed_everything", "lottery.seed")
 
@@ -115,7 +124,12 @@ def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dic
     """
     patterns = NOT_IDENTITY if seed else (*NOT_IDENTITY, *SEED_KEYS)
     flat = flatten(yaml.safe_load(yaml.safe_dump(plain(dict(config)))) or {})
-    return {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns) and not _as_before(k, v)}
+    identity = {k: v for k, v in sorted(flat.items()) if not _excluded(k, patterns) and not _as_before(k, v)}
+    controls = flat.get("lottery.controls") or []
+    protocols = {c: CONTROLS[c].protocol for c in controls if c in CONTROLS and CONTROLS[c].protocol > 1}
+    if protocols:
+        identity[PROTOCOLS_KEY] = protocols
+    return identity
 
 
 def _as_before(key: str, value: Any) -> bool:

@@ -11,6 +11,7 @@ Layout::
                                             removed once the round is recorded unless `keep_checkpoints`
       seed_<s>/                             one run of the experiment, with seed s
         run.yaml                            what defines the run beyond the experiment: its initial weights' digest
+        scoring_batch.pt                    the batch pruning at initialization scored (SNIP, GraSP; SynFlow its shape)
         .lock, .lock.owner                  held by the one process running in the folder (pid, host, since when)
         config.yaml                         the full config of the last invocation
         results.csv, results.json           one row per finished round
@@ -81,6 +82,11 @@ class RunPaths(_Reports):
     def identity(self) -> Path:
         """What defines the run beyond its experiment: the digest of the initial weights its seed produced."""
         return self.root / "run.yaml"
+
+    @property
+    def scoring_batch(self) -> Path:
+        """The batch the run's pruning-at-initialization controls scored, exactly as the scores saw it."""
+        return self.root / "scoring_batch.pt"
 
     @property
     def lock(self) -> Path:

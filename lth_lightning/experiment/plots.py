@@ -117,7 +117,13 @@ def _plot_metric(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str, ti
     ax = fig.subplots()
     dense = _value(rows[0], metric) if rows else None
     all_pct: list[float] = []
-    for prefix, label in (("", "ticket"), *((f"{c.name}_", c.label) for c in CONTROLS.values())):
+    series = [("", "ticket"), *((f"{c.name}_", c.label) for c in CONTROLS.values())]
+    if sum(any(_value(row, f"{prefix}{metric}") is not None for row in rows) for prefix, _ in series) > 10:
+        from matplotlib import colormaps
+
+        tab20 = colormaps["tab20"]  # more series than the default cycle's 10 colours
+        ax.set_prop_cycle(color=[tab20(i) for i in range(20)])
+    for prefix, label in series:
         pct, values, bands = _series(rows, f"{prefix}{metric}")
         if prefix and dense is not None and pct:  # controls start from the dense network
             pct, values = [_percent(rows[0]), *pct], [dense, *values]
@@ -139,9 +145,21 @@ def _plot_metric(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str, ti
         title += f"\nmean and min-max band over {seeds} seeds"
     ax.set_title(title)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    _legend(fig, ax)
     return fig
+
+
+def _legend(fig: Figure, ax: Axes) -> None:
+    """The legend inside the axes; beside them, in a wider figure, when it has too many entries to fit."""
+    entries = len(ax.get_legend_handles_labels()[1])
+    if entries <= 8:
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width + 4.5, max(height, 0.19 * entries + 1.0))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
 
 
 def plot_accuracy_vs_density(rows: Sequence[Mapping[str, Any]], metric: str = "test_acc") -> Figure:

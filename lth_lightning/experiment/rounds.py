@@ -17,17 +17,10 @@ import lightning.pytorch as pl
 
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.experiment.aggregate import aggregate_runs
-from lth_lightning.experiment.identity import folder_name, python_config
-from lth_lightning.experiment.instability import check_instability
-from lth_lightning.experiment.loop import run_rounds
-from lth_lightning.experiment.observed import identity_of, warn_undeclared_arguments, weights_digest
 from lth_lightning.experiment.paths import ExperimentPaths
-from lth_lightning.experiment.results import RoundResult
-from lth_lightning.experiment.sequential import SequentialRounds
-from lth_lightning.experiment.spec import ExperimentSpec, RunContext, check_seeds
-from lth_lightning.experiment.stacked import StackedRounds
-from lth_lightning.experiment.stacking import decide_stacking
-from lth_lightning.experiment.store import RunStore, is_global_zero
+from lth_lightning.experiment.runner import Rounds, SeedRun, run_experiment
+from lth_lightning.experiment.spec import DataOrder, ExperimentSpec, check_seeds
+from lth_lightning.experiment.store import is_global_zero
 from lth_lightning.metric_names import MetricNames
 
 __all__ = [
@@ -40,19 +33,6 @@ __all__ = [
     "run_seeds",
     "run_seeds_of",
 ]
-
-
-class Rounds(list[RoundResult]):
-    """The rows of a run, one per round, and the folders it wrote.
-
-    Attributes:
-        run_dir: The run's folder (``<experiment>/seed_<s>``).
-        experiment_dir: The experiment's folder.
-    """
-
-    def __init__(self, rows: Sequence[RoundResult], run_dir: Path, experiment_dir: Path) -> None:
-        super().__init__(rows)
-        self.run_dir, self.experiment_dir = run_dir, experiment_dir
 
 
 @dataclass
@@ -90,6 +70,9 @@ def run_lottery(
     stack: bool | None = False,
     keep_checkpoints: bool = False,
     instability: bool = False,
+    scoring_per_class: int = 10,
+    grasp_temperature: float = 200.0,
+    data_order: DataOrder = "seed",
 ) -> Rounds:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
@@ -122,9 +105,9 @@ def run_lottery(
         config: The experiment's full configuration (``lth fit`` passes its own), saved as the
             run's ``config.yaml``; by default built from the objects given.
         progress: Show a progress bar over rounds.
-        controls: Controls trained at every round after the dense one, with the same recipe
-            (:mod:`.controls`): ``"random_reinit"``, ``"random_prune"``, and pruning at
-            initialization: ``"snip"``, ``"grasp"``, ``"synflow"``, ``"magnitude_init"``.
+        controls: Controls trained at every round after the dense one, with the same recipe (:mod:`.controls`):
+            ``"random_reinit"``, ``"random_prune"``, ``"random_prune:global"``, pruning at initialization
+            (``"snip"``, ``"grasp"``, ``"synflow"``, ``"magnitude_init"``) and its ablations (:mod:`.at_init`).
         seed: The run's seed: its folder ``seed_<seed>`` and the controls' random draws. The
             module's initialization is the caller's (seed it before building the module;
             :func:`run_seeds` does).
@@ -145,6 +128,10 @@ def run_lottery(
             removed: its ``weights.pt``, masks and callback state are what later rounds read).
         instability: Measure every round's instability (:mod:`.instability`): a second copy
             trained under another data order, and the error barrier between the two.
+        scoring_per_class, grasp_temperature: SNIP's and GraSP's batch (examples per class) and GraSP's
+            temperature (:mod:`.scoring`, :mod:`.at_init`).
+        data_order: ``"seed"``: the run trains on its seed's data order (recorded in its ``run.yaml``);
+            ``"fixed"``: on the DataModule's own (:mod:`.runner`).
 
     Returns:
         One :class:`RoundResult` per round (a list, with ``run_dir`` and ``experiment_dir``).
@@ -169,6 +156,9 @@ def run_lottery(
         report=report,
         keep_checkpoints=keep_checkpoints,
         instability=instability,
+        scoring_per_class=scoring_per_class,
+        grasp_temperature=grasp_temperature,
+        data_order=data_order,
     )
     seeded = SeedRun(model, lottery or LotteryTicketCallback(), config)
     return run_experiment(spec, datamodule, {seed: seeded})[seed]
@@ -194,6 +184,9 @@ def run_seeds(
     stack: bool | None = False,
     keep_checkpoints: bool = False,
     instability: bool = False,
+    scoring_per_class: int = 10,
+    grasp_temperature: float = 200.0,
+    data_order: DataOrder = "seed",
 ) -> SeedRuns:
     """Run the experiment once per seed and aggregate the runs, as ``lth fit --lottery.seeds`` does.
 
@@ -213,7 +206,7 @@ def run_seeds(
         config: The full config (``lth fit`` passes its own); ``seed_everything`` is set per seed.
         report: Write plots and TensorBoard summaries.
         trainer, out_dir, name, progress, controls, monitor, mode, test_metric, stack, keep_checkpoints,
-            instability: As for :func:`run_lottery`.
+            instability, scoring_per_class, grasp_temperature, data_order: As for :func:`run_lottery`.
 
     Raises:
         ValueError: If ``seeds`` is empty or repeats a seed, or another argument is out of range.
@@ -232,6 +225,9 @@ def run_seeds(
         report=report,
         keep_checkpoints=keep_checkpoints,
         instability=instability,
+        scoring_per_class=scoring_per_class,
+        grasp_temperature=grasp_temperature,
+        data_order=data_order,
     )
     return run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
 
@@ -244,8 +240,8 @@ def _spec(
     out_dir: str | Path,
     **options: Any,
 ) -> ExperimentSpec:
-    """The spec of :func:`run_lottery`'s and :func:`run_seeds`' shared keyword arguments (``options``: ``name``,
-    ``stack``, ``progress``, ``report``, ``keep_checkpoints``, ``instability``, each checked by the spec)."""
+    """The spec of :func:`run_lottery`'s and :func:`run_seeds`' shared keyword arguments (``options``: the
+    rest of their keywords, each checked by the spec)."""
     trainer = dict(trainer or {})
     return ExperimentSpec(
         rounds=rounds, controls=tuple(controls), names=names, trainer=trainer, out_dir=Path(out_dir), **options
@@ -284,56 +280,3 @@ def run_seeds_of(
     paths = [experiment.run(s) for s in seeds]
     aggregated = aggregate_runs(paths, experiment.root, report=spec.report, write=is_global_zero())
     return SeedRuns(experiment.root, runs, aggregated)
-
-
-@dataclass(frozen=True)
-class SeedRun:
-    """What a seed brings to an experiment: its module (built after seeding), its callback and its config.
-
-    Attributes:
-        model: The LightningModule; its weights when the run starts are round 0's.
-        lottery: The callback carried across the run's rounds.
-        config: The run's full config (``lth fit``'s), or None to build it from the objects given.
-    """
-
-    model: pl.LightningModule
-    lottery: LotteryTicketCallback
-    config: Mapping[str, Any] | None = None
-
-
-def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.LightningDataModule) -> RunContext:
-    """One run's context: its config and identity, its folder."""
-    model, lottery, config = seeded.model, seeded.lottery, seeded.config
-    if config is None:
-        settings = {"controls": list(spec.controls), "seed": seed, "monitor": spec.names.monitor}
-        settings["instability"] = spec.instability
-        settings.update(mode=spec.names.mode, test_metric=spec.names.test, rounds=spec.rounds, **lottery.settings())
-        warn_undeclared_arguments(model)
-        warn_undeclared_arguments(datamodule)
-        config = python_config(model, datamodule, settings, spec.trainer)
-    identity = identity_of(config, model)
-    experiment = ExperimentPaths(spec.out_dir / (spec.name or folder_name(config, identity)))
-    run_identity = {"initial_weights": weights_digest(model)}  # the seed's: not the experiment's
-    store = RunStore(experiment, seed, config, identity, run_identity, spec.names, spec.keep_checkpoints)
-    return RunContext(spec, seed, model, datamodule, lottery, store)
-
-
-def run_experiment(
-    spec: ExperimentSpec, datamodule: pl.LightningDataModule, seeds: Mapping[int, SeedRun]
-) -> dict[int, Rounds]:
-    """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stacking.decide_stacking`).
-
-    Stacked, every seed's round is one fit; otherwise each seed runs all its rounds before the next.
-    """
-    for seeded in seeds.values():
-        check_instability(spec, seeded.lottery)
-    runs = {seed: _context(spec, seed, seeded, datamodule) for seed, seeded in seeds.items()}
-    first = next(iter(runs.values()))
-    probe = decide_stacking(spec.stack, first.model, first.lottery, datamodule)
-    rows: dict[int, list[RoundResult]] = {}
-    if probe is not None:
-        rows = run_rounds(spec, runs, StackedRounds(probe))
-    else:
-        for seed, run in runs.items():
-            rows.update(run_rounds(spec, {seed: run}, SequentialRounds()))
-    return {s: Rounds(rows[s], run.store.paths.root, run.store.experiment.root) for s, run in runs.items()}

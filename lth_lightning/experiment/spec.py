@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import torch
 from torch import Tensor
 
-from lth_lightning.experiment.controls import (
-    CONTROLS,
-    TicketRound,
-    control_masks_and_init,
-    control_seed,
-    first_training_batch,
-)
+from lth_lightning.experiment.controls import CONTROLS, TicketRound, control_masks_and_init, control_seed
+from lth_lightning.experiment.scoring import ScoringBatch, draw_scoring_batch
 from lth_lightning.metric_names import DEFAULT_METRICS, MetricNames
+from lth_lightning.saliency import GRASP_TEMPERATURE
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -29,9 +26,11 @@ if TYPE_CHECKING:
     from lth_lightning.callback import LotteryTicketCallback
     from lth_lightning.experiment.store import RunStore
 
-__all__ = ["ExperimentSpec", "RunContext", "check_seeds"]
+__all__ = ["DataOrder", "ExperimentSpec", "RunContext", "check_seeds"]
 
 T = TypeVar("T")
+DataOrder = Literal["seed", "fixed"]
+_DATA_ORDERS = ("seed", "fixed")
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,10 @@ class ExperimentSpec:
         keep_checkpoints: Keep each round's ``last.ckpt`` once the round is recorded.
         instability: Measure every round's instability: a second copy of the ticket trained from the same
             point under another data order, and the error along the line between the two.
+        scoring_per_class: Examples of each class in the batch that SNIP and GraSP score (:mod:`.scoring`).
+        grasp_temperature: GraSP divides the logits by it before the cross-entropy (the references' 200).
+        data_order: ``"seed"``: each run trains on its seed's data order (a DataModule's ``shuffle_seed`` set to
+            the seed), as OpenLTH's replicates do; ``"fixed"``: every seed on the DataModule's own order.
         option: How messages name the options (``"lottery."`` for ``lth fit``'s ``--lottery.*``).
 
     Raises:
@@ -68,6 +71,9 @@ class ExperimentSpec:
     report: bool = True
     keep_checkpoints: bool = False
     instability: bool = False
+    scoring_per_class: int = 10
+    grasp_temperature: float = GRASP_TEMPERATURE
+    data_order: DataOrder = "seed"
     option: InitVar[str] = ""
 
     def __post_init__(self, option: str) -> None:
@@ -78,6 +84,13 @@ class ExperimentSpec:
             raise ValueError(f"`{option}controls` must be distinct entries of {list(CONTROLS)}, got {controls}.")
         if not isinstance(self.instability, bool):
             raise ValueError(f"`{option}instability` must be true or false, got {self.instability!r}.")
+        per_class, temperature = self.scoring_per_class, self.grasp_temperature
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(f"`{option}scoring_per_class` must be an integer >= 1, got {per_class!r}.")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"`{option}grasp_temperature` must be a number > 0, got {temperature!r}.")
+        if self.data_order not in _DATA_ORDERS:
+            raise ValueError(f"`{option}data_order` must be 'seed' or 'fixed', got {self.data_order!r}.")
         if name is not None and (not name or Path(name).name != name or name in (".", "..")):
             raise ValueError(f"`{option}name` must be a plain folder name, got {name!r}.")
         object.__setattr__(self, "controls", tuple(c for c in CONTROLS if c in controls))  # registry order
@@ -130,9 +143,15 @@ class RunContext:
         """
         if init is None:
             raise RuntimeError("The lottery callback has no snapshot yet: run a round first.")
-        groups = [g.names for g in self.lottery.pruning_groups(self.model)]
-        ticket = TicketRound(masks, init, self.model, groups, lambda: first_training_batch(self.datamodule))
+        ticket = TicketRound(masks, init, self.model, lambda: self.scoring, self.spec.grasp_temperature)
         return _same_on_every_process(control_masks_and_init(name, ticket, control_seed(self.seed, r, name)))
+
+    @cached_property
+    def scoring(self) -> ScoringBatch:
+        """The batch the run's pruning at initialization scores: drawn once, from the run's seed, and recorded."""
+        drawn = draw_scoring_batch(self.model, self.datamodule, self.spec.scoring_per_class, self.seed)
+        self.store.save_scoring_batch(drawn.cpu_batch(), drawn.describe(self.seed))
+        return drawn
 
 
 def _same_on_every_process(value: T) -> T:

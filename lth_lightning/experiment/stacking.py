@@ -13,7 +13,7 @@ from torch import Tensor
 
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.classifier import LotteryClassifier
-from lth_lightning.experiment.controls import first_training_batch
+from lth_lightning.experiment.scoring import first_training_batch
 from lth_lightning.stack.network import StackingError, stack_network
 
 __all__ = ["check_stackable", "decide_stacking", "probe_batch", "stacking_probe"]

@@ -142,6 +142,13 @@ class RunStore:
             save_tensors(dict(masks), self.paths.masks(r))
             save_tensors({k: v.detach().cpu() for k, v in weights.items()}, self.paths.weights(r))
 
+    def save_scoring_batch(self, batch: Any, description: str) -> None:
+        """Record the batch pruning at initialization scores (once per run; it is drawn from the seed alike on
+        every invocation), and say what the scores read."""
+        if self.is_zero and not self.paths.scoring_batch.is_file():
+            save_tensors(batch, self.paths.scoring_batch)
+            rank_zero_info(f"{description} Saved in {self.paths.scoring_batch}.")
+
     def trained_weights(self, r: int) -> dict[str, torch.Tensor]:
         """The network round ``r`` trained (as :meth:`save_ticket` saved it)."""
         return dict(load_tensors(self.paths.weights(r)))

@@ -1,0 +1,141 @@
+"""Running an experiment's seeds: each run's context (config, identity, folder), stacked or one network at a time.
+
+:func:`run_experiment` is what :func:`~.rounds.run_lottery`, :func:`~.rounds.run_seeds` and ``lth fit``
+end in. Each run trains under its own data order (:func:`run_data_order`): by default the seed's
+(OpenLTH's replicates vary both the initialization and the data order); with ``data_order="fixed"``
+the DataModule's own. Runs of different data orders are never members of one stacked fit (a stacked
+step feeds every member the same batch): each seed's round is then a stacked fit of its own
+(:class:`OwnDataOrders`), every seed's folder held before the first trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.experiment.identity import folder_name, python_config
+from lth_lightning.experiment.instability import check_instability
+from lth_lightning.experiment.loop import Executor, run_rounds
+from lth_lightning.experiment.observed import identity_of, warn_undeclared_arguments, weights_digest
+from lth_lightning.experiment.paths import ExperimentPaths
+from lth_lightning.experiment.results import RoundResult
+from lth_lightning.experiment.sequential import SequentialRounds
+from lth_lightning.experiment.spec import ExperimentSpec, RunContext
+from lth_lightning.experiment.stacked import StackedRounds
+from lth_lightning.experiment.stacking import decide_stacking
+from lth_lightning.experiment.store import RunStore
+
+__all__ = ["OwnDataOrders", "Rounds", "SeedRun", "run_data_order", "run_experiment"]
+
+
+class Rounds(list[RoundResult]):
+    """The rows of a run, one per round, and the folders it wrote.
+
+    Attributes:
+        run_dir: The run's folder (``<experiment>/seed_<s>``).
+        experiment_dir: The experiment's folder.
+    """
+
+    def __init__(self, rows: Sequence[RoundResult], run_dir: Path, experiment_dir: Path) -> None:
+        super().__init__(rows)
+        self.run_dir, self.experiment_dir = run_dir, experiment_dir
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """What a seed brings to an experiment: its module (built after seeding), its callback and its config.
+
+    Attributes:
+        model: The LightningModule; its weights when the run starts are round 0's.
+        lottery: The callback carried across the run's rounds.
+        config: The run's full config (``lth fit``'s), or None to build it from the objects given.
+    """
+
+    model: pl.LightningModule
+    lottery: LotteryTicketCallback
+    config: Mapping[str, Any] | None = None
+
+
+def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.LightningDataModule) -> RunContext:
+    """One run's context: its config and identity, its folder."""
+    model, lottery, config = seeded.model, seeded.lottery, seeded.config
+    if config is None:
+        settings = {"controls": list(spec.controls), "seed": seed, "monitor": spec.names.monitor}
+        settings.update(instability=spec.instability, scoring_per_class=spec.scoring_per_class)
+        settings.update(grasp_temperature=spec.grasp_temperature, data_order=spec.data_order)
+        settings.update(mode=spec.names.mode, test_metric=spec.names.test, rounds=spec.rounds, **lottery.settings())
+        warn_undeclared_arguments(model)
+        warn_undeclared_arguments(datamodule)
+        config = python_config(model, datamodule, settings, spec.trainer)
+    identity = identity_of(config, model)
+    experiment = ExperimentPaths(spec.out_dir / (spec.name or folder_name(config, identity)))
+    run_identity: dict[str, Any] = {"initial_weights": weights_digest(model)}  # the seed's: not the experiment's
+    if spec.data_order == "seed":
+        run_identity["data_order_seed"] = seed
+    store = RunStore(experiment, seed, config, identity, run_identity, spec.names, spec.keep_checkpoints)
+    return RunContext(spec, seed, model, datamodule, lottery, store)
+
+
+def run_experiment(
+    spec: ExperimentSpec, datamodule: pl.LightningDataModule, seeds: Mapping[int, SeedRun]
+) -> dict[int, Rounds]:
+    """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stacking.decide_stacking`).
+
+    Stacked, every seed's round is one fit (one per seed unless the data order is fixed: :class:`OwnDataOrders`);
+    otherwise each seed runs all its rounds before the next.
+    """
+    for seeded in seeds.values():
+        check_instability(spec, seeded.lottery)
+    runs = {seed: _context(spec, seed, seeded, datamodule) for seed, seeded in seeds.items()}
+    first = next(iter(runs.values()))
+    probe = decide_stacking(spec.stack, first.model, first.lottery, datamodule)
+    rows: dict[int, list[RoundResult]] = {}
+    if probe is not None:  # every seed's folder held from the start: a busy one refuses before any trains
+        executor = StackedRounds(probe)
+        rows = run_rounds(spec, runs, executor if spec.data_order == "fixed" else OwnDataOrders(executor))
+    else:
+        for seed, run in runs.items():
+            with run_data_order(run):
+                rows.update(run_rounds(spec, {seed: run}, SequentialRounds()))
+    return {s: Rounds(rows[s], run.store.paths.root, run.store.experiment.root) for s, run in runs.items()}
+
+
+class OwnDataOrders:
+    """An executor that trains each run's round on its own, under the run's data order (:func:`run_data_order`).
+
+    Args:
+        executor: What trains one run's round (a stacked fit of its ticket and controls).
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    def round(self, r: int, runs: Sequence[RunContext]) -> dict[int, RoundResult]:
+        """Train round ``r`` of each of ``runs`` in turn, each under its own data order; each run's row by seed."""
+        rows: dict[int, RoundResult] = {}
+        for run in runs:
+            with run_data_order(run):
+                rows.update(self.executor.round(r, [run]))
+        return rows
+
+
+@contextmanager
+def run_data_order(run: RunContext) -> Iterator[None]:
+    """Train ``run`` under its data order: a DataModule with an integer ``shuffle_seed`` (this package's) takes the
+    run's seed (``data_order="seed"``), restored after; any other draws its order from torch's random state, which
+    :func:`~.rounds.run_seeds` seeds per seed. With ``data_order="fixed"`` nothing changes."""
+    had = getattr(run.datamodule, "shuffle_seed", None)
+    if run.spec.data_order != "seed" or isinstance(had, bool) or not isinstance(had, int):
+        yield
+        return
+    run.datamodule.shuffle_seed = run.seed  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        run.datamodule.shuffle_seed = had  # type: ignore[attr-defined]
