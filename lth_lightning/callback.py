@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -18,7 +18,10 @@ from lth_lightning.compat import (
     forward_pre_hooks,
     multiply_all_,
     multiprocessing_start_method,
+    skip_epoch_batches,
+    start_training_at_step,
 )
+from lth_lightning.late_start import LateStart, planned_steps
 from lth_lightning.pruning import PruningGroup, plan_groups, prune, sparsity_report
 from lth_lightning.state import LotteryState, Phase
 from lth_lightning.targets import Target, magnitudes, plan_rates, resolve_rates, resolve_targets, select_targets
@@ -192,8 +195,11 @@ class LotteryTicketCallback(pl.Callback):
     message, never skipped.
 
     With ``rewind_step=k > 0`` ("late rewinding", Frankle et al. 2020) the snapshot is the
-    state after ``k`` optimizer steps of the first round; optimizers are created anew by every
-    fit. Masks, snapshot, round and history (a :class:`~lth_lightning.state.LotteryState`) are
+    state after ``k`` optimizer steps of the first round, and every fit that rewinds to it trains
+    steps ``k`` to ``T`` as OpenLTH does (:class:`~lth_lightning.late_start.LateStart`): a fresh
+    optimizer, its schedulers stepped as ``k`` steps step them, the data order's epoch ``k // n``
+    from its batch ``k % n`` (through the loader's ``start_at(batch)`` where it has one). Masks,
+    snapshot, round and history (a :class:`~lth_lightning.state.LotteryState`) are
     keyed by parameter name and saved in checkpoints, so a fit restored from a checkpoint
     continues the experiment exactly. A state that Lightning restores for ``test``,
     ``validate`` or ``predict`` (``trainer.test(model, ckpt_path="best")``) is ignored: the
@@ -215,7 +221,8 @@ class LotteryTicketCallback(pl.Callback):
             pattern, each in (0, 1); such a tensor is pruned on its own at its rate, e.g.
             ``{"net.layers.3.weight": 0.1}`` for the paper's half-rate output layer.
         rewind_step: Optimizer step of the first round whose weights are rewound to; 0 is the
-            initialisation. Must be >= 0.
+            initialisation. Must be >= 0 and below the training's last step; above 0, rounds train
+            from that step on (one optimizer step per batch).
         retrain: How every round after the dense one retrains the pruned network (Renda, Frankle &
             Carbin 2020), always for the same number of steps: ``"rewind"`` loads the snapshot (the
             lottery ticket); ``"lr_rewind"`` keeps the trained weights (pruned ones zeroed) and
@@ -290,6 +297,8 @@ class LotteryTicketCallback(pl.Callback):
         self._enforcement: tuple[Enforcement, str] | None = None  # the last fit's, with its reason
         self._optimizers: list[torch.optim.Optimizer] = []  # this fit's, when learning rates are read or set
         self._finetune_lrs: list[list[float]] = []  # set before every step of a fine-tuning round
+        self._start_step = 0  # the step this fit trains from: rewind_step when it continues a late rewind
+        self._skip = 0  # batches of the first epoch behind a fit started at its step (counted as its first starts)
 
     # ------------------------------------------------------------------ public read-only view
     @property
@@ -433,6 +442,7 @@ class LotteryTicketCallback(pl.Callback):
         self._check_not_torch_pruned(pl_module)
         state = self._state
         first = state.phase == "init"
+        self._start_step = 0
         if first:
             selection = select_targets(pl_module, self.parameters)
             self._targets = list(selection.targets)
@@ -447,8 +457,11 @@ class LotteryTicketCallback(pl.Callback):
             self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
             self._check_shapes()
             self._place_snapshot(pl_module)
-            if state.phase == "pruned" and self.retrain == "rewind":
+            rewinds = state.phase == "pruned" and self.retrain == "rewind"
+            if rewinds:
                 self._rewind(pl_module)  # otherwise the trained weights stay; binding zeroes the pruned ones
+            if self.retrain == "rewind" and (rewinds or state.round > 0):  # a resumed round was rewound too
+                self._start_step = self.rewind_step
             state.begin_fit()
         self._bind(trainer, pl_module)
         if first and self.verbose and self._enforcement is not None:
@@ -458,10 +471,21 @@ class LotteryTicketCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.enforce_masks()  # cheap insurance: nothing may have loaded weights since on_fit_start
+        if self.rewind_step > 0:
+            epoch_batches = self._check_late_rewinding(trainer, pl_module)
+            if self._start_step and trainer.global_step == 0:  # not when resumed: the checkpoint holds the counters
+                self._start_late(trainer, LateStart(self._start_step, epoch_batches))
         if self.retrain == "finetune":
             self._optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
             if self._state.round > 0:
                 self._finetune_lrs = self._checked_final_lrs()
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._skip:  # the first batch of a fit started at its step: the epoch's earlier batches are behind it
+            skip_epoch_batches(trainer, self._skip)
+            self._skip = 0
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
@@ -572,7 +596,8 @@ class LotteryTicketCallback(pl.Callback):
             member_dims=state.member_dims,
         )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
-        state.finish(masks, steps=trainer.global_step, epochs=trainer.current_epoch, metrics=metrics)
+        steps = trainer.global_step - self._start_step  # a late-rewound round trains T - k steps
+        state.finish(masks, steps=steps, epochs=trainer.current_epoch, metrics=metrics)
         if self.verbose:
             rank_zero_info(
                 f"LotteryTicketCallback: round {state.round} trained at density {state.history[-1]['density']:.4f}; "
@@ -603,6 +628,56 @@ class LotteryTicketCallback(pl.Callback):
             for optimizer in optimizers:
                 self._handles.append(optimizer.register_step_post_hook(self._after_step))
 
+    def _check_late_rewinding(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
+        """The batches of an epoch, after refusing what late rewinding cannot continue from step ``rewind_step``.
+
+        Raises:
+            ValueError: If the training is ``rewind_step`` steps or shorter, or steps other than once per batch.
+        """
+        k, epoch_batches = self.rewind_step, trainer.num_training_batches
+        if not pl_module.automatic_optimization or trainer.accumulate_grad_batches != 1:
+            raise ValueError(
+                f"`rewind_step`={k} (late rewinding) continues each round's learning-rate schedule and data order from "
+                "step k, which needs one optimizer step per batch: automatic optimization and "
+                f"accumulate_grad_batches=1 (got {'automatic' if pl_module.automatic_optimization else 'manual'} "
+                f"optimization, accumulate_grad_batches={trainer.accumulate_grad_batches})."
+            )
+        if not isinstance(epoch_batches, int) or epoch_batches < 1:
+            raise ValueError(
+                f"`rewind_step`={k} (late rewinding) continues each round from step k of its epochs; the training "
+                f"loader has no length ({epoch_batches} batches an epoch): give it one, or use rewind_step=0."
+            )
+        total = planned_steps(trainer.max_steps, trainer.max_epochs, epoch_batches)
+        if total is not None and k >= total:
+            raise ValueError(
+                f"`rewind_step`={k} is at or past the end of the training, which runs {total} optimizer steps "
+                f"(max_epochs={trainer.max_epochs} of {epoch_batches} batches, max_steps={trainer.max_steps}): "
+                f"choose rewind_step < {total}. Nothing was trained."
+            )
+        return epoch_batches
+
+    def _start_late(self, trainer: pl.Trainer, start: LateStart) -> None:
+        """Start this fit at step ``k`` of the training: its counters, schedules and data order where k steps leave
+        them (OpenLTH's late rewinding)."""
+        start_training_at_step(trainer, start.step, start.epoch_batches)
+        left = start.advance(trainer.lr_scheduler_configs)
+        if left:
+            rank_zero_warn(
+                f"LotteryTicketCallback: {', '.join(left)} steps on the metrics of the training before step "
+                f"{start.step}, which this round does not repeat: it starts afresh."
+            )
+        self._skip = start.batch
+        loader = trainer.train_dataloader
+        if start.batch and callable(getattr(loader, "start_at", None)):
+            loader.start_at(start.batch)  # type: ignore[union-attr]
+        elif start.batch:
+            rank_zero_warn(
+                f"LotteryTicketCallback: the training loader ({type(loader).__name__}) has no `start_at(batch)`, so "
+                f"this round's first epoch trains the first {start.epoch_batches - start.batch} batches of epoch "
+                f"{start.epoch}'s order, not its batches {start.batch} to {start.epoch_batches - 1} as step "
+                f"{start.step} would (the package's data modules' loaders continue exactly)."
+            )
+
     def _mask_gradients_before_step(self) -> bool:
         """Whether gradients are zeroed in ``on_before_optimizer_step`` (not by the hooks of manual optimization)."""
         return self._enforcement is not None and self._enforcement[0] != "weights" and not self._grad_hooks
@@ -615,6 +690,7 @@ class LotteryTicketCallback(pl.Callback):
             handle.remove()
         self._handles, self._params, self._device_masks = [], [], []
         self._optimizers, self._finetune_lrs = [], []
+        self._skip = 0
         self._grad_hooks = False
 
     def _checked_final_lrs(self) -> list[list[float]]:

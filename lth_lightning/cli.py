@@ -38,7 +38,8 @@ class LotteryOptions:
         parameters: Names or glob patterns of the parameters to prune (default: the weight of
             every Linear, Conv and ConvTranspose layer).
         rates: Per-parameter pruning rates overriding ``amount`` (name or glob -> rate).
-        rewind_step: Optimizer step of the first round to rewind to; 0 is the initialization.
+        rewind_step: Optimizer step of the first round to rewind to; 0 is the initialization; above 0 each
+            later round trains from that step to the end (its schedule and data order continuing there).
         snapshot_device: Where the rewind snapshot is kept: ``cpu`` (pinned on a GPU run) or ``module``
             (the model's device). It does not change results, nor the experiment's folder.
         name: The experiment folder's name; by default ``<net>-<data>-<pruning>-<hash>``, from

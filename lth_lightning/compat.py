@@ -41,6 +41,8 @@ __all__ = [
     "global_rank",
     "multiply_all_",
     "multiprocessing_start_method",
+    "skip_epoch_batches",
+    "start_training_at_step",
 ]
 
 # The attribute Lightning sets on a LightningModule around every hook call (~50 times per step).
@@ -95,6 +97,39 @@ def multiprocessing_start_method(trainer: pl.Trainer) -> str | None:
     if isinstance(launcher, _MultiProcessingLauncher):
         return str(launcher._start_method)
     return None
+
+
+def start_training_at_step(trainer: pl.Trainer, step: int, epoch_batches: int) -> None:
+    """Set a fit's progress, before its first epoch, as if ``step`` optimizer steps of one batch each had run:
+    ``step // epoch_batches`` epochs finished (the next epoch's sampler epoch and ``current_epoch``), ``step``
+    optimizer steps (``global_step``, so ``max_steps`` and ``max_epochs`` stop where the full training would) and
+    ``step`` batches (the step the loggers write at; step-based validation).
+
+    Lightning has no public way to start a fit mid-training other than a checkpoint; these are the counters its
+    loops restore from one. Automatic optimization only."""
+    fit_loop, epochs = trainer.fit_loop, step // epoch_batches
+    _count(fit_loop.epoch_progress.current, _PROCESSED, epochs)
+    _count(fit_loop.epoch_progress.total, _PROCESSED, epochs)
+    epoch_loop = fit_loop.epoch_loop
+    _count(epoch_loop.automatic_optimization.optim_progress.optimizer.step.total, ("ready", "completed"), step)
+    _count(epoch_loop.batch_progress.total, _PROCESSED, step)
+    epoch_loop._batches_that_stepped = step
+
+
+def skip_epoch_batches(trainer: pl.Trainer, batches: int) -> None:
+    """Count ``batches`` more batches of the running epoch as done; called as the epoch's first batch starts, the
+    epoch then ends (and validates, and steps its epoch-interval schedulers) where the full epoch would."""
+    current = trainer.fit_loop.epoch_loop.batch_progress.current
+    _count(current, _PROCESSED, batches, add=True)
+
+
+_PROCESSED = ("ready", "started", "processed", "completed")  # the counts of Lightning's `_ProcessedTracker`
+
+
+def _count(tracker: Any, names: tuple[str, ...], value: int, add: bool = False) -> None:
+    """Set (or raise by) ``value`` each of a Lightning progress tracker's counts ``names``."""
+    for name in names:
+        setattr(tracker, name, getattr(tracker, name) + value if add else value)
 
 
 def global_rank() -> int:

@@ -91,6 +91,18 @@ class TensorBatches:
             )
         self.x, self.y, self.batch_size, self.sampler, self.drop_last = x, y, batch_size, sampler, drop_last
         self.batch_sampler = None  # read by Lightning's loader introspection, like DataLoader's
+        self._start = 0  # the batch the next iteration starts at (then 0 again)
+
+    def start_at(self, batch: int) -> None:
+        """Start the next iteration at ``batch`` of its epoch's order (the batches before it are not served), as
+        a training continued mid-epoch does (late rewinding, :class:`~lth_lightning.LotteryTicketCallback`).
+
+        Raises:
+            ValueError: If ``batch`` is not in ``[0, len(self))``.
+        """
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 0 <= batch < len(self):
+            raise ValueError(f"`batch` must be an integer in [0, {len(self)}), got {batch!r}.")
+        self._start = batch
 
     @property
     def examples(self) -> TensorDataset:
@@ -103,7 +115,8 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        start, self._start = self._start, 0
         idx = self.sampler.indices(self.x.device)
-        for i in range(len(self)):
+        for i in range(start, len(self)):
             batch = idx[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.x.index_select(0, batch), self.y.index_select(0, batch)

@@ -189,8 +189,19 @@ def test_late_rewinding_snapshots_after_k_steps(tmp_path, data):
 
 def test_rewind_step_beyond_first_round_is_a_clear_error(tmp_path, data):
     cb = LotteryTicketCallback(rewind_step=1000, verbose=False)
-    with pytest.raises(ValueError, match=r"`rewind_step`=1000 is beyond the first round, which ran 6 optimizer steps"):
+    with pytest.raises(ValueError, match=r"`rewind_step`=1000 is at or past the end of the training, which runs 6 opt"):
         _fit(ConvNet(), cb, tmp_path, data)
+    assert cb.phase == "training" and cb.history == []
+
+
+def test_a_first_round_stopped_before_rewind_step_is_a_clear_error(tmp_path, data):
+    class StopAt2(pl.Callback):  # as EarlyStopping or max_time would, before the planned end
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            trainer.should_stop = trainer.global_step >= 2
+
+    cb = LotteryTicketCallback(rewind_step=4, verbose=False)
+    with pytest.raises(ValueError, match=r"`rewind_step`=4 is beyond the first round, which ran 2 optimizer steps"):
+        _fit(ConvNet(), cb, tmp_path, data, extra=[StopAt2()])
     assert cb.phase == "training" and cb.history == []
 
 

@@ -31,6 +31,30 @@ def test_multiply_all_multiplies_each_tensor_by_its_factor_in_place():
     assert tensors[0].tolist() == [1.0, 0.0, 3.0] and tensors[1].tolist() == [[0.0, 10.0]]
 
 
+def test_a_fit_started_at_step_8_of_6_batch_epochs_trains_its_steps_8_to_18(tmp_path):
+    class StartAt8(pl.Callback):  # 96 examples in batches of 16: 6 an epoch; step 8 is epoch 1's batch 2
+        def __init__(self):
+            self.seen, self.validated = [], []
+
+        def on_train_start(self, trainer, pl_module):
+            compat.start_training_at_step(trainer, 8, 6)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if not self.seen:
+                compat.skip_epoch_batches(trainer, 2)
+            self.seen.append((trainer.global_step, trainer.current_epoch))
+
+        def on_validation_end(self, trainer, pl_module):
+            self.validated.append(trainer.global_step)
+
+    start = StartAt8()
+    data = loader(tiny_images())
+    trainer = lean_trainer(tmp_path, max_epochs=3, callbacks=[start], limit_val_batches=1)
+    trainer.fit(ConvNet(), data, data)
+    assert start.seen == [(s, s // 6) for s in range(8, 18)] and start.validated == [12, 18]
+    assert trainer.global_step == 18 and trainer.current_epoch == 3
+
+
 def test_global_rank_reads_lightnings_rank_zero_state(monkeypatch):
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 

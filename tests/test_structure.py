@@ -15,7 +15,7 @@ from conftest import REPO
 PACKAGE = REPO / "lth_lightning"
 # Bottom to top: a module may import from its own layer and the ones below it.
 LAYERS: list[set[str]] = [
-    {"compat", "io", "packing", "metric_names", "idx", "selection", "mlp", "loader", "sparse"},
+    {"compat", "io", "packing", "metric_names", "idx", "selection", "mlp", "loader", "sparse", "late_start"},
     {"pruning", "saliency", "stability", "state", "targets", "tracker", "download"},
     {"callback", "classifier", "datamodule", "stack.network", "stack.module", "stack.callbacks"},
     {

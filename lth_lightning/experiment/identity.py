@@ -27,6 +27,7 @@ from lth_lightning.experiment.paths import RunPaths
 __all__ = [
     "LATER_DEFAULTS",
     "PROTOCOLS_KEY",
+    "REWIND_PROTOCOL_KEY",
     "NOT_IDENTITY",
     "SEED_KEYS",
     "check_same",
@@ -83,6 +84,9 @@ LATER_DEFAULTS: dict[str, Any] = {
 # A control whose protocol changed (:attr:`~.ticket.Control.protocol` > 1) adds ``lottery.control_protocols`` to the
 # identity of the experiments that run it: a folder recorded with its earlier protocol is never read back as this one.
 PROTOCOLS_KEY = "lottery.control_protocols"
+# Late rewinding (``rewind_step`` > 0) trains steps k..T as OpenLTH does since protocol 2 (T fresh steps before): named
+# in the identity of the experiments that use it, so that a folder recorded before is never read back as this one.
+REWIND_PROTOCOL_KEY = "lottery.rewind_protocol"
 # The seed of a run: `lth fit --seed_everything`, `run_lottery(seed=...)`.
 SEED_KEYS: tuple[str, ...] = ("seed_everything", "lottery.seed")
 
@@ -129,6 +133,8 @@ def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dic
     protocols = {c: CONTROLS[c].protocol for c in controls if c in CONTROLS and CONTROLS[c].protocol > 1}
     if protocols:
         identity[PROTOCOLS_KEY] = protocols
+    if isinstance(flat.get("lottery.rewind_step"), int) and flat["lottery.rewind_step"] > 0:
+        identity[REWIND_PROTOCOL_KEY] = 2
     return identity
 
 
