@@ -78,6 +78,9 @@ class LotteryOptions:
         instability: Measure every round's instability (Frankle et al. 2020): a second copy trained
             from the rewind point under another data order, and the test error along the line
             between the two copies (30 points) minus the mean of its ends; stable below 0.02.
+        instability_controls: Controls whose instability is measured too (needs ``instability``): a
+            second copy of each from its own start, and the barriers along the line between the two;
+            Frankle et al. 2020 contrast random subnetworks, unstable, with tickets.
         scoring_per_class: Examples of each class in the batch SNIP and GraSP score (drawn from
             the training data with the run's seed; saved as ``seed_<s>/scoring_batch.pt``).
         grasp_temperature: GraSP divides the logits by it before the cross-entropy (the
@@ -112,6 +115,7 @@ class LotteryOptions:
         keep_checkpoints: bool = False,
         retrain: Retrain = "rewind",
         instability: bool = False,
+        instability_controls: list[ControlName] | None = None,
         scoring_per_class: int = 10,
         grasp_temperature: float = 200.0,
         data_order: DataOrder = "seed",
@@ -125,6 +129,7 @@ class LotteryOptions:
             progress=progress,
             keep_checkpoints=keep_checkpoints,
             instability=instability,
+            instability_controls=tuple(instability_controls or ()),
             scoring_per_class=scoring_per_class,
             grasp_temperature=grasp_temperature,
             data_order=data_order,

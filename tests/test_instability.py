@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from cli_helpers import write_tiny_fashion
-from conftest import lean_trainer, round_trainer
+from conftest import lean_trainer, round_trainer, saved_accuracy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
@@ -21,15 +21,23 @@ from lth_lightning.metric_names import DEFAULT_METRICS
 from lth_lightning.stability import PATH_POINTS, error_barrier, interpolate, path_alphas
 
 XS = [-2.0, -1.0, 1.0, 2.0]  # class 1 for x > 0
+XT = [-1.0, 0.5, 3.0, 4.0]  # the training points
 BIAS = 0.3  # class 0's output bias, at both ends
 
 
+def _points(xs: list[float], shuffle: bool = False) -> DataLoader:
+    x = torch.tensor(xs).unsqueeze(1)
+    return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=2, shuffle=shuffle)
+
+
 class PointData(pl.LightningDataModule):
-    """Four 1-D test points."""
+    """Four 1-D test points, and four others to train on (shuffled, as training data is)."""
 
     def test_dataloader(self) -> DataLoader:
-        x = torch.tensor(XS).unsqueeze(1)
-        return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=4)
+        return _points(XS)
+
+    def train_dataloader(self) -> DataLoader:
+        return _points(XT, shuffle=True)
 
 
 def _toy_pair() -> tuple[LotteryClassifier, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -47,9 +55,9 @@ def _toy_pair() -> tuple[LotteryClassifier, dict[str, torch.Tensor], dict[str, t
     return model, end_a, end_b
 
 
-def _hand_errors() -> list[float]:
+def _hand_errors(xs: list[float] = XS) -> list[float]:
     """Along the line, class 1's margin on x > 0 is (1 - 2a)^2 x - BIAS; x < 0 is always right."""
-    return [sum((1 - 2 * a) ** 2 * x <= BIAS for x in XS if x > 0) / len(XS) for a in path_alphas()]
+    return [sum((1 - 2 * a) ** 2 * x <= BIAS for x in xs if x > 0) / len(xs) for a in path_alphas()]
 
 
 def test_the_barrier_of_a_toy_pair_is_the_hand_computed_one(tmp_path):
@@ -62,6 +70,16 @@ def test_the_barrier_of_a_toy_pair_is_the_hand_computed_one(tmp_path):
     assert errors[0] == errors[-1] == 0.0 and max(errors) == 0.5
     assert error_barrier(errors) == pytest.approx(0.5)
     assert all(torch.equal(model.state_dict()[k], end_b[k]) for k in end_b)  # the model holds its own weights again
+
+
+def test_the_training_datas_barrier_of_the_toy_pair_is_the_hand_computed_one(tmp_path):
+    model, end_a, end_b = _toy_pair()
+    model.load_state_dict(end_b)
+    state = torch.random.get_rng_state()
+    errors = path_errors(lean_trainer(tmp_path), model, end_a, PointData(), DEFAULT_METRICS, "train")
+    assert errors == pytest.approx(_hand_errors(XT), abs=1e-6) and errors != _hand_errors(XS)
+    assert error_barrier(errors) == pytest.approx(0.75)  # right at both ends; at the middle the 3 points x > 0 fail
+    assert torch.equal(torch.random.get_rng_state(), state)  # the shuffled loader drew nothing from torch's state
 
 
 def test_identical_copies_have_no_instability(tmp_path):
@@ -131,7 +149,8 @@ def test_the_second_copy_sees_another_data_order_and_everything_is_restored(tiny
         )
 
 
-def _run(tiny_data, out, rounds, **kwargs):
+def _run(tiny_data, out, rounds, experiment=None, **kwargs):
+    """``run_lottery`` with instability: ``experiment``'s keywords for it, ``kwargs`` for the callback."""
     torch.manual_seed(0)
     return run_lottery(
         LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
@@ -142,22 +161,35 @@ def _run(tiny_data, out, rounds, **kwargs):
         out_dir=out,
         progress=False,
         instability=True,
+        **(experiment or {}),
     )
+
+
+def _training_examples(tiny_data):
+    datamodule = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+    datamodule.setup("fit")
+    return datamodule.train_dataloader().examples.tensors
 
 
 def test_every_round_records_its_instability_curve_plot_and_dashboard(tiny_data, tmp_path):
     rows = _run(tiny_data, tmp_path, 2)
     run = rows.run_dir
+    x, y = _training_examples(tiny_data)
+    net = LotteryClassifier(net=MLP((784, 24, 10)))
     for row in rows:
-        assert len(row.path_errors) == PATH_POINTS
+        assert len(row.path_errors) == len(row.path_train_errors) == PATH_POINTS
         assert row.instability == pytest.approx(error_barrier(row.path_errors))
+        assert row.instability_train == pytest.approx(error_barrier(row.path_train_errors))
+        # The training data's path starts at the ticket's error on every training example, recomputed here.
+        trained = saved_accuracy(net, run / f"round_{row.round:02d}" / "weights.pt", x, y)
+        assert row.path_train_errors[0] == pytest.approx(1 - trained, abs=1e-6)
         # The path's ends are the ticket (its test error) and the second copy (its own test error).
         copy = json.loads((run / f"round_{row.round:02d}" / "control_instability.json").read_text())
         assert row.path_errors[0] == pytest.approx(1 - row.metrics["test_acc"], abs=1e-6)
         assert row.path_errors[-1] == pytest.approx(1 - copy["test_acc"], abs=1e-6)
         assert (run / "tensorboard" / f"round_{row.round:02d}_instability").is_dir()  # the copy's own run
     header = (run / "results.csv").read_text().splitlines()[0].split(",")
-    assert "instability" in header
+    assert {"instability", "instability_train"} <= set(header)
     assert (run / "instability_vs_weights_remaining.png").is_file()
     events = EventAccumulator(str(run / "tensorboard" / "summary" / "ticket"), size_guidance={"tensors": 0})
     events.Reload()
@@ -165,11 +197,20 @@ def test_every_round_records_its_instability_curve_plot_and_dashboard(tiny_data,
     layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(config.tensor_proto).item())
     stability = next(c for c in layout.category if c.title == "lottery ticket: stability")
     tags = [tag for chart in stability.chart for tag in chart.multiline.tag]
-    assert tags == [r"^lottery/instability$", r"^instability/round_\d+$"]
+    assert tags == [
+        r"^lottery/instability$",
+        r"^lottery/instability_train$",
+        r"^instability/round_\d+$",
+        r"^instability_train/round_\d+$",
+    ]
     curve = events.Scalars("instability/round_01")
     assert [e.step for e in curve] == list(range(PATH_POINTS))
     assert [e.value for e in curve] == pytest.approx(rows[1].path_errors)
     assert [e.value for e in events.Scalars("lottery/instability")] == pytest.approx([r.instability for r in rows])
+    train = [r.instability_train for r in rows]
+    assert [e.value for e in events.Scalars("lottery/instability_train")] == pytest.approx(train)
+    curve = events.Scalars("instability_train/round_01")
+    assert [e.value for e in curve] == pytest.approx(rows[1].path_train_errors)
     # Continuing the experiment reads the finished rounds back: the copies are not trained again.
     stamp = (run / "round_01" / "control_instability.json").stat().st_mtime_ns
     more = _run(tiny_data, tmp_path, 3)
@@ -188,3 +229,39 @@ def test_the_instability_option_is_a_boolean():
 
     with pytest.raises(ValueError, match="`lottery.instability` must be true or false, got 'yes'"):
         ExperimentSpec(rounds=2, instability="yes", option="lottery.")  # type: ignore[arg-type]
+
+
+def test_a_controls_instability_is_measured_on_request_stacked_or_not(tiny_data, tmp_path):
+    measured = {}
+    for stack in (False, True):
+        options = {"controls": ["random_reinit", "random_prune"], "instability_controls": ["random_reinit"]}
+        rows = _run(tiny_data, tmp_path / str(stack), 2, experiment={**options, "stack": stack})
+        control = measured[stack] = rows[1].controls["random_reinit"]
+        assert 0.0 <= control["instability"] <= 1.0 and 0.0 <= control["instability_train"] <= 1.0
+        assert "instability" not in rows[1].controls["random_prune"]  # not asked for
+        header = (rows.run_dir / "results.csv").read_text().splitlines()[0].split(",")
+        assert {"random_reinit_instability", "random_reinit_instability_train"} <= set(header)
+        assert (rows.run_dir / "tensorboard" / "round_01_random_reinit_instability").is_dir()  # the copy's own run
+        events = EventAccumulator(str(rows.run_dir / "tensorboard" / "summary" / "random_reinit"))
+        events.Reload()
+        assert [e.value for e in events.Scalars("lottery/instability")] == pytest.approx([control["instability"]])
+    # A stacked round trains the control as a member, its copy alone: the same numbers as one network at a time.
+    assert measured[True]["instability"] == pytest.approx(measured[False]["instability"], abs=1e-6)
+    assert measured[True]["instability_train"] == pytest.approx(measured[False]["instability_train"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"controls": ["random_prune"], "instability_controls": ["snip"]}, r"must be distinct entries of `controls`"),
+        (
+            {"controls": ["random_prune"], "instability_controls": ["random_prune"], "instability": False},
+            r"contrasts the controls' instability with the ticket's: set `instability` to true too",
+        ),
+    ],
+)
+def test_instability_controls_are_checked_before_anything_is_written(tmp_path, options, message):
+    from lth_lightning.experiment.spec import ExperimentSpec
+
+    with pytest.raises(ValueError, match=message):
+        ExperimentSpec(rounds=2, **{"instability": True, **options})

@@ -58,7 +58,7 @@ def run_name(label: str) -> str:
 
 def _band_keys(names: MetricNames) -> tuple[str, ...]:
     """The columns drawn with min-max bands over seeds, for every series."""
-    return (names.test_column, names.at_best_column, "best_val_step", "instability")
+    return (names.test_column, names.at_best_column, "best_val_step", "instability", "instability_train")
 
 
 def _series(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -212,6 +212,8 @@ def write_run_report(
             ticket = writer("ticket")
             for point, error in enumerate(row.path_errors):  # the interpolation curve: one tag per round
                 ticket.add_scalar(f"instability/round_{row.round:02d}", error, point)
+            for point, error in enumerate(row.path_train_errors):  # and on the training data
+                ticket.add_scalar(f"instability_train/round_{row.round:02d}", error, point)
             for name, density in row.layer_density.items():
                 ticket.add_scalar(f"lottery/density/{name}", float(density), row.round)
             if row.round - 1 in masks and row.round in masks:

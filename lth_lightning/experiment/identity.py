@@ -75,6 +75,7 @@ NOT_IDENTITY: tuple[str, ...] = (
 LATER_DEFAULTS: dict[str, Any] = {
     "lottery.retrain": "rewind",
     "lottery.instability": False,
+    "lottery.instability_controls": None,  # lth fit's default (run_lottery's empty list is recorded so too)
     "lottery.scoring_per_class": 10,
     "lottery.grasp_temperature": 200.0,
     "lottery.data_order": "fixed",

@@ -49,11 +49,16 @@ def layout(
     }
     if instability:
         charts["lottery ticket: stability"] = {
-            "instability (error barrier between two copies) by round": ["Multiline", [r"^lottery/instability$"]],
+            "instability (test error barrier between two copies) by round": ["Multiline", [r"^lottery/instability$"]],
+            "instability on the training data (its error barrier) by round": [
+                "Multiline",
+                [r"^lottery/instability_train$"],
+            ],
             "test error along the linear path between the two copies (step: point 0-29), per round": [
                 "Multiline",
                 [r"^instability/round_\d+$"],
             ],
+            "training error along the same path, per round": ["Multiline", [r"^instability_train/round_\d+$"]],
         }
     return charts
 
@@ -67,7 +72,8 @@ def _seeds_layout(names: MetricNames, instability: bool) -> dict[str, dict[str, 
         "best_val_step": "early-stopping iteration (step): mean and min-max over seeds",
     }
     if instability:
-        titles["instability"] = "instability (error barrier): mean and min-max over seeds"
+        titles["instability"] = "instability (test error barrier): mean and min-max over seeds"
+        titles["instability_train"] = "instability on the training data: mean and min-max over seeds"
     bands = {
         title: ["Margin", [f"lottery/{key}/{stat}" for stat in ("mean", "min", "max")]] for key, title in titles.items()
     }

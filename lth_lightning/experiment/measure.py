@@ -6,6 +6,7 @@ the sequential and the stacked executors both measure through them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "scalars",
     "test_columns",
     "tested",
+    "tested_on_training_data",
     "trial_weights",
 ]
 
@@ -115,6 +117,21 @@ def tested(
 ) -> dict[str, float]:
     """``trainer.test`` of ``model``: every test metric by column (:func:`test_columns`)."""
     results = trainer.test(model, datamodule=datamodule, verbose=False)
+    return test_columns(scalars(results[0]) if results else {}, names)
+
+
+def tested_on_training_data(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule, names: MetricNames
+) -> dict[str, float]:
+    """``trainer.test`` of ``model`` on the DataModule's training data (its ``train_dataloader``), by column.
+
+    Torch's random state is as it was after (a shuffling ``DataLoader`` draws its order from it), and the warning
+    Lightning gives for testing on a shuffled loader is not repeated (the order does not change a test metric).
+    """
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffling enabled.*")
+        results = trainer.test(model, dataloaders=datamodule.train_dataloader(), verbose=False)
     return test_columns(scalars(results[0]) if results else {}, names)
 
 

@@ -182,7 +182,11 @@ def plot_instability_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
     fig = _figure()
     ax = fig.subplots()
     pct, values, bands = _series(rows, "instability")
-    _line(ax, pct, values, bands, marker="o", markersize=4, label="ticket")
+    line = _line(ax, pct, values, bands, marker="o", markersize=4, label="ticket: test error")
+    pct, values, bands = _series(rows, "instability_train")
+    if values:  # Frankle et al. 2020 report both
+        style = {"color": line.get_color(), "linestyle": "--", "marker": "s", "markersize": 4}
+        _line(ax, pct, values, bands, label="ticket: training error", **style)
     ax.axhline(STABLE_BELOW, color="0.4", linestyle=":", linewidth=1, label=f"stable below {STABLE_BELOW:g}")
     _density_axis(ax, pct or [100.0])
     title = "Instability (error barrier between two copies) vs weights remaining"

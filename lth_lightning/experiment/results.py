@@ -43,6 +43,8 @@ class RoundResult:
         instability: The round's error barrier between two copies trained under different data
             orders (:mod:`lth_lightning.stability`), when measured.
         path_errors: The test error at the evenly spaced points of the line between the copies.
+        instability_train: The error barrier on the training data, when measured.
+        path_train_errors: The training data's error at the same points.
     """
 
     round: int
@@ -55,12 +57,16 @@ class RoundResult:
     controls: dict[str, dict[str, float | None]] = field(default_factory=dict)
     instability: float | None = None
     path_errors: list[float] = field(default_factory=list)
+    instability_train: float | None = None
+    path_train_errors: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """All fields, JSON-ready (the instability's only when measured)."""
         fields = asdict(self)
         if self.instability is None:
             del fields["instability"], fields["path_errors"]
+        if self.instability_train is None:
+            del fields["instability_train"], fields["path_train_errors"]
         return fields
 
     def flat(self) -> dict[str, Any]:
@@ -70,6 +76,8 @@ class RoundResult:
         row.update(best_val_step=self.best_val_step, steps=self.steps, seconds=self.seconds)
         if self.instability is not None:
             row["instability"] = self.instability
+        if self.instability_train is not None:
+            row["instability_train"] = self.instability_train
         for control, values in self.controls.items():
             for key, value in values.items():
                 row[f"{control}_{key}"] = value

@@ -70,6 +70,7 @@ def run_lottery(
     stack: bool | None = False,
     keep_checkpoints: bool = False,
     instability: bool = False,
+    instability_controls: Sequence[str] = (),
     scoring_per_class: int = 10,
     grasp_temperature: float = 200.0,
     data_order: DataOrder = "seed",
@@ -128,6 +129,8 @@ def run_lottery(
             removed: its ``weights.pt``, masks and callback state are what later rounds read).
         instability: Measure every round's instability (:mod:`.instability`): a second copy
             trained under another data order, and the error barrier between the two.
+        instability_controls: Controls (of ``controls``) whose instability is measured too (needs
+            ``instability``): ``<control>_instability`` and ``<control>_instability_train``.
         scoring_per_class, grasp_temperature: SNIP's and GraSP's batch (examples per class) and GraSP's
             temperature (:mod:`.scoring`, :mod:`.at_init`).
         data_order: ``"seed"``: the run trains on its seed's data order (recorded in its ``run.yaml``);
@@ -156,6 +159,7 @@ def run_lottery(
         report=report,
         keep_checkpoints=keep_checkpoints,
         instability=instability,
+        instability_controls=tuple(instability_controls),
         scoring_per_class=scoring_per_class,
         grasp_temperature=grasp_temperature,
         data_order=data_order,
@@ -184,6 +188,7 @@ def run_seeds(
     stack: bool | None = False,
     keep_checkpoints: bool = False,
     instability: bool = False,
+    instability_controls: Sequence[str] = (),
     scoring_per_class: int = 10,
     grasp_temperature: float = 200.0,
     data_order: DataOrder = "seed",
@@ -206,7 +211,8 @@ def run_seeds(
         config: The full config (``lth fit`` passes its own); ``seed_everything`` is set per seed.
         report: Write plots and TensorBoard summaries.
         trainer, out_dir, name, progress, controls, monitor, mode, test_metric, stack, keep_checkpoints,
-            instability, scoring_per_class, grasp_temperature, data_order: As for :func:`run_lottery`.
+            instability, instability_controls, scoring_per_class, grasp_temperature, data_order: As for
+            :func:`run_lottery`.
 
     Raises:
         ValueError: If ``seeds`` is empty or repeats a seed, or another argument is out of range.
@@ -225,6 +231,7 @@ def run_seeds(
         report=report,
         keep_checkpoints=keep_checkpoints,
         instability=instability,
+        instability_controls=tuple(instability_controls),
         scoring_per_class=scoring_per_class,
         grasp_temperature=grasp_temperature,
         data_order=data_order,

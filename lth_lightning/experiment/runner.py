@@ -68,6 +68,7 @@ def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.Li
     if config is None:
         settings = {"controls": list(spec.controls), "seed": seed, "monitor": spec.names.monitor}
         settings.update(instability=spec.instability, scoring_per_class=spec.scoring_per_class)
+        settings.update(instability_controls=list(spec.instability_controls) or None)
         settings.update(grasp_temperature=spec.grasp_temperature, data_order=spec.data_order)
         settings.update(mode=spec.names.mode, test_metric=spec.names.test, rounds=spec.rounds, **lottery.settings())
         warn_undeclared_arguments(model)

@@ -17,7 +17,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.compat import detached_copy
 from lth_lightning.experiment.clock import RoundClock
-from lth_lightning.experiment.instability import TrainsAlone, add_instability, measure_instability
+from lth_lightning.experiment.instability import (
+    TrainsAlone,
+    add_instability,
+    control_instability,
+    measure_instability,
+)
 from lth_lightning.experiment.measure import (
     Measurement,
     control_columns,
@@ -83,9 +88,12 @@ class SequentialRounds:
         if finished is not None:
             return finished
         masks, init = run.control(control, r, run.lottery.round_masks, run.lottery.snapshot)
-        fork = run.lottery.fork(masks, init)
-        measured, _ = self.train_and_test(run, round_label(r, control), detached_copy(run.model), fork, None, None)
+        fork, model = run.lottery.fork(masks, init), detached_copy(run.model)
+        measured, _ = self.train_and_test(run, round_label(r, control), model, fork, None, None)
         columns = control_columns(measured, run.spec.names)
+        if control in run.spec.instability_controls:
+            trained = model.state_dict()
+            columns.update(control_instability(run, r, control, masks, init, trained, self.alone(run)))
         run.store.save_control(r, control, columns, masks)
         return columns
 

@@ -50,6 +50,8 @@ class ExperimentSpec:
         keep_checkpoints: Keep each round's ``last.ckpt`` once the round is recorded.
         instability: Measure every round's instability: a second copy of the ticket trained from the same
             point under another data order, and the error along the line between the two.
+        instability_controls: Controls whose instability is measured too, each from its own start (Frankle et
+            al. 2020's contrast: random subnetworks are unstable where tickets are not); needs ``instability``.
         scoring_per_class: Examples of each class in the batch that SNIP and GraSP score (:mod:`.scoring`).
         grasp_temperature: GraSP divides the logits by it before the cross-entropy (the references' 200).
         data_order: ``"seed"``: each run trains on its seed's data order (a DataModule's ``shuffle_seed`` set to
@@ -71,6 +73,7 @@ class ExperimentSpec:
     report: bool = True
     keep_checkpoints: bool = False
     instability: bool = False
+    instability_controls: tuple[str, ...] = ()
     scoring_per_class: int = 10
     grasp_temperature: float = GRASP_TEMPERATURE
     data_order: DataOrder = "seed"
@@ -84,6 +87,17 @@ class ExperimentSpec:
             raise ValueError(f"`{option}controls` must be distinct entries of {list(CONTROLS)}, got {controls}.")
         if not isinstance(self.instability, bool):
             raise ValueError(f"`{option}instability` must be true or false, got {self.instability!r}.")
+        unstable = list(self.instability_controls)
+        if any(c not in controls for c in unstable) or len(set(unstable)) != len(unstable):
+            raise ValueError(
+                f"`{option}instability_controls` must be distinct entries of `{option}controls` ({controls}), "
+                f"got {unstable}."
+            )
+        if unstable and not self.instability:
+            raise ValueError(
+                f"`{option}instability_controls` ({unstable}) contrasts the controls' instability with the ticket's: "
+                f"set `{option}instability` to true too."
+            )
         per_class, temperature = self.scoring_per_class, self.grasp_temperature
         if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
             raise ValueError(f"`{option}scoring_per_class` must be an integer >= 1, got {per_class!r}.")
@@ -94,6 +108,7 @@ class ExperimentSpec:
         if name is not None and (not name or Path(name).name != name or name in (".", "..")):
             raise ValueError(f"`{option}name` must be a plain folder name, got {name!r}.")
         object.__setattr__(self, "controls", tuple(c for c in CONTROLS if c in controls))  # registry order
+        object.__setattr__(self, "instability_controls", tuple(c for c in self.controls if c in unstable))
         object.__setattr__(self, "trainer", dict(self.trainer))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
 

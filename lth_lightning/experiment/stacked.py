@@ -15,8 +15,9 @@ import contextlib
 import hashlib
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from lth_lightning.callback import LotteryTicketCallback
 from lth_lightning.experiment.clock import RoundClock
-from lth_lightning.experiment.instability import add_instability, measure_instability
+from lth_lightning.experiment.instability import add_instability, control_instability, measure_instability
 from lth_lightning.experiment.measure import (
     Measurement,
     control_columns,
@@ -232,6 +233,20 @@ class StackedRounds:
             out.append(Measurement(metrics, step, value, at_best[k] if step is not None else None))
         return out
 
+    def _control_columns(
+        self, r: int, member: _Member, measured: Measurement, trained: Callable[[], Mapping[str, Tensor]]
+    ) -> dict[str, float | None]:
+        """A control member's columns, with its instability when the experiment asks for it (``trained``: the
+        member's trained state, read only then)."""
+        run = member.run
+        columns = control_columns(measured, run.spec.names)
+        if member.role in run.spec.instability_controls:  # its second copy trains alone, as the ticket's does
+            own = trained()
+            weights = {name: own.get(name, tensor) for name, tensor in member.init.items()}
+            alone = self.sequential.alone(run)
+            columns.update(control_instability(run, r, member.role, member.masks, member.init, weights, alone))
+        return columns
+
     def _save(
         self,
         r: int,
@@ -252,7 +267,7 @@ class StackedRounds:
         for k, member in enumerate(members):
             run, names = member.run, member.run.spec.names
             if member.role != "ticket":
-                columns = control_columns(measured[k], names)
+                columns = self._control_columns(r, member, measured[k], partial(unstack_state, trained, k))
                 run.store.save_control(r, member.role, columns, member.masks)
                 rows[run.seed].controls[member.role] = columns
                 continue
