@@ -6,7 +6,9 @@
    chunks of 20 steps and the raw single-network loop with fused Adam runs 20 steps of its own
    before each chunk, in the same process; the ratio is the stacked chunk's time over K raw
    chunks' time: what one member costs against one network trained alone in a raw loop. The
-   first epoch of every run is a warm-up.
+   first epoch of every run is a warm-up. The same K members then train with each member on its
+   own data order (``MemberBatches``: every step takes K batches, one per order, as seeds of
+   different data orders do), beside it: what per-member batches cost.
 
 2. ``--main``: the README's main experiment (``configs/fashion_mnist_mlp.yaml``: 14 rounds, both
    controls, 9 epochs a round) by wall clock, with ``--lottery.stack false`` and ``true``, for 1
@@ -49,13 +51,17 @@ from epoch_speed import (
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback
 from lth_lightning.pruning import prune
+from lth_lightning.stack.batches import MemberOrders
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import stack_states
 from lth_lightning.state import LotteryState
 
 
-def stacked_module(members: int, probe: torch.Tensor) -> tuple[StackedClassifier, LotteryTicketCallback]:
-    """K freshly initialized members of the seed MLP, each pruned to 51% by its own magnitudes."""
+def stacked_module(
+    members: int, probe: torch.Tensor, own_orders: bool = False
+) -> tuple[StackedClassifier, LotteryTicketCallback]:
+    """K freshly initialized members of the seed MLP, each pruned to 51% by its own magnitudes (``own_orders``:
+    each reading its own batches)."""
     states, masks = [], []
     for k in range(members):
         torch.manual_seed(k)
@@ -66,7 +72,8 @@ def stacked_module(members: int, probe: torch.Tensor) -> tuple[StackedClassifier
         masks.append(prune(weights, ones, 0.2, rounds=3))
         states.append(state)
     torch.manual_seed(0)
-    module = StackedClassifier(LotteryClassifier(net=MLP(), lr=1e-4), states, [f"m{k}" for k in range(members)], probe)
+    names = [f"m{k}" for k in range(members)]
+    module = StackedClassifier(LotteryClassifier(net=MLP(), lr=1e-4), states, names, probe, member_batches=own_orders)
     callback = LotteryTicketCallback(verbose=False)
     stacked_masks = stack_states(masks)
     snapshot = {n: v.detach().clone() for n, v in module.state_dict().items()}
@@ -78,15 +85,23 @@ def stacked_module(members: int, probe: torch.Tensor) -> tuple[StackedClassifier
 
 
 def member_cost(
-    dm: FashionMNISTDataModule, floor: RawFloor, members: int, epochs: int, chunk: int, device: torch.device
+    dm: FashionMNISTDataModule,
+    floor: RawFloor,
+    members: int,
+    epochs: int,
+    chunk: int,
+    device: torch.device,
+    own_orders: bool = False,
 ):
-    """(per-member ratio to the raw fused loop, seconds per stacked step, peak memory MB) of one stacked run."""
+    """(per-member ratio to the raw fused loop, seconds per stacked step, peak memory MB) of one stacked run;
+    ``own_orders``: every member on its own data order (K batches a step)."""
     x, _ = dm.split("train")
     steps_per_epoch = -(-len(x) // 128)
     il = Interleaver(floor, chunk, warmup=steps_per_epoch)
-    module, callback = stacked_module(members, x[:8].cpu())
+    module, callback = stacked_module(members, x[:8].cpu(), own_orders)
+    data = MemberOrders(dm, list(range(members)), list(range(members))) if own_orders else dm
     _reset_peak(device)
-    _trainer(device, epochs, [callback, InterleaveCallback(il)]).fit(module, datamodule=dm)
+    _trainer(device, epochs, [callback, InterleaveCallback(il)]).fit(module, datamodule=data)
     peak = _peak_mb(device)
     stacked = sum(t for _, t in il.chunks)
     raw = sum(r[RAW_FUSED] for r, _ in il.chunks)
@@ -121,11 +136,15 @@ def main_experiment(seeds: int, stack: bool, epochs: int | None, data_dir: Path)
         return time.perf_counter() - start
 
 
-def _print_members(members: list[int], results: dict[int, list[tuple[float, float, float]]]) -> None:
+Results = dict[int, list[tuple[float, float, float]]]
+
+
+def _print_members(members: list[int], results: Results, own: Results) -> None:
     print(
-        "\n| members K | per member, x raw loop (fused Adam) | per stacked step | steps/s | x K=1 per step | peak MB |"
+        "\n| members K | per member, x raw loop (fused Adam) | per stacked step | steps/s | x K=1 per step | peak MB "
+        "| own data orders: per member, x raw loop | own orders / shared |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     base = statistics.median(r[1] for r in results[members[0]])
     for k in members:
         ratio = statistics.median(r[0] for r in results[k])
@@ -133,7 +152,9 @@ def _print_members(members: list[int], results: dict[int, list[tuple[float, floa
         peak = max(r[2] for r in results[k])
         runs = ", ".join(f"{r[0]:.2f}" for r in results[k])
         cells = [str(k), f"{ratio:.2f} (runs: {runs})", f"{step * 1e3:.2f} ms", f"{1 / step:.0f}", f"{step / base:.2f}"]
-        print(f"| {' | '.join(cells)} | {peak:.0f} |", flush=True)
+        own_ratio = statistics.median(r[0] for r in own[k])
+        cells += [f"{peak:.0f}", f"{own_ratio:.2f}", f"{own_ratio / ratio:.2f}"]
+        print(f"| {' | '.join(cells)} |", flush=True)
 
 
 def _print_main(seeds: list[int], epochs: int | None, data_dir: Path) -> None:
@@ -169,12 +190,14 @@ def main(argv: list[str] | None = None) -> None:
         floor = RawFloor(x, y, device)
         chunk = max(1, min(args.chunk, -(-len(x) // 128)))
         pl.seed_everything(0, verbose=False)
-        results: dict[int, list[tuple[float, float, float]]] = {k: [] for k in members}
+        results: Results = {k: [] for k in members}
+        own: Results = {k: [] for k in members}
         for _ in range(args.reps):
             for k in members:
                 results[k].append(member_cost(dm, floor, k, args.epochs, chunk, device))
+                own[k].append(member_cost(dm, floor, k, args.epochs, chunk, device, own_orders=True))
         print(f"Data: {source}; device: {name}; torch {torch.__version__}, Lightning {pl.__version__}")
-        _print_members(members, results)
+        _print_members(members, results, own)
     if args.main:
         _print_main(args.main_seeds, args.main_epochs, args.data_dir)
 

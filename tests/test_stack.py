@@ -15,6 +15,7 @@ from torch import nn
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
 from lth_lightning.packing import unpack_masks
+from lth_lightning.stack.batches import MemberBatches
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import StackingError, stack_network, stack_states
 from lth_lightning.state import LotteryState
@@ -65,8 +66,8 @@ def both(tmp_path_factory, tiny_data):
 
 def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
     sequential, stacked = both
-    # one stacked fit per seed and round (each seed trains on its own data order), each kept, as asked
-    assert len(list(stacked.experiment_dir.glob("stacked/round_0[0-2]-*/last.ckpt"))) == 2 * 3
+    # one stacked fit per round (each step one batch of each seed's own data order), each kept, as asked
+    assert len(list(stacked.experiment_dir.glob("stacked/round_0[0-2]-*/last.ckpt"))) == 3
     assert not (sequential.experiment_dir / "stacked").exists()
     for seed in (0, 1):
         a, b = sequential.runs[seed].run_dir, stacked.runs[seed].run_dir
@@ -318,3 +319,62 @@ def test_each_seed_trains_on_its_own_data_order_unless_it_is_fixed(tmp_path, tin
     assert [r.get("data_order_seed") for r in recorded] == ([0, 1] if data_order == "seed" else [None, None])
     with pytest.raises(ValueError, match=r"`data_order` must be 'seed' or 'fixed', got 'shuffled'"):
         run_seeds(_model, None, seeds=[0], rounds=1, out_dir=tmp_path, data_order="shuffled")  # type: ignore[arg-type]
+
+
+def test_member_batches_give_each_member_its_orders_batch(tiny_data):
+    loaders = []
+    for seed in (0, 1):
+        datamodule = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60, shuffle_seed=seed)
+        datamodule.setup("fit")
+        loaders.append(datamodule.train_dataloader())
+    batches = MemberBatches(loaders, [0, 0, 1, 0, 1])  # seed 0's ticket and controls, seed 1's
+    batches.sampler.set_epoch(2)
+    got = list(batches)
+    expected = [list(loader) for loader in loaders]  # each order on its own, epoch 2 (set above)
+    assert len(got) == len(batches) == len(expected[0]) == 5
+    for step, (x, y) in enumerate(got):
+        assert x.shape[:2] == y.shape == (5, 48)
+        for member, order in enumerate([0, 0, 1, 0, 1]):
+            assert torch.equal(x[member], expected[order][step][0]) and torch.equal(y[member], expected[order][step][1])
+    assert not torch.equal(got[0][1][0], got[0][1][2])  # two orders, two batches
+    batches.start_at(3)
+    assert len(list(batches)) == 2 and len(list(batches)) == 5  # once, from batch 3; then whole epochs again
+    with pytest.raises(ValueError, match=r"`member_orders` must index the 2 loaders, got \[0, 2\]"):
+        MemberBatches(loaders, [0, 2])
+
+
+def test_seeds_stacked_with_a_users_datamodule_train_one_fit_per_seed(tmp_path, tiny_data):
+    class Users(pl.LightningDataModule):  # not this package's: its order may come from torch's state
+        def __init__(self):
+            super().__init__()
+            self.inner = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+            self.shuffle_seed = 0
+
+        def setup(self, stage):
+            self.inner.shuffle_seed = self.shuffle_seed
+            self.inner.setup(stage)
+
+        def train_dataloader(self):
+            self.inner.shuffle_seed = self.shuffle_seed
+            return self.inner.train_dataloader()
+
+        def val_dataloader(self):
+            return self.inner.val_dataloader()
+
+        def test_dataloader(self):
+            return self.inner.test_dataloader()
+
+    runs = run_seeds(
+        _model,
+        Users(),
+        seeds=[0, 1],
+        rounds=2,
+        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+        trainer=round_trainer(max_epochs=1),
+        out_dir=tmp_path,
+        progress=False,
+        report=False,
+        stack=True,
+        keep_checkpoints=True,
+    )
+    assert len(list(runs.experiment_dir.glob("stacked/round_0[0-1]-*/last.ckpt"))) == 2 * 2  # per seed and round

@@ -17,7 +17,7 @@ PACKAGE = REPO / "lth_lightning"
 LAYERS: list[set[str]] = [
     {"compat", "io", "packing", "metric_names", "idx", "selection", "mlp", "loader", "sparse", "late_start"},
     {"pruning", "saliency", "stability", "state", "targets", "tracker", "download"},
-    {"callback", "classifier", "datamodule", "stack.network", "stack.module", "stack.callbacks"},
+    {"callback", "classifier", "datamodule", "stack.network", "stack.module", "stack.callbacks", "stack.batches"},
     {
         "experiment.paths",
         "experiment.identity",

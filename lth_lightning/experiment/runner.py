@@ -3,9 +3,11 @@
 :func:`run_experiment` is what :func:`~.rounds.run_lottery`, :func:`~.rounds.run_seeds` and ``lth fit``
 end in. Each run trains under its own data order (:func:`run_data_order`): by default the seed's
 (OpenLTH's replicates vary both the initialization and the data order); with ``data_order="fixed"``
-the DataModule's own. Runs of different data orders are never members of one stacked fit (a stacked
-step feeds every member the same batch): each seed's round is then a stacked fit of its own
-(:class:`OwnDataOrders`), every seed's folder held before the first trains.
+the DataModule's own. Stacked, the seeds of different orders train in one fit whose every step takes one
+batch of each seed's order (:class:`~lth_lightning.stack.batches.MemberBatches`) where the DataModule is this
+package's (its orders are drawn from ``shuffle_seed``); with another DataModule, whose order may come from
+torch's global random state, each seed's round is a stacked fit of its own (:class:`OwnDataOrders`). Either
+way every seed's folder is held before the first trains.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.datamodule import IDXDataModule
 from lth_lightning.experiment.identity import folder_name, python_config
 from lth_lightning.experiment.instability import check_instability
 from lth_lightning.experiment.loop import Executor, run_rounds
@@ -98,8 +101,10 @@ def run_experiment(
     probe = decide_stacking(spec.stack, first.model, first.lottery, datamodule)
     rows: dict[int, list[RoundResult]] = {}
     if probe is not None:  # every seed's folder held from the start: a busy one refuses before any trains
-        executor = StackedRounds(probe)
-        rows = run_rounds(spec, runs, executor if spec.data_order == "fixed" else OwnDataOrders(executor))
+        own_orders = spec.data_order == "seed" and len(runs) > 1
+        together = own_orders and isinstance(datamodule, IDXDataModule)  # each seed's batches in one step
+        executor = StackedRounds(probe, own_orders=together)
+        rows = run_rounds(spec, runs, OwnDataOrders(executor) if own_orders and not together else executor)
     else:
         for seed, run in runs.items():
             with run_data_order(run):

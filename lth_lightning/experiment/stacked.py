@@ -1,7 +1,8 @@
 """Stacked rounds: every seed's ticket and its controls trained as members of one network, in one fit per round.
 
 Round ``r`` has one member per seed that has not finished it (its ticket) and, from round 1, one
-per control of that seed not yet finished. Each ticket trains from its own initialization under its
+per control of that seed not yet finished; with ``own_orders`` each seed's members read the seed's
+own data order. Each ticket trains from its own initialization under its
 own masks and is pruned by its own trained magnitudes; each control's masks and initialization
 come from its seed's ticket exactly as in a sequential run (:mod:`.controls`). Every seed's run
 folder is then written as a sequential run writes it (masks, weights, callback state, controls,
@@ -46,6 +47,7 @@ from lth_lightning.experiment.stacking import check_stackable
 from lth_lightning.experiment.store import RecordOnTrainStart
 from lth_lightning.experiment.trainer import make_trainer, resuming_quietly
 from lth_lightning.pruning import sparsity_report
+from lth_lightning.stack.batches import MemberOrders
 from lth_lightning.stack.callbacks import MemberLogger, MemberTracker
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import stack_states, unstack_state
@@ -78,10 +80,13 @@ class StackedRounds:
 
     Args:
         probe: A few training inputs (:func:`stacking_probe`), to check every round's stacked network.
+        own_orders: Each seed's members read the seed's own data order (the DataModule's ``shuffle_seed`` set to
+            the seed, as a sequential run of the seed reads it): each step takes one batch per seed
+            (:class:`~lth_lightning.stack.batches.MemberBatches`). Otherwise every member reads the same batches.
     """
 
-    def __init__(self, probe: Tensor) -> None:
-        self.probe = probe
+    def __init__(self, probe: Tensor, own_orders: bool = False) -> None:
+        self.probe, self.own_orders = probe, own_orders
         self.sequential = SequentialRounds()  # what trains one network at a time: each round's instability copies
         self.summarized = False  # Lightning's model summary: for the first training only
 
@@ -124,7 +129,12 @@ class StackedRounds:
         start = time.perf_counter()
         members, finished = self.members(r, runs)
         template = check_stackable(runs[0].model, runs[0].lottery)
-        stacked = StackedClassifier(template, [m.init for m in members], [m.name for m in members], self.probe)
+        states, names = [m.init for m in members], [m.name for m in members]
+        stacked = StackedClassifier(template, states, names, self.probe, member_batches=self.own_orders)
+        datamodule = runs[0].datamodule
+        if self.own_orders:  # every seed's members on the seed's order, as its sequential run reads it
+            seeds = [run.seed for run in runs]
+            datamodule = MemberOrders(datamodule, seeds, [seeds.index(m.run.seed) for m in members])
         callback = self._callback(r, members, stacked)
         experiment = runs[0].store.experiment
         checkpoint_dir = experiment.stacked_checkpoints(r, self._digest(members))
@@ -136,7 +146,7 @@ class StackedRounds:
         if ckpt.is_file():
             rank_zero_info(f"Stacked round {r} was interrupted: resuming it from {ckpt}.")
         with resuming_quietly(checkpoint_dir):
-            trainer.fit(stacked, datamodule=runs[0].datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
+            trainer.fit(stacked, datamodule=datamodule, ckpt_path=ckpt if ckpt.is_file() else None)
         logged = scalars(trainer.callback_metrics)  # the fit's, before the tests log theirs
         own = [_member_metrics(logged, m.name) for m in members]
         measured = self._measure(trainer, stacked, members, tracker, own)

@@ -1,7 +1,7 @@
 """Many tickets at once: the ticket, its controls and its seeds trained as members of one stacked network.
 
 Modules: :mod:`.network` (a network stacked along a leading member dimension, Lightning-free),
-:mod:`.module` (``StackedClassifier``, the LightningModule of the members) and :mod:`.callbacks`
-(each member's early stopping and TensorBoard run). The round loop that uses them is
-:mod:`lth_lightning.experiment.stacked`.
+:mod:`.module` (``StackedClassifier``, the LightningModule of the members), :mod:`.callbacks`
+(each member's early stopping and TensorBoard run) and :mod:`.batches` (members that read their
+own data orders). The round loop that uses them is :mod:`lth_lightning.experiment.stacked`.
 """

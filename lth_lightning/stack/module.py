@@ -8,12 +8,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import Metric
 
 from lth_lightning.classifier import LotteryClassifier, make_optimizer, with_schedule
 from lth_lightning.compat import DirectHookName, attached_trainer
-from lth_lightning.stack.network import stack_network
+from lth_lightning.stack.network import StackedForward, StackingError, stack_network
 
 __all__ = ["MemberMetrics", "StackedClassifier"]
 
@@ -45,12 +45,30 @@ class MemberMetrics(Metric):
 
 
 def member_losses(logits: Tensor, target: Tensor) -> Tensor:
-    """Each member's mean cross-entropy ``(K,)`` for logits ``(K, B, C)`` and targets ``(B,)``.
+    """Each member's mean cross-entropy ``(K,)`` for logits ``(K, B, C)`` and targets ``(B,)`` (shared) or
+    ``(K, B)`` (each member's own).
 
     Computed on ``(K, C, B)``, the layout stacked linear layers produce, without a copy.
     """
     members, batch = logits.shape[:2]
     return F.cross_entropy(logits.transpose(1, 2), target.expand(members, batch), reduction="none").mean(1)
+
+
+@torch.no_grad()
+def _check_per_member(net: nn.Module, forward: StackedForward, probe: Tensor) -> None:
+    """Refuse a stacked network whose members, each given its own copy of ``probe``, answer otherwise than on
+    the shared ``probe``.
+
+    Raises:
+        StackingError: Naming the network.
+    """
+    shared = forward(net, probe)
+    own = forward.per_member(net, probe.expand(shared.shape[0], *probe.shape))
+    if own.shape != shared.shape or not torch.allclose(own, shared, rtol=1e-4, atol=1e-5):
+        raise StackingError(
+            f"{type(net).__name__}: stacked members reading their own batches answer otherwise than on a shared one. "
+            "Train it with stack=false (--lottery.stack false), or with one data order (--lottery.data_order fixed)."
+        )
 
 
 class StackedClassifier(DirectHookName, pl.LightningModule):
@@ -68,12 +86,20 @@ class StackedClassifier(DirectHookName, pl.LightningModule):
         states: Each member's state (the template's ``state_dict`` names), in member order.
         members: Each member's name, in the same order.
         probe: A batch of inputs, to check that the stacked network gives every member its own output.
+        member_batches: Each training batch holds every member's own batch, ``(K, B, ...)`` inputs and ``(K, B)``
+            targets (members of different data orders: :class:`~lth_lightning.stack.batches.MemberBatches`);
+            evaluation batches are shared.
     """
 
     clips_gradients_only_when_asked = True  # its configure_gradient_clipping clips only at gradient_clip_val
 
     def __init__(
-        self, template: LotteryClassifier, states: Sequence[Mapping[str, Tensor]], members: Sequence[str], probe: Tensor
+        self,
+        template: LotteryClassifier,
+        states: Sequence[Mapping[str, Tensor]],
+        members: Sequence[str],
+        probe: Tensor,
+        member_batches: bool = False,
     ) -> None:
         super().__init__()
         if len(states) != len(members) or not members:
@@ -81,6 +107,9 @@ class StackedClassifier(DirectHookName, pl.LightningModule):
         self.members = list(members)
         net_states = [{k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")} for state in states]
         self.net, self.stacked_forward = stack_network(template.net, net_states, probe)
+        self.member_batches = member_batches
+        if member_batches:
+            _check_per_member(self.net, self.stacked_forward, probe)
         self.settings = (template.optimizer_name, template.lr, template.weight_decay, template.momentum, template.fused)
         self.lr_schedule = template.lr_schedule
         self.train_loss: Tensor | None = None
@@ -94,11 +123,12 @@ class StackedClassifier(DirectHookName, pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        losses = member_losses(self(x), y)
+        logits = self.stacked_forward.per_member(self.net, x) if self.member_batches else self(x)
+        losses = member_losses(logits, y)
         if self.train_loss is None:
             self.train_loss = torch.zeros(len(self.members), dtype=torch.float64, device=losses.device)
-        self.train_loss.add_(losses.detach(), alpha=y.shape[0])
-        self.train_count += y.shape[0]
+        self.train_loss.add_(losses.detach(), alpha=y.shape[-1])
+        self.train_count += y.shape[-1]
         return losses.sum()
 
     def on_train_epoch_start(self) -> None:

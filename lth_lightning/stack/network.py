@@ -106,6 +106,16 @@ class StackedForward:
 
         return vmap(one, in_dims=(0, None))(params, x)
 
+    def per_member(self, net: nn.Module, x: Tensor) -> Tensor:
+        """The members' outputs, ``(K, B, ...)``, each for its own input: ``x`` is ``(K, B, ...)``. Runs under
+        ``vmap`` whatever the kind (the batched tree has the template's parameter names)."""
+        params: dict[str, Tensor] = dict(net.named_parameters())
+
+        def one(member: dict[str, Tensor], inputs: Tensor) -> Tensor:
+            return functional_call(self.base, member, (inputs,))
+
+        return vmap(one, in_dims=(0, 0))(params, x)
+
 
 def _refuse_unsupported(net: nn.Module) -> None:
     buffers = [name for name, _ in net.named_buffers()]
