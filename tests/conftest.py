@@ -1,6 +1,17 @@
-"""Shared helpers: tiny models, tiny data, lean Trainers."""
+"""Shared helpers: tiny models, tiny data, lean Trainers.
+
+The suite runs on two pytest-xdist workers (``-n 2`` in ``pyproject.toml``; ``-n 0`` runs it in one
+process). Each worker, and every process it starts, uses one OpenMP thread: two torch processes of
+two threads each on two cores spin against each other (OpenMP's busy-waiting) and run many times
+slower.
+"""
 
 from __future__ import annotations
+
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported, here and in the subprocesses tests start
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import logging
 from collections.abc import Iterator

@@ -30,6 +30,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.slow
 def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, capsys, monkeypatch):
     config = tiny_config(tmp_path, tiny_data)
     result = lth("fit", "-c", str(config), cwd=tmp_path)
@@ -294,6 +295,7 @@ def test_every_config_parses(path, monkeypatch, tmp_path):
     assert type(cli.datamodule).__name__ in ("FashionMNISTDataModule", "MNISTDataModule")
 
 
+@pytest.mark.slow
 def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
     config = tiny_config(tmp_path, tiny_data, rounds=2, seeds=[0, 1], controls=["random_prune"])
     result = lth("fit", "-c", str(config), "--trainer.max_epochs", "1", cwd=tmp_path)
@@ -320,6 +322,7 @@ def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
         assert (run / name).is_file()
 
 
+@pytest.mark.slow
 def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data, capsys):
     config = tiny_config(tmp_path, tiny_data, controls=["random_prune"])
     user = ["--model", "cli_helpers.UnderscoreMLP"]
@@ -360,6 +363,7 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data,
     assert "LeafSpec" not in result.stderr and "Warning" not in result.stderr
 
 
+@pytest.mark.slow
 def test_lth_calms_openmp_unless_the_user_chose(tmp_path):
     from lth_lightning.commands import OPENMP_DEFAULTS, calm_openmp
 

@@ -96,6 +96,7 @@ def test_run_lottery_rejects_unknown_controls(tmp_path):
         run_lottery(ConvNet(), None, rounds=2, controls=["random_init"], out_dir=tmp_path)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST").is_dir(), reason="../shared/data not present")
 def test_real_fashion_mnist_ticket_is_not_worse_than_random_reinit(tmp_path):
     """A few rounds on a slice of the real data: at ~6% of the weights the ticket holds up."""

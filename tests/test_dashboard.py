@@ -116,6 +116,7 @@ def test_mask_overlap_with_the_previous_round_is_the_layers_survival_rate(run):
         assert values == pytest.approx(expected)  # the masks are nested, so Jaccard = survivors / alive before
 
 
+@pytest.mark.slow
 def test_seeds_have_min_max_bands_and_the_overlap_between_their_tickets(tmp_path, tiny_data):
     runs = run_seeds(
         lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),

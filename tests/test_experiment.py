@@ -144,6 +144,7 @@ def test_a_failed_start_records_nothing_and_moving_the_data_resumes(tmp_path, ti
 # ----------------------------------------------------------------------------- seeds, aggregation, comparison
 
 
+@pytest.mark.slow
 def test_run_seeds_equals_separate_jobs_aggregated(tmp_path, tiny_data):
     def make_model():
         return LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01)

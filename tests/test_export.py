@@ -113,6 +113,7 @@ def test_export_round_trip_into_a_plain_module_without_the_package(tmp_path, fin
     assert acc == pytest.approx(card["metrics"]["test_acc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_lth_export_command(tmp_path, finished_run):
     run, _ = finished_run
     result = lth("export", str(run), "--round", "0", "--out", str(tmp_path / "t.pt"), cwd=tmp_path)
@@ -138,6 +139,7 @@ def test_export_best_is_the_round_with_the_best_test_metric(finished_run):
         choose_round(RunPaths(run), "first")
 
 
+@pytest.mark.slow
 def test_commands_that_do_not_train_do_not_import_lightning(tmp_path, finished_run):
     run, _ = finished_run
     script = f"""

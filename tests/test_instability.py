@@ -171,6 +171,7 @@ def _training_examples(tiny_data):
     return datamodule.train_dataloader().examples.tensors
 
 
+@pytest.mark.slow
 def test_every_round_records_its_instability_curve_plot_and_dashboard(tiny_data, tmp_path):
     rows = _run(tiny_data, tmp_path, 2)
     run = rows.run_dir
@@ -231,6 +232,7 @@ def test_the_instability_option_is_a_boolean():
         ExperimentSpec(rounds=2, instability="yes", option="lottery.")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_a_controls_instability_is_measured_on_request_stacked_or_not(tiny_data, tmp_path):
     measured = {}
     for stack in (False, True):

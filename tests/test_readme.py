@@ -30,6 +30,7 @@ def _run_example(tmp_path, marker: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_dropin_example_runs(tmp_path):
     result = _run_example(tmp_path, "from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback")
     rounds = re.findall(r"round (\d): density ([\d.]+), test/acc ([\d.]+)", result.stdout)
@@ -38,6 +39,7 @@ def test_dropin_example_runs(tmp_path):
     assert "next round keeps 0.512" in result.stdout
 
 
+@pytest.mark.slow
 def test_gpt2_example_runs(tmp_path):
     pytest.importorskip("transformers")
     result = _run_example(tmp_path, "GPT2LMHeadModel")

@@ -135,6 +135,7 @@ def test_python_driver_with_ddp_on_two_processes(tmp_path, tiny_data):
     )
 
 
+@pytest.mark.slow
 def test_ddp_spawn_is_refused_with_the_reason(tmp_path):
     cb = LotteryTicketCallback(verbose=False)
     trainer = lean_trainer(tmp_path, callbacks=[cb], strategy="ddp_spawn", devices=2)
@@ -236,6 +237,7 @@ def test_empty_data_folder_is_a_clear_error(tmp_path):
         lean_trainer(tmp_path).fit(model, datamodule=dm)
 
 
+@pytest.mark.slow
 def test_same_seed_same_masks_and_metrics(tmp_path, tiny_data):
     def run(out):
         pl.seed_everything(3)
@@ -261,6 +263,7 @@ def test_same_seed_same_masks_and_metrics(tmp_path, tiny_data):
     assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in rows_b]
 
 
+@pytest.mark.slow
 def test_written_files_respect_the_umask(tmp_path, tiny_data):
     """Results, plots, TensorBoard, checkpoints and exported tickets follow the umask (027: readable by the group)."""
     script = REPO / "tests" / "scripts" / "small_run.py"

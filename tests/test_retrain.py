@@ -69,6 +69,7 @@ def modes(tmp_path_factory, tiny_data):
     return {mode: _run(tiny_data, out, mode) for mode in ("rewind", "lr_rewind", "finetune")}
 
 
+@pytest.mark.slow
 def test_the_step_schedule_drops_tenfold_at_half_and_three_quarters(modes):
     _, probe = modes["rewind"]
     expected = [LR] * 10 + [LR * 0.1] * 5 + [LR * 0.01] * 5

@@ -64,6 +64,7 @@ def both(tmp_path_factory, tiny_data):
     return _seeds(tiny_data, out / "sequential", False), _seeds(tiny_data, out / "stacked", True, keep_checkpoints=True)
 
 
+@pytest.mark.slow
 def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
     sequential, stacked = both
     # one stacked fit per round (each step one batch of each seed's own data order), each kept, as asked
@@ -116,6 +117,7 @@ def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
         assert (runs.experiment_dir / "instability_vs_weights_remaining.png").is_file()
 
 
+@pytest.mark.slow
 def test_each_member_trains_in_its_own_tensorboard_run(both):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

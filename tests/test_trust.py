@@ -156,6 +156,7 @@ def test_seeds_of_one_experiment_lock_their_own_folders(tmp_path):
 # ----------------------------------------------------------------------------- 5: disk
 
 
+@pytest.mark.slow
 def test_a_recorded_round_keeps_no_checkpoint_unless_asked(tmp_path, tiny_data):
     rows = unsaved_run(tiny_data, tmp_path / "default")
     assert [r.round for r in rows] == [0, 1] and not list(rows.experiment_dir.rglob("*.ckpt"))
@@ -208,6 +209,7 @@ class _InterruptAt(pl.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_what_rerunning_resumes_and_the_round_counts_every_second(tmp_path, tiny_data, recwarn, capsys):
     marker = tmp_path / "interrupted"
     run = {"callbacks": [_InterruptAt(str(marker))], "trainer": {"max_epochs": 2, "enable_model_summary": True}}
