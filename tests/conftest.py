@@ -23,6 +23,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import write_tiny_fashion
 from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -142,6 +143,12 @@ def round_trainer(**overrides: Any) -> dict[str, Any]:
         "enable_model_summary": False,
         **overrides,
     }
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of tiny Fashion-MNIST-shaped files (300 training and 100 test images, learnable), one per module."""
+    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture

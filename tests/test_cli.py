@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_helpers import UnderscoreMLP, lth, lth_here, read_csv, run_folder, tiny_config, write_tiny_fashion
+from cli_helpers import UnderscoreMLP, lth, lth_here, read_csv, run_folder, tiny_config
 from conftest import REPO, accuracy, lightning_messages, saved_accuracy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -23,11 +23,6 @@ from lth_lightning.packing import unpack_masks
 from lth_lightning.pruning import keep_count
 
 TOTAL = 784 * 32 + 32 * 16 + 16 * 10  # prunable weights of the tiny MLP of cli_helpers.tiny_config
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 @pytest.mark.slow

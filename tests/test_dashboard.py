@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import write_tiny_fashion
 from conftest import round_trainer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
@@ -25,11 +24,6 @@ from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, Lotter
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 
 CONTROLS = ["random_reinit", "random_prune"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 def _reader(folder) -> EventAccumulator:

@@ -9,7 +9,6 @@ import shutil
 
 import pytest
 import torch
-from cli_helpers import write_tiny_fashion
 from conftest import round_trainer
 
 from lth_lightning import (
@@ -25,11 +24,6 @@ from lth_lightning import (
 from lth_lightning.experiment.identity import experiment_identity, folder_name, python_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.plots import plot_accuracy_vs_density, plot_comparison, plot_early_stop_vs_density
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 def _run(tiny_data, out, *, lr=0.01, batch_size=48, sizes=(784, 24, 10), **kwargs):

@@ -7,7 +7,6 @@ import json
 import lightning.pytorch as pl
 import pytest
 import torch
-from cli_helpers import write_tiny_fashion
 from conftest import lean_trainer, round_trainer, saved_accuracy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
@@ -118,11 +117,6 @@ def test_a_test_metric_that_is_not_an_accuracy_is_refused(tmp_path):
     model = ConstantTest()
     with pytest.raises(ValueError, match=r"reads the test metric as an accuracy .* test/acc was 2.0, outside \[0, 1\]"):
         path_errors(lean_trainer(tmp_path), model, model.state_dict(), PointData(), DEFAULT_METRICS)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 def _shuffled() -> torch.Tensor:

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
-from cli_helpers import write_tiny_fashion
 from conftest import lean_trainer, round_trainer
 
 from lth_lightning import FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
@@ -25,11 +24,6 @@ from lth_lightning.mlp import MLP
 
 EPOCHS, BATCHES = 3, 5  # 240 training examples in batches of 48: T = 15 steps
 T = EPOCHS * BATCHES
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 class Scheduled(LotteryClassifier):

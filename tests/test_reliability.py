@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from cli_helpers import lth, lth_here, read_csv, run_folder, tiny_config, write_tiny_fashion
+from cli_helpers import lth, lth_here, read_csv, run_folder, tiny_config
 from conftest import REPO, ConvNet, lean_trainer, loader, round_trainer, tiny_images
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
@@ -23,11 +23,6 @@ from lth_lightning.pruning import keep_count
 from lth_lightning.stability import error_barrier
 
 TOTAL = 784 * 32 + 32 * 16 + 16 * 10
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 def _process_group_at_exit(probe_dir):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from cli_helpers import write_tiny_fashion
 from conftest import round_trainer
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
@@ -33,11 +32,6 @@ class Probe(pl.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         self.lrs[-1].append(optimizer.param_groups[0]["lr"])
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 def _run(tiny_data, out, retrain, rounds=3, schedule="step"):

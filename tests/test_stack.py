@@ -9,7 +9,6 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
-from cli_helpers import write_tiny_fashion
 from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, loader, round_trainer
 from torch import nn
 
@@ -25,11 +24,6 @@ CONTROLS += ["random_prune:global", "snip:shuffled", "grasp:inverted", "synflow:
 # Measured: after 50 fused-Adam steps per round (3 rounds, 2 seeds, both controls), the largest
 # |stacked - sequential| over every trained weight was 2.8e-6 (float32); masks identical.
 WEIGHT_TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 def _model() -> LotteryClassifier:

@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from cli_helpers import PauseAt, UnderscoreMLP, unsaved_run, write_tiny_fashion
+from cli_helpers import PauseAt, UnderscoreMLP, unsaved_run
 from conftest import REPO, lightning_messages, round_trainer
 
 from lth_lightning import (
@@ -29,11 +29,6 @@ from lth_lightning import (
 from lth_lightning.experiment.lock import RunFolderInUse, RunLock
 from lth_lightning.experiment.observed import optimization_identity
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_fashion(tmp_path_factory.mktemp("data"))
 
 
 def _rows(rows):
