@@ -374,3 +374,25 @@ def test_seeds_stacked_with_a_users_datamodule_train_one_fit_per_seed(tmp_path, 
         keep_checkpoints=True,
     )
     assert len(list(runs.experiment_dir.glob("stacked/round_0[0-1]-*/last.ckpt"))) == 2 * 2  # per seed and round
+
+
+def test_one_seed_stacked_trains_on_its_own_data_order_as_sequentially(tmp_path, tiny_data):
+    runs = {}
+    for stack in (False, True):
+        torch.manual_seed(0)
+        runs[stack] = run_lottery(
+            _model(),
+            FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),  # its own shuffle_seed is 0
+            rounds=2,
+            seed=3,  # the data order of seed 3, stacked or not
+            lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+            trainer=round_trainer(max_epochs=2),
+            out_dir=tmp_path / str(stack),
+            controls=["random_prune"],
+            progress=False,
+            stack=stack,
+        )
+    for name in ("masks.pt", "weights.pt"):
+        alone = torch.load(runs[False].run_dir / "round_01" / name, weights_only=True)
+        stacked = torch.load(runs[True].run_dir / "round_01" / name, weights_only=True)
+        assert all(torch.allclose(alone[k].float(), stacked[k].float(), atol=WEIGHT_TOLERANCE) for k in alone), name

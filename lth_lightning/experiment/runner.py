@@ -101,8 +101,8 @@ def run_experiment(
     probe = decide_stacking(spec.stack, first.model, first.lottery, datamodule)
     rows: dict[int, list[RoundResult]] = {}
     if probe is not None:  # every seed's folder held from the start: a busy one refuses before any trains
-        own_orders = spec.data_order == "seed" and len(runs) > 1
-        together = own_orders and isinstance(datamodule, IDXDataModule)  # each seed's batches in one step
+        own_orders = spec.data_order == "seed"
+        together = own_orders and len(runs) > 1 and isinstance(datamodule, IDXDataModule)  # one batch a seed a step
         executor = StackedRounds(probe, own_orders=together)
         rows = run_rounds(spec, runs, OwnDataOrders(executor) if own_orders and not together else executor)
     else:
