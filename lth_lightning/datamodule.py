@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -13,7 +15,20 @@ from lth_lightning.download import fetch_files
 from lth_lightning.idx import IDXFormatError, read_idx
 from lth_lightning.loader import EpochShards, TensorBatches
 
-__all__ = ["FashionMNISTDataModule", "IDXDataModule", "MNISTDataModule"]
+__all__ = ["FashionMNISTDataModule", "IDXDataModule", "MNISTDataModule", "shuffle_seed_set_to"]
+
+
+@contextmanager
+def shuffle_seed_set_to(datamodule: Any, seed: int) -> Iterator[None]:
+    """Within the block, ``datamodule.shuffle_seed`` (this package's DataModules' training order) is ``seed``; it is
+    set back as it was after, whatever happens in the block."""
+    had = datamodule.shuffle_seed
+    datamodule.shuffle_seed = seed
+    try:
+        yield
+    finally:
+        datamodule.shuffle_seed = had
+
 
 _TRAIN_IMAGES, _TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 _TEST_IMAGES, _TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from lth_lightning.compat import detached_copy
+from lth_lightning.datamodule import shuffle_seed_set_to
 from lth_lightning.experiment.measure import (
     Measurement,
     control_columns,
@@ -83,13 +84,11 @@ def other_data_order(datamodule: pl.LightningDataModule, seed: int) -> Iterator[
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        if isinstance(had, int):
-            datamodule.shuffle_seed = seed if seed != had else seed + 1  # type: ignore[attr-defined]
-        try:
+        if not isinstance(had, int):
             yield
-        finally:
-            if isinstance(had, int):
-                datamodule.shuffle_seed = had  # type: ignore[attr-defined]
+            return
+        with shuffle_seed_set_to(datamodule, seed if seed != had else seed + 1):
+            yield
 
 
 def path_errors(

@@ -21,7 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.datamodule import IDXDataModule
+from lth_lightning.datamodule import IDXDataModule, shuffle_seed_set_to
 from lth_lightning.experiment.identity import folder_name, python_config
 from lth_lightning.experiment.instability import check_instability
 from lth_lightning.experiment.loop import Executor, run_rounds
@@ -91,8 +91,8 @@ def run_experiment(
 ) -> dict[int, Rounds]:
     """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stacking.decide_stacking`).
 
-    Stacked, every seed's round is one fit (one per seed unless the data order is fixed: :class:`OwnDataOrders`);
-    otherwise each seed runs all its rounds before the next.
+    Stacked, every seed's round is one fit (with seeds of their own data orders, one per seed unless the DataModule
+    is this package's: :class:`OwnDataOrders`); otherwise each seed runs all its rounds before the next.
     """
     for seeded in seeds.values():
         check_instability(spec, seeded.lottery)
@@ -140,8 +140,5 @@ def run_data_order(run: RunContext) -> Iterator[None]:
     if run.spec.data_order != "seed" or isinstance(had, bool) or not isinstance(had, int):
         yield
         return
-    run.datamodule.shuffle_seed = run.seed  # type: ignore[attr-defined]
-    try:
+    with shuffle_seed_set_to(run.datamodule, run.seed):
         yield
-    finally:
-        run.datamodule.shuffle_seed = had  # type: ignore[attr-defined]

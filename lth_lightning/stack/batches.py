@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from lth_lightning.datamodule import shuffle_seed_set_to
 from lth_lightning.loader import TensorBatches
 
 __all__ = ["MemberBatches", "MemberOrders"]
@@ -102,14 +103,10 @@ class MemberOrders(pl.LightningDataModule):
         self.inner.teardown(stage)
 
     def train_dataloader(self) -> MemberBatches:
-        had = self.inner.shuffle_seed  # type: ignore[attr-defined]
         loaders = []
-        try:
-            for seed in self.shuffle_seeds:
-                self.inner.shuffle_seed = seed  # type: ignore[attr-defined]
+        for seed in self.shuffle_seeds:
+            with shuffle_seed_set_to(self.inner, seed):
                 loaders.append(self.inner.train_dataloader())
-        finally:
-            self.inner.shuffle_seed = had  # type: ignore[attr-defined]
         return MemberBatches(loaders, self.member_orders)
 
     def val_dataloader(self) -> Any:

@@ -99,22 +99,22 @@ class StackedForward:
         """The members' outputs, ``(K, B, ...)``, for the shared input ``x``."""
         if self.kind == "batched":
             return net(x).transpose(1, 2)  # (K, out, B), feature-major inside, as (K, B, out)
-        params: dict[str, Tensor] = dict(net.named_parameters())
-
-        def one(member: dict[str, Tensor], inputs: Tensor) -> Tensor:
-            return functional_call(self.base, member, (inputs,))
-
-        return vmap(one, in_dims=(0, None))(params, x)
+        return self._vmapped(net, x, None)
 
     def per_member(self, net: nn.Module, x: Tensor) -> Tensor:
         """The members' outputs, ``(K, B, ...)``, each for its own input: ``x`` is ``(K, B, ...)``. Runs under
         ``vmap`` whatever the kind (the batched tree has the template's parameter names)."""
+        return self._vmapped(net, x, 0)
+
+    def _vmapped(self, net: nn.Module, x: Tensor, input_dim: int | None) -> Tensor:
+        """The template's forward under ``vmap`` over the members' parameters, and over ``x``'s first dimension
+        too when ``input_dim`` is 0 (None: ``x`` shared)."""
         params: dict[str, Tensor] = dict(net.named_parameters())
 
         def one(member: dict[str, Tensor], inputs: Tensor) -> Tensor:
             return functional_call(self.base, member, (inputs,))
 
-        return vmap(one, in_dims=(0, 0))(params, x)
+        return vmap(one, in_dims=(0, input_dim))(params, x)
 
 
 def _refuse_unsupported(net: nn.Module) -> None:
