@@ -40,8 +40,9 @@ from lightning.pytorch.callbacks import ModelPruning
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
-from lth_lightning.loader import EpochShards, TensorBatches
-from lth_lightning.pruning import prune
+from lth_lightning.callbacks.snapshot import rewind
+from lth_lightning.data.loader import EpochShards, TensorBatches
+from lth_lightning.pruning.magnitude import prune
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -431,8 +432,9 @@ def masking_share(dm: FashionMNISTDataModule, device: torch.device, steps: int =
     x, y = (t.to(device) for t in dm.split("train"))
     opt = model.configure_optimizers()  # the fused Adam of a real round
     params = dict(model.named_parameters())
-    cb._params = [params[n] for n in cb.masks]  # what on_fit_start binds for a round with these masks
-    cb._device_masks = [m.to(device=params[n].device, dtype=params[n].dtype) for n, m in cb.masks.items()]
+    enforcer = cb._enforcer  # what on_fit_start binds for a round with these masks
+    enforcer._params = [params[n] for n in cb.masks]
+    enforcer._device_masks = [m.to(device=params[n].device, dtype=params[n].dtype) for n, m in cb.masks.items()]
     step_times, mask_times = [], []
     for i in range(steps):
         idx = torch.randint(0, len(x), (128,), device=device)
@@ -454,7 +456,7 @@ def masking_share(dm: FashionMNISTDataModule, device: torch.device, steps: int =
     _sync(device)
     t0 = time.perf_counter()
     prune(weights, cb.masks, 0.2, rounds=2)
-    cb._rewind(model)
+    rewind(model, cb.snapshot)
     _sync(device)
     prune_rewind = time.perf_counter() - t0
     return statistics.median(mask_times), statistics.median(step_times), prune_rewind

@@ -18,7 +18,7 @@ import time
 import torch
 
 from lth_lightning import MLP, to_sparse
-from lth_lightning.pruning import prune
+from lth_lightning.pruning.magnitude import prune
 
 
 def pruned_mlp(density: float, seed: int = 0) -> MLP:

@@ -50,11 +50,11 @@ from epoch_speed import (
 )
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback
-from lth_lightning.pruning import prune
+from lth_lightning.callbacks.state import LotteryState
+from lth_lightning.pruning.magnitude import prune
 from lth_lightning.stack.batches import MemberOrders
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import stack_states
-from lth_lightning.state import LotteryState
 
 
 def stacked_module(

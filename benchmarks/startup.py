@@ -1,7 +1,7 @@
 """Start-up time of the `lth` commands: those that do not train (export, aggregate, compare) import no Lightning.
 
 Each command's `--help` runs in a fresh process, and so do the imports the commands need to work
-(`lth_lightning.export`, the aggregation module, `lightning.pytorch`), all taking turns so that
+(`lth_lightning.export.ticket`, the aggregation module, `lightning.pytorch`), all taking turns so that
 they see the same machine. The table gives the median wall time, the ratio to `lth fit --help`,
 and whether Lightning was loaded.
 
@@ -25,7 +25,7 @@ COMMANDS = {
     "lth fit --help": ["fit", "--help"],
 }
 IMPORTS = {
-    "import lth_lightning.export (what `lth export` works with)": "lth_lightning.export",
+    "import lth_lightning.export.ticket (what `lth export` works with)": "lth_lightning.export.ticket",
     "import lth_lightning.experiment.aggregate (`lth aggregate`, `lth compare`)": "lth_lightning.experiment.aggregate",
     "import lightning.pytorch": "lightning.pytorch",
 }
@@ -34,7 +34,7 @@ IMPORT_PROBE = (
     "print('LIGHTNING', any(m.split('.')[0] == 'lightning' for m in sys.modules), file=sys.stderr)"
 )
 PROBE = (
-    "import sys; from lth_lightning.commands import main\n"
+    "import sys; from lth_lightning.cli.commands import main\n"
     "try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
     "print('LIGHTNING', any(m.split('.')[0] == 'lightning' for m in sys.modules), file=sys.stderr)"
 )

@@ -15,48 +15,48 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lth_lightning.callback import LotteryTicketCallback
-    from lth_lightning.classifier import LotteryClassifier
-    from lth_lightning.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
-    from lth_lightning.download import DatasetFileError
+    from lth_lightning.callbacks.early_stopping import EarlyStoppingTracker
+    from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
+    from lth_lightning.callbacks.state import LotteryState
+    from lth_lightning.data.datamodule import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
+    from lth_lightning.data.download import DatasetFileError
+    from lth_lightning.data.idx import IDXFormatError, read_idx
+    from lth_lightning.data.loader import EpochShards, TensorBatches
     from lth_lightning.experiment.aggregate import aggregate_runs, compare_runs
     from lth_lightning.experiment.results import RoundResult
     from lth_lightning.experiment.rounds import run_lottery, run_seeds
-    from lth_lightning.export import export_ticket, load_ticket
-    from lth_lightning.idx import IDXFormatError, read_idx
-    from lth_lightning.loader import EpochShards, TensorBatches
+    from lth_lightning.export.sparse import SparseLinear, to_sparse
+    from lth_lightning.export.ticket import export_ticket, load_ticket
     from lth_lightning.metric_names import MetricNames
-    from lth_lightning.mlp import MLP
-    from lth_lightning.sparse import SparseLinear, to_sparse
-    from lth_lightning.state import LotteryState
-    from lth_lightning.targets import select_targets
-    from lth_lightning.tracker import EarlyStoppingTracker
+    from lth_lightning.models.classifier import LotteryClassifier
+    from lth_lightning.models.mlp import MLP
+    from lth_lightning.pruning.targets import select_targets
 
 _WHERE = {
-    "MLP": "mlp",
-    "DatasetFileError": "download",
-    "EarlyStoppingTracker": "tracker",
-    "EpochShards": "loader",
-    "FashionMNISTDataModule": "datamodule",
-    "IDXDataModule": "datamodule",
-    "IDXFormatError": "idx",
-    "LotteryClassifier": "classifier",
-    "LotteryState": "state",
-    "LotteryTicketCallback": "callback",
-    "MNISTDataModule": "datamodule",
+    "MLP": "models.mlp",
+    "DatasetFileError": "data.download",
+    "EarlyStoppingTracker": "callbacks.early_stopping",
+    "EpochShards": "data.loader",
+    "FashionMNISTDataModule": "data.datamodule",
+    "IDXDataModule": "data.datamodule",
+    "IDXFormatError": "data.idx",
+    "LotteryClassifier": "models.classifier",
+    "LotteryState": "callbacks.state",
+    "LotteryTicketCallback": "callbacks.lottery_ticket",
+    "MNISTDataModule": "data.datamodule",
     "MetricNames": "metric_names",
     "RoundResult": "experiment.results",
-    "SparseLinear": "sparse",
-    "TensorBatches": "loader",
+    "SparseLinear": "export.sparse",
+    "TensorBatches": "data.loader",
     "aggregate_runs": "experiment.aggregate",
     "compare_runs": "experiment.aggregate",
-    "export_ticket": "export",
-    "load_ticket": "export",
-    "read_idx": "idx",
+    "export_ticket": "export.ticket",
+    "load_ticket": "export.ticket",
+    "read_idx": "data.idx",
     "run_lottery": "experiment.rounds",
     "run_seeds": "experiment.rounds",
-    "select_targets": "targets",
-    "to_sparse": "sparse",
+    "select_targets": "pruning.targets",
+    "to_sparse": "export.sparse",
 }
 __all__ = [
     "DatasetFileError",

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from lth_lightning.commands import dashboard_url
+from lth_lightning.cli.commands import dashboard_url
 
 
 class DevTools:

@@ -264,7 +264,7 @@ def lth_here(capsys, *args: str, code: int = 0) -> tuple[str, str]:
 
     For what a subprocess adds nothing to (parsing, help, user errors): no second Python and torch to start.
     """
-    from lth_lightning.commands import main
+    from lth_lightning.cli.commands import main
 
     argv0, sys.argv[0] = sys.argv[0], "lth"  # the program name argparse prints, as the console script has it
     try:
@@ -278,3 +278,25 @@ def lth_here(capsys, *args: str, code: int = 0) -> tuple[str, str]:
     assert exited == code, f"exit {exited}, not {code}: {err[-3000:]}"
     assert "Traceback" not in err
     return out, err
+
+
+def lottery_options_in_help(help_text: str) -> dict[str, dict[str, object]]:
+    """Every ``--lottery.*`` option of ``lth fit --help``: its default and its allowed values, as the help shows them.
+
+    ``type`` is the declared type as jsonargparse prints it, with ``Sequence``/``Mapping`` read as ``list``/``dict``
+    (they accept the same YAML); ``choices`` are the values a ``Literal`` allows.
+    """
+    text = " ".join(help_text.split())
+    text = text[text.index("--lottery CONFIG Path to a configuration file.") :]
+    options: dict[str, dict[str, object]] = {}
+    option = r"--(lottery\.\w+) [A-Z_{][^ ]*(?:, --lottery\.\w+\+ \w+)? (.*?)(?= --lottery\.| Runs the)"
+    for match in re.finditer(option, text):
+        name, body = match.groups()
+        found = re.search(r"\((?:type: (.*), )?default: ([^()]*)\)$", body)
+        if found is None:
+            raise AssertionError(f"no default in the help of --{name}: {body!r}")
+        kind = (found.group(1) or "").replace("Sequence[", "list[").replace("Mapping[", "dict[")
+        choices = sorted(set(re.findall(r"'([^']+)'", kind)))
+        kind = re.sub(r"Literal\[[^\]]*\]", "Literal", kind)
+        options[name] = {"type": kind, "choices": choices, "default": found.group(2)}
+    return options

@@ -28,10 +28,10 @@ from cli_helpers import write_tiny_fashion
 from torch.utils.data import DataLoader, TensorDataset
 
 from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback
-from lth_lightning.cli import LotteryCLI
+from lth_lightning.cli.lottery_cli import LotteryCLI
 from lth_lightning.experiment.paths import ExperimentPaths
 from lth_lightning.io import load_tensors
-from lth_lightning.packing import unpack_masks
+from lth_lightning.pruning.packing import unpack_masks
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "experiment_layer.json"

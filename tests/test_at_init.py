@@ -12,8 +12,8 @@ from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_lot
 from lth_lightning.experiment.controls import TicketRound, control_masks_and_init
 from lth_lightning.experiment.paths import ExperimentPaths
 from lth_lightning.experiment.scoring import ScoringBatch, draw_scoring_batch
-from lth_lightning.pruning import random_masks
-from lth_lightning.saliency import snip_scores
+from lth_lightning.pruning.magnitude import random_masks
+from lth_lightning.pruning.saliency import snip_scores
 
 
 def _classifier(seed: int = 0) -> LotteryClassifier:

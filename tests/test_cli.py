@@ -18,9 +18,9 @@ from conftest import REPO, accuracy, lightning_messages, saved_accuracy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier
-from lth_lightning.cli import LotteryCLI
-from lth_lightning.packing import unpack_masks
-from lth_lightning.pruning import keep_count
+from lth_lightning.cli.lottery_cli import LotteryCLI
+from lth_lightning.pruning.magnitude import keep_count
+from lth_lightning.pruning.packing import unpack_masks
 
 TOTAL = 784 * 32 + 32 * 16 + 16 * 10  # prunable weights of the tiny MLP of cli_helpers.tiny_config
 
@@ -127,7 +127,7 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, ca
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_data) -> dict[str, Path]:
-    from lth_lightning.commands import main
+    from lth_lightning.cli.commands import main
 
     runs = {}
     for stack in ("false", "true"):
@@ -360,7 +360,7 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data,
 
 @pytest.mark.slow
 def test_lth_calms_openmp_unless_the_user_chose(tmp_path):
-    from lth_lightning.commands import OPENMP_DEFAULTS, calm_openmp
+    from lth_lightning.cli.commands import OPENMP_DEFAULTS, calm_openmp
 
     environ = {"PATH": "/bin"}
     assert calm_openmp(environ) == OPENMP_DEFAULTS and environ["GOMP_SPINCOUNT"] == "1000"
@@ -368,7 +368,7 @@ def test_lth_calms_openmp_unless_the_user_chose(tmp_path):
         environ = {chosen: "7"}
         assert calm_openmp(environ) == {} and environ == {chosen: "7"}  # the user's setting wins
     probe = (
-        "import os, sys\nfrom lth_lightning.commands import main\ntry:\n    main(['fit', '--help'])\n"
+        "import os, sys\nfrom lth_lightning.cli.commands import main\ntry:\n    main(['fit', '--help'])\n"
         "except SystemExit:\n    pass\nprint('SPIN', os.environ.get('GOMP_SPINCOUNT'), file=sys.stderr)"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}

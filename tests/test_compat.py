@@ -106,7 +106,7 @@ def test_direct_hook_name_stores_lightnings_attribute_without_module_checks():
 
 
 def test_cli_value_and_parser_read_lightningclis_config(monkeypatch, tmp_path):
-    from lth_lightning.cli import LotteryCLI
+    from lth_lightning.cli.lottery_cli import LotteryCLI
 
     monkeypatch.chdir(tmp_path)
     cli = LotteryCLI(args=["-c", str(REPO / "configs" / "quick.yaml")], run=False)

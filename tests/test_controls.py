@@ -12,7 +12,7 @@ from conftest import SHARED_DATA, ConvNet, lean_trainer, loader, round_trainer, 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.experiment.controls import CONTROLS, ControlName, TicketRound, control_masks_and_init
 from lth_lightning.experiment.scoring import ScoringBatch
-from lth_lightning.saliency import snip_scores
+from lth_lightning.pruning.saliency import snip_scores
 
 AT_INIT = ["snip", "grasp", "synflow", "magnitude_init"]
 

@@ -26,7 +26,7 @@ from lth_lightning import (
     TensorBatches,
     read_idx,
 )
-from lth_lightning.download import fetch_files
+from lth_lightning.data.download import fetch_files
 
 # ----------------------------------------------------------------------------- IDX reader
 

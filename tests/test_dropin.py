@@ -26,7 +26,7 @@ from torch.nn.utils import parametrize
 
 from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.experiment.paths import RunPaths
-from lth_lightning.pruning import keep_count
+from lth_lightning.pruning.magnitude import keep_count
 
 # ----------------------------------------------------------------------------- 1. test/validate/predict(ckpt_path)
 

@@ -23,8 +23,8 @@ from lth_lightning import (
     to_sparse,
 )
 from lth_lightning.experiment.paths import RunPaths
-from lth_lightning.export import choose_round
-from lth_lightning.pruning import prune
+from lth_lightning.export.ticket import choose_round
+from lth_lightning.pruning.magnitude import prune
 
 PLAIN_LOADER = """
 import sys, torch
@@ -144,7 +144,7 @@ def test_commands_that_do_not_train_do_not_import_lightning(tmp_path, finished_r
     run, _ = finished_run
     script = f"""
 import sys
-from lth_lightning.commands import main
+from lth_lightning.cli.commands import main
 main(["export", {str(run)!r}, "--round", "best", "--out", {str(tmp_path / "t.pt")!r}])
 main(["aggregate", {str(run.parent)!r}])
 main(["compare", {str(run.parent)!r}, "--out", {str(tmp_path / "cmp")!r}])

@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lth_lightning import LotteryTicketCallback
-from lth_lightning.pruning import keep_count, prune
-from lth_lightning.targets import magnitudes, select_targets
+from lth_lightning.pruning.magnitude import keep_count, prune
+from lth_lightning.pruning.targets import magnitudes, select_targets
 
 transformers = pytest.importorskip("transformers")
 

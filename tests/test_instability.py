@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.experiment.instability import other_data_order, path_errors
 from lth_lightning.metric_names import DEFAULT_METRICS
-from lth_lightning.stability import PATH_POINTS, error_barrier, interpolate, path_alphas
+from lth_lightning.pruning.stability import PATH_POINTS, error_barrier, interpolate, path_alphas
 
 XS = [-2.0, -1.0, 1.0, 2.0]  # class 1 for x > 0
 XT = [-1.0, 0.5, 3.0, 4.0]  # the training points
@@ -223,7 +223,7 @@ def test_the_instability_option_is_a_boolean():
     from lth_lightning.experiment.spec import ExperimentSpec
 
     with pytest.raises(ValueError, match="`lottery.instability` must be true or false, got 'yes'"):
-        ExperimentSpec(rounds=2, instability="yes", option="lottery.")  # type: ignore[arg-type]
+        ExperimentSpec(rounds=2, instability="yes", prefix="lottery.")  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

@@ -18,9 +18,9 @@ import torch
 from conftest import lean_trainer, round_trainer
 
 from lth_lightning import FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning.callbacks.late_start import LateStart, planned_steps
 from lth_lightning.experiment.identity import REWIND_PROTOCOL_KEY, experiment_identity
-from lth_lightning.late_start import LateStart, planned_steps
-from lth_lightning.mlp import MLP
+from lth_lightning.models.mlp import MLP
 
 EPOCHS, BATCHES = 3, 5  # 240 training examples in batches of 48: T = 15 steps
 T = EPOCHS * BATCHES

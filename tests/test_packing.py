@@ -10,7 +10,7 @@ from conftest import ConvNet, lean_trainer, loader
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lth_lightning import LotteryTicketCallback
-from lth_lightning.packing import is_packed, pack_mask, pack_masks, unpack_mask, unpack_masks
+from lth_lightning.pruning.packing import is_packed, pack_mask, pack_masks, unpack_mask, unpack_masks
 
 
 @pytest.mark.parametrize("shape", [(0,), (1,), (7,), (8,), (9,), (3, 5, 7), (64, 33)])

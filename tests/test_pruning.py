@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lth_lightning.pruning import (
+from lth_lightning.pruning.magnitude import (
     apply_masks_,
     keep_count,
     magnitude_masks,

@@ -18,9 +18,9 @@ from conftest import REPO, ConvNet, lean_trainer, loader, round_trainer, tiny_im
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.io import load_tensors, save_tensors
-from lth_lightning.packing import unpack_masks
-from lth_lightning.pruning import keep_count
-from lth_lightning.stability import error_barrier
+from lth_lightning.pruning.magnitude import keep_count
+from lth_lightning.pruning.packing import unpack_masks
+from lth_lightning.pruning.stability import error_barrier
 
 TOTAL = 784 * 32 + 32 * 16 + 16 * 10
 

@@ -8,8 +8,8 @@ import torch
 from conftest import round_trainer
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
-from lth_lightning.classifier import StepDecay, with_schedule
 from lth_lightning.experiment.stacking import check_stackable
+from lth_lightning.models.classifier import StepDecay, with_schedule
 from lth_lightning.stack.network import StackingError
 
 LR = 0.01

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth_lightning.saliency import (
+from lth_lightning.pruning.saliency import (
     grasp_scores,
     hessian_gradient_product,
     keep_counts,

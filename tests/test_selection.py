@@ -14,9 +14,9 @@ import torch
 import torch.nn.utils.prune
 from torch import nn
 
-from lth_lightning import pruning
-from lth_lightning.pruning import keep_count, magnitude_masks, prune, random_masks
-from lth_lightning.selection import keep_largest
+from lth_lightning.pruning import magnitude as pruning
+from lth_lightning.pruning.magnitude import keep_count, magnitude_masks, prune, random_masks
+from lth_lightning.pruning.selection import keep_largest
 
 cuda = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -228,7 +228,7 @@ def test_keep_largest_on_hand_made_ties_and_bad_input():
 _MEMORY_PROBE = textwrap.dedent(
     """
     import json, sys, torch
-    from lth_lightning.pruning import keep_count, magnitude_masks
+    from lth_lightning.pruning.magnitude import keep_count, magnitude_masks
 
     def rss_kib(field):
         for line in open("/proc/self/status"):

@@ -13,11 +13,11 @@ from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, l
 from torch import nn
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
-from lth_lightning.packing import unpack_masks
+from lth_lightning.callbacks.state import LotteryState
+from lth_lightning.pruning.packing import unpack_masks
 from lth_lightning.stack.batches import MemberBatches
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import StackingError, stack_network, stack_states
-from lth_lightning.state import LotteryState
 
 CONTROLS = ["random_reinit", "random_prune", "snip", "grasp", "synflow", "magnitude_init"]
 CONTROLS += ["random_prune:global", "snip:shuffled", "grasp:inverted", "synflow:reinit"]  # ablations, as members too

@@ -1,7 +1,7 @@
 """Pruning at initialization as published, and Frankle et al. 2021's ablations of it, as controls.
 
 Each method prunes the ticket's *initial* network once, by the score of its paper
-(:mod:`lth_lightning.saliency`), keeping the ticket's total number of weights in one ranking over
+(:mod:`lth_lightning.pruning.saliency`), keeping the ticket's total number of weights in one ranking over
 every pruned tensor, as the methods are published:
 
 * ``snip`` (Lee et al. 2019): the highest ``|g * w|``, ``g`` the gradient of the cross-entropy;
@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from lth_lightning.compat import detached_copy
 from lth_lightning.experiment.ticket import Control, Masks, State, TicketRound
-from lth_lightning.pruning import random_masks
-from lth_lightning.saliency import grasp_scores, magnitude_scores, select_by_score, snip_scores, synflow_masks
+from lth_lightning.pruning.magnitude import random_masks
+from lth_lightning.pruning.saliency import grasp_scores, magnitude_scores, select_by_score, snip_scores, synflow_masks
 
 __all__ = ["ABLATIONS", "METHODS", "SYNFLOW_ITERATIONS", "at_init_controls", "method_masks", "reinitialized"]
 

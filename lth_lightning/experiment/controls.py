@@ -25,7 +25,7 @@ import torch
 
 from lth_lightning.experiment.at_init import at_init_controls, reinitialized
 from lth_lightning.experiment.ticket import Control, Masks, State, TicketRound
-from lth_lightning.pruning import random_masks
+from lth_lightning.pruning.magnitude import random_masks
 
 __all__ = ["CONTROLS", "Control", "ControlName", "TicketRound", "control_masks_and_init", "control_seed"]
 

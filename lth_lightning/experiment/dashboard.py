@@ -39,7 +39,7 @@ from lth_lightning.experiment.plots import (
 from lth_lightning.experiment.results import RoundResult
 from lth_lightning.io import atomic_write_bytes, fresh_folder, load_tensors
 from lth_lightning.metric_names import MetricNames
-from lth_lightning.pruning import mask_overlap
+from lth_lightning.pruning.magnitude import mask_overlap
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

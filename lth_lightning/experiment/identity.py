@@ -21,8 +21,10 @@ from typing import Any
 import yaml
 from torch import nn
 
+from lth_lightning.callbacks.state import SETTINGS_ADDED_LATER, SETTINGS_NOT_CHANGING_RESULTS
 from lth_lightning.experiment.controls import CONTROLS
 from lth_lightning.experiment.paths import RunPaths
+from lth_lightning.experiment.spec import EXPERIMENT_OPTIONS
 
 __all__ = [
     "LATER_DEFAULTS",
@@ -43,19 +45,14 @@ __all__ = [
     "python_config",
 ]
 
-# Keys (glob patterns over flattened config keys) that do not change a round's results.
+# Keys (glob patterns over flattened config keys) that do not change a round's results: the experiment's options
+# declared so (:mod:`.options`), the callback's, and those of the rest of the config.
 NOT_IDENTITY: tuple[str, ...] = (
     "config",
     "ckpt_path",
     "weights_only",
-    "lottery.rounds",
-    "lottery.seeds",
-    "lottery.name",
-    "lottery.out_dir",
-    "lottery.progress",
-    "lottery.stack",
-    "lottery.snapshot_device",
-    "lottery.keep_checkpoints",
+    *(f"lottery.{o.name}" for o in EXPERIMENT_OPTIONS if not o.identity),
+    *(f"lottery.{name}" for name in SETTINGS_NOT_CHANGING_RESULTS),
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.logger",
@@ -73,12 +70,8 @@ NOT_IDENTITY: tuple[str, ...] = (
 # Settings added after experiments were recorded (glob pattern -> the value that behaves as before): at that
 # value a setting is left out of the identity, so that a folder recorded before it keeps its name and results.
 LATER_DEFAULTS: dict[str, Any] = {
-    "lottery.retrain": "rewind",
-    "lottery.instability": False,
-    "lottery.instability_controls": None,  # lth fit's default (run_lottery's empty list is recorded so too)
-    "lottery.scoring_per_class": 10,
-    "lottery.grasp_temperature": 200.0,
-    "lottery.data_order": "fixed",
+    **{f"lottery.{name}": value for name, value in SETTINGS_ADDED_LATER.items()},
+    **{f"lottery.{o.name}": o.before for o in EXPERIMENT_OPTIONS if o.added_later},
     "model.*lr_schedule": "constant",
     "model.*.init": "default",
 }
@@ -140,7 +133,8 @@ def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dic
 
 
 def _as_before(key: str, value: Any) -> bool:
-    """Whether ``key`` is a later setting at the value that behaves as before it existed."""
+    """Whether ``key`` is a later setting at the value that behaves as before it existed (an empty list as None)."""
+    value = None if value == [] else value
     return any(fnmatch.fnmatchcase(key, p) and value == v for p, v in LATER_DEFAULTS.items())
 
 
@@ -250,8 +244,22 @@ def check_same_experiment(identity_file: Path, identity: Mapping[str, Any]) -> N
     )
 
 
+# Modules that moved when the package was grouped by concern (new -> old): a class of this package is recorded under
+# the module it had when experiments were first recorded, so that a folder started before keeps its name and rounds.
+RECORDED_MODULES: dict[str, str] = {
+    "lth_lightning.models.mlp": "lth_lightning.mlp",
+    "lth_lightning.models.classifier": "lth_lightning.classifier",
+    "lth_lightning.data.datamodule": "lth_lightning.datamodule",
+    "lth_lightning.data.loader": "lth_lightning.loader",
+    "lth_lightning.callbacks.lottery_ticket": "lth_lightning.callback",
+    "lth_lightning.callbacks.early_stopping": "lth_lightning.tracker",
+    "lth_lightning.export.sparse": "lth_lightning.sparse",
+}
+
+
 def _class_path(obj: object) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+    module = type(obj).__module__
+    return f"{RECORDED_MODULES.get(module, module)}.{type(obj).__qualname__}"
 
 
 def python_config(

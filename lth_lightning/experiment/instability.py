@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from lth_lightning.compat import detached_copy
-from lth_lightning.datamodule import shuffle_seed_set_to
+from lth_lightning.data.datamodule import shuffle_seed_set_to
+from lth_lightning.experiment.context import RunContext
 from lth_lightning.experiment.measure import (
     Measurement,
     control_columns,
@@ -31,12 +32,12 @@ from lth_lightning.experiment.measure import (
 )
 from lth_lightning.experiment.paths import round_label
 from lth_lightning.experiment.results import RoundResult
-from lth_lightning.experiment.spec import ExperimentSpec, RunContext
+from lth_lightning.experiment.spec import ExperimentSpec
 from lth_lightning.metric_names import MetricNames
-from lth_lightning.stability import error_barrier, interpolate, path_alphas
+from lth_lightning.pruning.stability import error_barrier, interpolate, path_alphas
 
 if TYPE_CHECKING:
-    from lth_lightning.callback import LotteryTicketCallback
+    from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
 
 __all__ = [
     "INSTABILITY",

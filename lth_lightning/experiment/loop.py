@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from lth_lightning.experiment.context import RunContext
 from lth_lightning.experiment.results import RoundResult, format_value
-from lth_lightning.experiment.spec import ExperimentSpec, RunContext
+from lth_lightning.experiment.spec import ExperimentSpec
 from lth_lightning.experiment.store import is_global_zero
 from lth_lightning.experiment.trainer import quiet_lightning
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lth_lightning.experiment.controls import CONTROLS
-from lth_lightning.stability import STABLE_BELOW
+from lth_lightning.pruning.stability import STABLE_BELOW
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -177,7 +177,7 @@ def plot_early_stop_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
 
 
 def plot_instability_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """Instability (the error barrier between two copies, :mod:`lth_lightning.stability`) vs weights remaining,
+    """Instability (the error barrier between two copies, :mod:`lth_lightning.pruning.stability`) vs weights remaining,
     with the paper's threshold of stability."""
     fig = _figure()
     ax = fig.subplots()

@@ -41,7 +41,7 @@ class RoundResult:
         controls: Per control, its columns (the test metric, at the early-stopping iteration,
             ``best_val_step`` and the final monitored value).
         instability: The round's error barrier between two copies trained under different data
-            orders (:mod:`lth_lightning.stability`), when measured.
+            orders (:mod:`lth_lightning.pruning.stability`), when measured.
         path_errors: The test error at the evenly spaced points of the line between the copies.
         instability_train: The error barrier on the training data, when measured.
         path_train_errors: The training data's error at the same points.

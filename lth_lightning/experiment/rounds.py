@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as pl
 
-from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
 from lth_lightning.experiment.aggregate import aggregate_runs
+from lth_lightning.experiment.options import PYTHON, Option, takes_options
 from lth_lightning.experiment.paths import ExperimentPaths
 from lth_lightning.experiment.runner import Rounds, SeedRun, run_experiment
-from lth_lightning.experiment.spec import DataOrder, ExperimentSpec, check_seeds
+from lth_lightning.experiment.spec import EXPERIMENT_OPTIONS, ExperimentSpec, check_seeds
 from lth_lightning.experiment.store import is_global_zero
-from lth_lightning.metric_names import MetricNames
 
 __all__ = [
+    "CALLER_OBJECTS",
     "Rounds",
     "SeedRun",
     "SeedRuns",
@@ -50,31 +51,38 @@ class SeedRuns:
     aggregated: list[dict[str, Any]]
 
 
-def run_lottery(
-    model: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
-    *,
-    rounds: int,
-    lottery: LotteryTicketCallback | None = None,
-    trainer: Mapping[str, Any] | None = None,
-    out_dir: str | Path = "runs",
-    name: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    controls: Sequence[str] = (),
-    seed: int = 0,
-    report: bool = True,
-    monitor: str | None = "val/loss",
-    mode: Literal["min", "max"] = "min",
-    test_metric: str = "test/acc",
-    stack: bool | None = False,
-    keep_checkpoints: bool = False,
-    instability: bool = False,
-    instability_controls: Sequence[str] = (),
-    scoring_per_class: int = 10,
-    grasp_temperature: float = 200.0,
-    data_order: DataOrder = "seed",
-) -> Rounds:
+# The Python entry points' arguments that are objects rather than settings (``lth fit`` builds them from its config).
+CALLER_OBJECTS = (
+    Option(
+        "lottery",
+        LotteryTicketCallback | None,
+        None,
+        "The pruning callback whose settings every round (and every seed) uses; a default "
+        "``LotteryTicketCallback()`` if None.",
+        entry_points=PYTHON,
+    ),
+    Option(
+        "trainer",
+        Mapping[str, Any] | None,
+        None,
+        "Keyword arguments of every round's ``Trainer`` (``callbacks`` and loggers given here are deep-copied "
+        "per round, fresh each time).",
+        entry_points=PYTHON,
+    ),
+    Option(
+        "config",
+        Mapping[str, Any] | None,
+        None,
+        "The experiment's full configuration (``lth fit`` passes its own), saved as the run's ``config.yaml``; by "
+        "default built from the objects given.",
+        entry_points=PYTHON,
+    ),
+)
+_ARGUMENTS = (*CALLER_OBJECTS, *EXPERIMENT_OPTIONS)
+
+
+@takes_options("run_lottery", _ARGUMENTS)
+def run_lottery(model: pl.LightningModule, datamodule: pl.LightningDataModule, **options: Any) -> Rounds:
     """Find a lottery ticket: ``rounds`` rounds of fit, test, prune and rewind.
 
     Every round gets a fresh ``Trainer`` from the ``trainer`` settings, the ``lottery`` callback
@@ -97,101 +105,26 @@ def run_lottery(
     Args:
         model: The LightningModule; its initial weights are the first round's.
         datamodule: The data.
-        rounds: Number of rounds (>= 1), the dense one included.
-        lottery: The pruning callback; a default ``LotteryTicketCallback()`` if None.
-        trainer: Keyword arguments of every round's ``Trainer`` (``callbacks`` and loggers given
-            here are deep-copied per round, fresh each time).
-        out_dir: Parent folder of the experiment folder.
-        name: The experiment folder's name; by default ``<net>-<data>-<pruning>-<hash>``.
-        config: The experiment's full configuration (``lth fit`` passes its own), saved as the
-            run's ``config.yaml``; by default built from the objects given.
-        progress: Show a progress bar over rounds.
-        controls: Controls trained at every round after the dense one, with the same recipe (:mod:`.controls`):
-            ``"random_reinit"``, ``"random_prune"``, ``"random_prune:global"``, pruning at initialization
-            (``"snip"``, ``"grasp"``, ``"synflow"``, ``"magnitude_init"``) and its ablations (:mod:`.at_init`).
-        seed: The run's seed: its folder ``seed_<seed>`` and the controls' random draws. The
-            module's initialization is the caller's (seed it before building the module;
-            :func:`run_seeds` does).
-        report: Redraw the plots and the TensorBoard summary after every round (``results.csv``
-            and ``.json`` are written regardless).
-        monitor: The validation metric, by the name the module logs it under, whose best value
-            marks the early-stopping iteration; the weights there are tested too. Every metric
-            logged under its prefix (``val/`` for ``val/loss``) is recorded. None records no
-            validation.
-        mode: ``"min"`` or ``"max"``: which value of ``monitor`` is best.
-        test_metric: The test metric the results report for every round and control.
-        stack: Train each round's ticket and controls as members of one stacked network, in one
-            fit (:mod:`.stacked`); the folder is the same as a sequential run's. ``None`` stacks
-            where the module can (a :class:`~lth_lightning.LotteryClassifier` whose network
-            ``torch.func`` can vectorize, rewinding to the initialization) and says why not
-            elsewhere; ``True`` refuses a module that cannot, with the reason.
-        keep_checkpoints: Keep every round's ``last.ckpt`` once the round is recorded (by default
-            removed: its ``weights.pt``, masks and callback state are what later rounds read).
-        instability: Measure every round's instability (:mod:`.instability`): a second copy
-            trained under another data order, and the error barrier between the two.
-        instability_controls: Controls (of ``controls``) whose instability is measured too (needs
-            ``instability``): ``<control>_instability`` and ``<control>_instability_train``.
-        scoring_per_class, grasp_temperature: SNIP's and GraSP's batch (examples per class) and GraSP's
-            temperature (:mod:`.scoring`, :mod:`.at_init`).
-        data_order: ``"seed"``: the run trains on its seed's data order (recorded in its ``run.yaml``);
-            ``"fixed"``: on the DataModule's own (:mod:`.runner`).
+        {options}
 
     Returns:
         One :class:`RoundResult` per round (a list, with ``run_dir`` and ``experiment_dir``).
 
     Raises:
-        ValueError: If ``rounds < 1``, the folder holds another experiment, the run's folder a run
-            started from other initial weights, or, after the first fit, ``monitor`` or
-            ``test_metric`` was never logged (the message lists what was), or another argument is out of
-            range (:class:`~.spec.ExperimentSpec`).
+        ValueError: If an argument is out of range (:class:`~.spec.ExperimentSpec`), the folder holds another
+            experiment, the run's folder a run started from other initial weights, or, after the first fit,
+            ``monitor`` or ``test_metric`` was never logged (the message lists what was).
         RunFolderInUse: If another process runs in the run's folder.
     """
-    names = MetricNames(monitor, mode, test_metric)
-    spec = _spec(
-        rounds,
-        controls,
-        names,
-        trainer,
-        out_dir,
-        name=name,
-        stack=stack,
-        progress=progress,
-        report=report,
-        keep_checkpoints=keep_checkpoints,
-        instability=instability,
-        instability_controls=tuple(instability_controls),
-        scoring_per_class=scoring_per_class,
-        grasp_temperature=grasp_temperature,
-        data_order=data_order,
-    )
+    lottery, config, seed = options.pop("lottery"), options.pop("config"), options.pop("seed")
+    spec = ExperimentSpec(**{**options, "trainer": options["trainer"] or {}})
     seeded = SeedRun(model, lottery or LotteryTicketCallback(), config)
     return run_experiment(spec, datamodule, {seed: seeded})[seed]
 
 
+@takes_options("run_seeds", _ARGUMENTS)
 def run_seeds(
-    make_model: Callable[[], pl.LightningModule],
-    datamodule: pl.LightningDataModule,
-    *,
-    seeds: Sequence[int],
-    rounds: int,
-    lottery: LotteryTicketCallback | None = None,
-    trainer: Mapping[str, Any] | None = None,
-    out_dir: str | Path = "runs",
-    name: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    controls: Sequence[str] = (),
-    report: bool = True,
-    monitor: str | None = "val/loss",
-    mode: Literal["min", "max"] = "min",
-    test_metric: str = "test/acc",
-    stack: bool | None = False,
-    keep_checkpoints: bool = False,
-    instability: bool = False,
-    instability_controls: Sequence[str] = (),
-    scoring_per_class: int = 10,
-    grasp_temperature: float = 200.0,
-    data_order: DataOrder = "seed",
+    make_model: Callable[[], pl.LightningModule], datamodule: pl.LightningDataModule, **options: Any
 ) -> SeedRuns:
     """Run the experiment once per seed and aggregate the runs, as ``lth fit --lottery.seeds`` does.
 
@@ -205,54 +138,14 @@ def run_seeds(
     Args:
         make_model: Builds the module (called after seeding, once per seed).
         datamodule: The data, shared by the seeds.
-        seeds: Distinct seeds.
-        rounds: Rounds per seed.
-        lottery: The callback whose settings every seed uses.
-        config: The full config (``lth fit`` passes its own); ``seed_everything`` is set per seed.
-        report: Write plots and TensorBoard summaries.
-        trainer, out_dir, name, progress, controls, monitor, mode, test_metric, stack, keep_checkpoints,
-            instability, instability_controls, scoring_per_class, grasp_temperature, data_order: As for
-            :func:`run_lottery`.
+        {options}
 
     Raises:
         ValueError: If ``seeds`` is empty or repeats a seed, or another argument is out of range.
     """
-    seeds = check_seeds(seeds)
-    names = MetricNames(monitor, mode, test_metric)
-    spec = _spec(
-        rounds,
-        controls,
-        names,
-        trainer,
-        out_dir,
-        name=name,
-        stack=stack,
-        progress=progress,
-        report=report,
-        keep_checkpoints=keep_checkpoints,
-        instability=instability,
-        instability_controls=tuple(instability_controls),
-        scoring_per_class=scoring_per_class,
-        grasp_temperature=grasp_temperature,
-        data_order=data_order,
-    )
+    lottery, config, seeds = options.pop("lottery"), options.pop("config"), check_seeds(options.pop("seeds"))
+    spec = ExperimentSpec(**{**options, "trainer": options["trainer"] or {}})
     return run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
-
-
-def _spec(
-    rounds: int,
-    controls: Sequence[str],
-    names: MetricNames,
-    trainer: Mapping[str, Any] | None,
-    out_dir: str | Path,
-    **options: Any,
-) -> ExperimentSpec:
-    """The spec of :func:`run_lottery`'s and :func:`run_seeds`' shared keyword arguments (``options``: the
-    rest of their keywords, each checked by the spec)."""
-    trainer = dict(trainer or {})
-    return ExperimentSpec(
-        rounds=rounds, controls=tuple(controls), names=names, trainer=trainer, out_dir=Path(out_dir), **options
-    )
 
 
 def run_seeds_of(

@@ -20,8 +20,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.datamodule import IDXDataModule, shuffle_seed_set_to
+from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
+from lth_lightning.data.datamodule import IDXDataModule, shuffle_seed_set_to
+from lth_lightning.experiment.context import RunContext
 from lth_lightning.experiment.identity import folder_name, python_config
 from lth_lightning.experiment.instability import check_instability
 from lth_lightning.experiment.loop import Executor, run_rounds
@@ -29,7 +30,7 @@ from lth_lightning.experiment.observed import identity_of, warn_undeclared_argum
 from lth_lightning.experiment.paths import ExperimentPaths
 from lth_lightning.experiment.results import RoundResult
 from lth_lightning.experiment.sequential import SequentialRounds
-from lth_lightning.experiment.spec import ExperimentSpec, RunContext
+from lth_lightning.experiment.spec import ExperimentSpec
 from lth_lightning.experiment.stacked import StackedRounds
 from lth_lightning.experiment.stacking import decide_stacking
 from lth_lightning.experiment.store import RunStore
@@ -69,16 +70,12 @@ def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.Li
     """One run's context: its config and identity, its folder."""
     model, lottery, config = seeded.model, seeded.lottery, seeded.config
     if config is None:
-        settings = {"controls": list(spec.controls), "seed": seed, "monitor": spec.names.monitor}
-        settings.update(instability=spec.instability, scoring_per_class=spec.scoring_per_class)
-        settings.update(instability_controls=list(spec.instability_controls) or None)
-        settings.update(grasp_temperature=spec.grasp_temperature, data_order=spec.data_order)
-        settings.update(mode=spec.names.mode, test_metric=spec.names.test, rounds=spec.rounds, **lottery.settings())
+        settings = {**spec.settings(), "seed": seed, **lottery.settings()}
         warn_undeclared_arguments(model)
         warn_undeclared_arguments(datamodule)
         config = python_config(model, datamodule, settings, spec.trainer)
     identity = identity_of(config, model)
-    experiment = ExperimentPaths(spec.out_dir / (spec.name or folder_name(config, identity)))
+    experiment = ExperimentPaths(spec.out_path / (spec.name or folder_name(config, identity)))
     run_identity: dict[str, Any] = {"initial_weights": weights_digest(model)}  # the seed's: not the experiment's
     if spec.data_order == "seed":
         run_identity["data_order_seed"] = seed

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import default_collate
 
 from lth_lightning.compat import detached_copy
-from lth_lightning.saliency import Loss, class_balanced_indices, cross_entropy_loss
+from lth_lightning.pruning.saliency import Loss, class_balanced_indices, cross_entropy_loss
 
 __all__ = ["ScoringBatch", "draw_scoring_batch", "first_training_batch", "training_loss"]
 
@@ -72,8 +72,8 @@ def draw_scoring_batch(module: nn.Module, datamodule: Any, per_class: int, seed:
     """The scoring batch of a run with ``seed``: ``per_class`` examples of each class, or the first training batch.
 
     The examples come from the training dataloader's dataset (``loader.dataset``, or the ``examples``
-    of :class:`~lth_lightning.loader.TensorBatches`; indexed, with ``(input, target)`` items), visited
-    in a random order drawn from ``seed`` (:func:`~lth_lightning.saliency.class_balanced_indices`) and
+    of :class:`~lth_lightning.data.loader.TensorBatches`; indexed, with ``(input, target)`` items), visited
+    in a random order drawn from ``seed`` (:func:`~lth_lightning.pruning.saliency.class_balanced_indices`) and
     collated as the loader collates them.
     The classes are the width of ``forward``'s output for one example. A dataset that is not indexed,
     items that are not ``(tensor, integer label)``, or a ``forward`` that gives no ``(1, classes)``

@@ -14,9 +14,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
-from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.callbacks.early_stopping import EarlyStoppingTracker
+from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
 from lth_lightning.compat import detached_copy
 from lth_lightning.experiment.clock import RoundClock
+from lth_lightning.experiment.context import RunContext
 from lth_lightning.experiment.instability import (
     TrainsAlone,
     add_instability,
@@ -34,10 +36,8 @@ from lth_lightning.experiment.measure import (
 )
 from lth_lightning.experiment.paths import round_label
 from lth_lightning.experiment.results import RoundResult
-from lth_lightning.experiment.spec import RunContext
 from lth_lightning.experiment.store import RecordOnTrainStart
 from lth_lightning.experiment.trainer import make_trainer, resuming_quietly
-from lth_lightning.tracker import EarlyStoppingTracker
 
 __all__ = ["SequentialRounds"]
 

@@ -1,93 +1,171 @@
-"""``ExperimentSpec``: an experiment's settings, validated in one place; ``RunContext``: one run of it (a seed).
+"""``ExperimentSpec``: an experiment's settings, each option declared once and validated in one place.
 
-``run_lottery``, ``run_seeds`` and ``lth fit`` all build an :class:`ExperimentSpec`; the round loop
-and its executors read everything from it and from each run's :class:`RunContext`.
+``run_lottery``, ``run_seeds`` and ``lth fit`` all build an :class:`ExperimentSpec` (their arguments come from
+its declarations: :mod:`.options`); the round loop and its executors read everything from it and from each
+run's :class:`~.context.RunContext`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal
 
-import torch
-from torch import Tensor
+from lth_lightning.experiment.controls import CONTROLS, ControlName
+from lth_lightning.experiment.options import (
+    PYTHON,
+    REQUIRED,
+    Option,
+    a_name,
+    at_least,
+    option,
+    options_of,
+    positive,
+    true_or_false,
+)
+from lth_lightning.metric_names import MetricNames
+from lth_lightning.pruning.saliency import GRASP_TEMPERATURE
 
-from lth_lightning.experiment.controls import CONTROLS, TicketRound, control_masks_and_init, control_seed
-from lth_lightning.experiment.scoring import ScoringBatch, draw_scoring_batch
-from lth_lightning.metric_names import DEFAULT_METRICS, MetricNames
-from lth_lightning.saliency import GRASP_TEMPERATURE
+__all__ = ["EXPERIMENT_OPTIONS", "SEED", "SEEDS", "DataOrder", "ExperimentSpec", "check_seeds"]
 
-if TYPE_CHECKING:
-    import lightning.pytorch as pl
-
-    from lth_lightning.callback import LotteryTicketCallback
-    from lth_lightning.experiment.store import RunStore
-
-__all__ = ["DataOrder", "ExperimentSpec", "RunContext", "check_seeds"]
-
-T = TypeVar("T")
 DataOrder = Literal["seed", "fixed"]
-_DATA_ORDERS = ("seed", "fixed")
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """What an experiment runs, the same for each of its seeds.
+    """What an experiment runs, the same for each of its seeds: every option of ``lth fit``'s ``--lottery`` group and
+    of ``run_lottery``/``run_seeds`` that is not the callback's, each declared here once (:mod:`.options`).
 
     Attributes:
-        rounds: Number of rounds (>= 1), the dense round 0 included.
-        controls: Controls trained at every round after the dense one, in the registry's order.
-        names: The metrics the results read.
+        names: The metrics the results read (``monitor``, ``mode`` and ``test_metric``).
         trainer: Keyword arguments of every training's ``Trainer``.
-        out_dir: Parent folder of the experiment's folder.
-        name: The experiment folder's name, or None for ``<net>-<data>-<pruning>-<hash>``.
-        stack: Train each round's members as one stacked network (None: where the module can).
-        progress: Show a progress bar over rounds.
-        report: Redraw the plots and the TensorBoard summary after every round.
-        keep_checkpoints: Keep each round's ``last.ckpt`` once the round is recorded.
-        instability: Measure every round's instability: a second copy of the ticket trained from the same
-            point under another data order, and the error along the line between the two.
-        instability_controls: Controls whose instability is measured too, each from its own start (Frankle et
-            al. 2020's contrast: random subnetworks are unstable where tickets are not); needs ``instability``.
-        scoring_per_class: Examples of each class in the batch that SNIP and GraSP score (:mod:`.scoring`).
-        grasp_temperature: GraSP divides the logits by it before the cross-entropy (the references' 200).
-        data_order: ``"seed"``: each run trains on its seed's data order (a DataModule's ``shuffle_seed`` set to
-            the seed), as OpenLTH's replicates do; ``"fixed"``: every seed on the DataModule's own order.
-        option: How messages name the options (``"lottery."`` for ``lth fit``'s ``--lottery.*``).
+        prefix: How messages name the options (``"lottery."`` for ``lth fit``'s ``--lottery.*``).
 
     Raises:
         ValueError: For a value out of range, naming the option and what is allowed.
     """
 
-    rounds: int
-    controls: tuple[str, ...] = ()
-    names: MetricNames = DEFAULT_METRICS
+    rounds: int = option(
+        REQUIRED,
+        "Number of rounds, the dense round 0 included (>= 1). With 1, ``lth fit`` is a plain LightningCLI fit with "
+        "the callback. Raising it continues a finished experiment.",
+        allowed="an integer >= 1",
+        valid=at_least(1),
+        cli_default=3,
+        identity=False,
+    )
+    controls: Sequence[ControlName] = option(
+        (),
+        "Controls trained at every round with the same recipe: ``random_reinit`` (the ticket's masks, a fresh "
+        "initialization), ``random_prune`` (random masks of the ticket's per-layer sizes, the original "
+        "initialization), ``random_prune:global`` (random masks at the ticket's density in every layer), and "
+        "pruning the initial network once to the round's density, as published (one ranking over every pruned "
+        "layer): ``snip`` (|g * w| of the cross-entropy on a class-balanced batch), ``grasp`` (GraSP's -w * Hg at "
+        "temperature 200), ``synflow`` (data-free, 100 iterations) and ``magnitude_init`` (|w| at "
+        "initialization); each method's ablations (Frankle et al. 2021) are ``<method>:layerwise`` (ranked within "
+        "each layer at the ticket's counts), ``:shuffled`` (its layer counts, random positions), ``:reinit`` (its "
+        "masks, a fresh initialization) and ``:inverted`` (the lowest scores kept).",
+        cli_default=None,
+    )
+    monitor: str | None = option(
+        "val/loss",
+        "Validation metric, as the model logs it (``val/loss``, ``val_loss``), whose best value marks the "
+        "early-stopping iteration; the weights there are tested too. Every metric logged under its prefix is "
+        "recorded. null (None) records no validation.",
+    )
+    mode: Literal["min", "max"] = option("min", "Which value of ``monitor`` is best: ``min`` or ``max``.")
+    test_metric: str = option(
+        "test/acc", "Test metric the results report, as the model logs it (``test/acc``, ``test_acc``)."
+    )
+    out_dir: str | Path = option(
+        "runs",
+        "Parent of the experiment folder; on ``lth fit`` it defaults to the Trainer's ``default_root_dir``.",
+        cli_default=None,
+        identity=False,
+    )
+    name: str | None = option(
+        None,
+        "The experiment folder's name; by default ``<net>-<data>-<pruning>-<hash>``, from every setting that "
+        "changes results, so that every variant gets its own folder.",
+        allowed="a plain folder name",
+        valid=a_name,
+        identity=False,
+    )
+    stack: bool | None = option(
+        False,
+        "Train each round's tickets and controls (of every seed) as members of one stacked network, in one fit "
+        "per round: true, false, or null (None) to stack wherever the model can (a LotteryClassifier whose "
+        "network torch.func can vectorize, rewinding to the initialization) and say why not elsewhere. The "
+        "results are those of sequential runs.",
+        cli_default=None,
+        identity=False,
+    )
+    progress: bool = option(True, "Show a progress bar over rounds.", identity=False)
+    report: bool = option(
+        True,
+        "Redraw the plots and the TensorBoard summary after every round (``results.csv`` and ``.json`` are "
+        "written regardless).",
+        entry_points=PYTHON,
+        identity=False,
+    )
+    keep_checkpoints: bool = option(
+        False,
+        "Keep each round's last.ckpt (the model and its optimizer state) once the round is recorded; by default "
+        "it is removed then (its weights.pt, masks and state stay).",
+        identity=False,
+    )
+    instability: bool = option(
+        False,
+        "Measure every round's instability (Frankle et al. 2020): a second copy trained from the rewind point "
+        "under another data order, and the test error along the line between the two copies (30 points) minus "
+        "the mean of its ends; stable below 0.02.",
+        allowed="true or false",
+        valid=true_or_false,
+        before=False,
+    )
+    instability_controls: Sequence[ControlName] = option(
+        (),
+        "Controls whose instability is measured too (needs ``instability``): a second copy of each from its own "
+        "start, and the barriers along the line between the two; Frankle et al. 2020 contrast random "
+        "subnetworks, unstable, with tickets.",
+        cli_default=None,
+        before=None,
+    )
+    scoring_per_class: int = option(
+        10,
+        "Examples of each class in the batch SNIP and GraSP score (drawn from the training data with the run's "
+        "seed; saved as ``seed_<s>/scoring_batch.pt``).",
+        allowed="an integer >= 1",
+        valid=at_least(1),
+        before=10,
+    )
+    grasp_temperature: float = option(
+        GRASP_TEMPERATURE,
+        "GraSP divides the logits by it before the cross-entropy (the reference implementations' 200).",
+        allowed="a number > 0",
+        valid=positive,
+        before=GRASP_TEMPERATURE,
+    )
+    data_order: DataOrder = option(
+        "seed",
+        "``seed``: each seed trains on its own data order too (the datamodule's shuffle_seed set to the seed, "
+        "recorded in seed_<s>/run.yaml), as OpenLTH's replicates do; ``fixed``: every seed on the datamodule's "
+        "own order (the min-max bands then cover the initialization only). Seeds of different orders are "
+        "stacked one seed at a time.",
+        before="fixed",
+    )
     trainer: Mapping[str, Any] = field(default_factory=dict)
-    out_dir: Path = Path("runs")
-    name: str | None = None
-    stack: bool | None = False
-    progress: bool = True
-    report: bool = True
-    keep_checkpoints: bool = False
-    instability: bool = False
-    instability_controls: tuple[str, ...] = ()
-    scoring_per_class: int = 10
-    grasp_temperature: float = GRASP_TEMPERATURE
-    data_order: DataOrder = "seed"
-    option: InitVar[str] = ""
+    names: MetricNames = field(init=False)
+    prefix: InitVar[str] = ""
 
-    def __post_init__(self, option: str) -> None:
-        rounds, controls, name = self.rounds, list(self.controls), self.name
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"`{option}rounds` must be an integer >= 1, got {rounds!r}.")
+    def __post_init__(self, prefix: str) -> None:
+        option = prefix
+        for declared in options_of(ExperimentSpec):
+            declared.check(getattr(self, declared.name), option)
+        controls, unstable = list(self.controls), list(self.instability_controls)
         if any(c not in CONTROLS for c in controls) or len(set(controls)) != len(controls):
             raise ValueError(f"`{option}controls` must be distinct entries of {list(CONTROLS)}, got {controls}.")
-        if not isinstance(self.instability, bool):
-            raise ValueError(f"`{option}instability` must be true or false, got {self.instability!r}.")
-        unstable = list(self.instability_controls)
         if any(c not in controls for c in unstable) or len(set(unstable)) != len(unstable):
             raise ValueError(
                 f"`{option}instability_controls` must be distinct entries of `{option}controls` ({controls}), "
@@ -98,19 +176,49 @@ class ExperimentSpec:
                 f"`{option}instability_controls` ({unstable}) contrasts the controls' instability with the ticket's: "
                 f"set `{option}instability` to true too."
             )
-        per_class, temperature = self.scoring_per_class, self.grasp_temperature
-        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-            raise ValueError(f"`{option}scoring_per_class` must be an integer >= 1, got {per_class!r}.")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"`{option}grasp_temperature` must be a number > 0, got {temperature!r}.")
-        if self.data_order not in _DATA_ORDERS:
-            raise ValueError(f"`{option}data_order` must be 'seed' or 'fixed', got {self.data_order!r}.")
-        if name is not None and (not name or Path(name).name != name or name in (".", "..")):
-            raise ValueError(f"`{option}name` must be a plain folder name, got {name!r}.")
+        object.__setattr__(self, "names", MetricNames(self.monitor, self.mode, self.test_metric))
         object.__setattr__(self, "controls", tuple(c for c in CONTROLS if c in controls))  # registry order
         object.__setattr__(self, "instability_controls", tuple(c for c in self.controls if c in unstable))
         object.__setattr__(self, "trainer", dict(self.trainer))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+    def settings(self) -> dict[str, Any]:
+        """The options ``lth fit`` has, as its config records them (sequences as lists)."""
+        return {
+            o.name: list(value) if isinstance(value := getattr(self, o.name), tuple) else value
+            for o in options_of(ExperimentSpec)
+            if "lth fit" in o.entry_points
+        }
+
+    @property
+    def out_path(self) -> Path:
+        """:attr:`out_dir` as a path."""
+        return Path(self.out_dir)
+
+
+SEEDS = Option(
+    "seeds",
+    Sequence[int],
+    REQUIRED,
+    "Run the experiment once per seed (``seed_everything``), each in ``<experiment>/seed_<s>/``, and aggregate "
+    "mean, std, min and max per round in ``<experiment>/results_seeds.csv``, plots with bands and a TensorBoard "
+    "summary.",
+    allowed="a non-empty list of distinct integers",
+    valid=lambda seeds: bool(seeds) and len(set(seeds)) == len(seeds) and all(isinstance(s, int) for s in seeds),
+    cli_default=None,
+    entry_points=("lth fit", "run_seeds"),
+    identity=False,
+)
+SEED = Option(
+    "seed",
+    int,
+    0,
+    "The run's seed: its folder ``seed_<seed>`` and the controls' random draws. The module's initialization is "
+    "the caller's (seed it before building the module; ``run_seeds`` does).",
+    entry_points=("run_lottery",),
+)  # part of a run's identity; the experiment's leaves it out (:data:`~.identity.SEED_KEYS`)
+# Every option of the experiment layer, in the order the entry points list them.
+EXPERIMENT_OPTIONS: tuple[Option, ...] = (*options_of(ExperimentSpec), SEEDS, SEED)
 
 
 def check_seeds(seeds: Sequence[int], option: str = "") -> list[int]:
@@ -119,62 +227,5 @@ def check_seeds(seeds: Sequence[int], option: str = "") -> list[int]:
     Raises:
         ValueError: Otherwise, naming the value.
     """
-    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
-        raise ValueError(f"`{option}seeds` must be a non-empty list of distinct integers, got {list(seeds)!r}.")
+    SEEDS.check(list(seeds), option)
     return list(seeds)
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """One run of an experiment: its seed, module, data, callback and folder.
-
-    Attributes:
-        spec: The experiment.
-        seed: The run's seed.
-        model: The LightningModule; its weights when the run starts are round 0's.
-        datamodule: The data.
-        lottery: The callback carried across the run's rounds.
-        store: The run's folder: what it has recorded, and what it records.
-    """
-
-    spec: ExperimentSpec
-    seed: int
-    model: pl.LightningModule
-    datamodule: pl.LightningDataModule
-    lottery: LotteryTicketCallback
-    store: RunStore
-
-    def control(
-        self, name: str, r: int, masks: Mapping[str, Tensor], init: Mapping[str, Tensor] | None
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Control ``name``'s masks and initial state in round ``r``, where the ticket trains ``masks`` from ``init``.
-
-        Computed on every process from the same inputs; under DDP the first process's result is
-        the one every process takes (a data-reading score may see another shard of the data on each).
-
-        Raises:
-            RuntimeError: If the ticket has no initial state yet.
-            ValueError: For an unknown control, or one that cannot score this module.
-        """
-        if init is None:
-            raise RuntimeError("The lottery callback has no snapshot yet: run a round first.")
-        ticket = TicketRound(masks, init, self.model, lambda: self.scoring, self.spec.grasp_temperature)
-        return _same_on_every_process(control_masks_and_init(name, ticket, control_seed(self.seed, r, name)))
-
-    @cached_property
-    def scoring(self) -> ScoringBatch:
-        """The batch the run's pruning at initialization scores: drawn once, from the run's seed, and recorded."""
-        drawn = draw_scoring_batch(self.model, self.datamodule, self.spec.scoring_per_class, self.seed)
-        self.store.save_scoring_batch(drawn.cpu_batch(), drawn.describe(self.seed))
-        return drawn
-
-
-def _same_on_every_process(value: T) -> T:
-    """The first process's ``value`` on every process of a running process group (``value`` itself otherwise)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return value
-    if torch.distributed.get_world_size() == 1:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]

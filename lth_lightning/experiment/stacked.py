@@ -27,8 +27,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from lth_lightning.callback import LotteryTicketCallback
+from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
+from lth_lightning.callbacks.state import LotteryState
 from lth_lightning.experiment.clock import RoundClock
+from lth_lightning.experiment.context import RunContext
 from lth_lightning.experiment.instability import add_instability, control_instability, measure_instability
 from lth_lightning.experiment.measure import (
     Measurement,
@@ -42,17 +44,15 @@ from lth_lightning.experiment.measure import (
 from lth_lightning.experiment.paths import round_label
 from lth_lightning.experiment.results import RoundResult
 from lth_lightning.experiment.sequential import SequentialRounds
-from lth_lightning.experiment.spec import RunContext
 from lth_lightning.experiment.stacking import check_stackable
 from lth_lightning.experiment.store import RecordOnTrainStart
 from lth_lightning.experiment.trainer import make_trainer, resuming_quietly
-from lth_lightning.pruning import sparsity_report
+from lth_lightning.pruning.magnitude import sparsity_report
+from lth_lightning.pruning.targets import plan_rates, select_targets
 from lth_lightning.stack.batches import MemberOrders
 from lth_lightning.stack.callbacks import MemberLogger, MemberTracker
 from lth_lightning.stack.module import StackedClassifier
 from lth_lightning.stack.network import stack_states, unstack_state
-from lth_lightning.state import LotteryState
-from lth_lightning.targets import plan_rates, select_targets
 
 __all__ = ["StackedRounds"]
 

@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from lth_lightning.callback import LotteryTicketCallback
-from lth_lightning.classifier import LotteryClassifier
+from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
 from lth_lightning.experiment.scoring import first_training_batch
+from lth_lightning.models.classifier import LotteryClassifier
 from lth_lightning.stack.network import StackingError, stack_network
 
 __all__ = ["check_stackable", "decide_stacking", "probe_batch", "stacking_probe"]

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from lth_lightning.compat import detached_copy
 from lth_lightning.experiment.scoring import ScoringBatch
-from lth_lightning.saliency import GRASP_TEMPERATURE
+from lth_lightning.pruning.saliency import GRASP_TEMPERATURE
 
 __all__ = ["Control", "Masks", "State", "TicketRound"]
 

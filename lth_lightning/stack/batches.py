@@ -17,8 +17,8 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lth_lightning.datamodule import shuffle_seed_set_to
-from lth_lightning.loader import TensorBatches
+from lth_lightning.data.datamodule import shuffle_seed_set_to
+from lth_lightning.data.loader import TensorBatches
 
 __all__ = ["MemberBatches", "MemberOrders"]
 
@@ -83,7 +83,7 @@ class MemberOrders(pl.LightningDataModule):
 
     Args:
         datamodule: A DataModule with an integer ``shuffle_seed`` whose ``train_dataloader`` is a
-            :class:`~lth_lightning.loader.TensorBatches` (this package's), set back as it was after each build.
+            :class:`~lth_lightning.data.loader.TensorBatches` (this package's), set back as it was after each build.
         shuffle_seeds: The orders' seeds.
         member_orders: Each member's order, an index into ``shuffle_seeds``.
     """

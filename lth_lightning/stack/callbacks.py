@@ -12,8 +12,8 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
+from lth_lightning.callbacks.early_stopping import improves
 from lth_lightning.metric_names import check_logged
-from lth_lightning.tracker import improves
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -24,7 +24,7 @@ __all__ = ["MemberLogger", "MemberTracker"]
 
 
 class MemberTracker(pl.Callback):
-    """The :class:`~lth_lightning.tracker.EarlyStoppingTracker` of every member of a stacked fit.
+    """The :class:`~lth_lightning.callbacks.early_stopping.EarlyStoppingTracker` of every member of a stacked fit.
 
     At every validation it reads ``<member>/<monitor>`` for each member, and copies a member's rows
     of the stacked parameters when its value improves, so that after the fit every member can be

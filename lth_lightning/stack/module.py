@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from lth_lightning.classifier import LotteryClassifier, make_optimizer, with_schedule
 from lth_lightning.compat import DirectHookName, attached_trainer
+from lth_lightning.models.classifier import LotteryClassifier, make_optimizer, with_schedule
 from lth_lightning.stack.network import StackedForward, StackingError, stack_network
 
 __all__ = ["MemberMetrics", "StackedClassifier"]

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from idx_files import FILES, tiny_datamodule_class
 
 from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback
-from lth_lightning.download import file_md5
+from lth_lightning.data.download import file_md5
 
 
 def example_ids(x: torch.Tensor) -> list[int]:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lth_lightning.compat import SPECTRAL_NORM, WEIGHT_NORM, SpectralNormHook, WeightNormHook, forward_pre_hooks
-from lth_lightning.pruning import Scope, match_names, plan_groups
+from lth_lightning.pruning.magnitude import Scope, match_names, plan_groups
 
 __all__ = [
     "LIBRARY_LINEAR",

@@ -48,7 +48,7 @@ def _export(argv: Sequence[str]) -> None:
     parser.add_argument("--prefix", default="net.", help="prefix of the plain network's entries (default: net.)")
     args = parser.parse_args(argv)  # before the imports below: --help answers at once
     from lth_lightning.experiment.results import format_value
-    from lth_lightning.export import export_ticket
+    from lth_lightning.export.ticket import export_ticket
     from lth_lightning.metric_names import MetricNames
 
     round_ = int(args.round) if args.round.lstrip("-").isdigit() else args.round
@@ -141,7 +141,7 @@ def _dashboard(argv: Sequence[str]) -> None:
 
 
 def _training(argv: Sequence[str] | None) -> None:
-    from lth_lightning.cli import LotteryCLI
+    from lth_lightning.cli.lottery_cli import LotteryCLI
     from lth_lightning.experiment.trainer import quiet_lightning
 
     with quiet_lightning():  # LightningCLI's own Trainer says the device lines; the rounds' Trainers do not again
@@ -151,7 +151,7 @@ def _training(argv: Sequence[str] | None) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message says what to change; anything else is a bug and keeps its traceback."""
     errors: list[type[BaseException]] = [ValueError, FileNotFoundError, FloatingPointError]
-    download = sys.modules.get("lth_lightning.download")  # only a loaded module raises its errors: no import here
+    download = sys.modules.get("lth_lightning.data.download")  # only a loaded module raises its errors: no import here
     if download is not None:
         errors.append(download.DatasetFileError)
     return tuple(errors)

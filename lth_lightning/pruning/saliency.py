@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lth_lightning.pruning import magnitude_masks
+from lth_lightning.pruning.magnitude import magnitude_masks
 
 __all__ = [
     "GRASP_TEMPERATURE",

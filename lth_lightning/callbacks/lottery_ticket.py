@@ -3,51 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
+from lth_lightning.callbacks.enforcement import Enforcement, MaskEnforcer
+from lth_lightning.callbacks.late_rewinding import check_late_rewinding, start_late
+from lth_lightning.callbacks.late_start import LateStart
+from lth_lightning.callbacks.snapshot import SnapshotDevice, place_snapshot, rewind, take_snapshot
+from lth_lightning.callbacks.state import SETTINGS_ADDED_LATER, LotteryState, Phase
 from lth_lightning.compat import (
     destroy_process_group_at_exit,
     forward_pre_hooks,
-    multiply_all_,
     multiprocessing_start_method,
     skip_epoch_batches,
-    start_training_at_step,
 )
-from lth_lightning.late_start import LateStart, planned_steps
-from lth_lightning.pruning import PruningGroup, plan_groups, prune, sparsity_report
-from lth_lightning.state import LotteryState, Phase
-from lth_lightning.targets import Target, magnitudes, plan_rates, resolve_rates, resolve_targets, select_targets
+from lth_lightning.pruning.magnitude import PruningGroup, plan_groups, prune, sparsity_report
+from lth_lightning.pruning.targets import Target, magnitudes, plan_rates, resolve_rates, resolve_targets, select_targets
 
 __all__ = ["LotteryTicketCallback"]
 
-# Optimizers whose update of a weight depends only on that weight's own gradient and state: a pruned
-# weight's gradient and optimizer state never reach a surviving weight, so masking the weights right
-# after each step leaves the survivors' updates exactly as masking the gradients before it would.
-_ELEMENTWISE_OPTIMIZERS = (
-    torch.optim.SGD,
-    torch.optim.Adam,
-    torch.optim.AdamW,
-    torch.optim.Adamax,
-    torch.optim.NAdam,
-    torch.optim.RAdam,
-    torch.optim.RMSprop,
-    torch.optim.Adagrad,
-)
 _STATE_VERSION = 2  # 2: masks bit-packed (version 1 states, with plain mask tensors, still load)
 _LOADABLE_VERSIONS = (1, 2)
-SnapshotDevice = Literal["cpu", "module"]
 Retrain = Literal["rewind", "lr_rewind", "finetune"]
 _RETRAIN = ("rewind", "lr_rewind", "finetune")
-_SETTING_DEFAULTS = {"retrain": "rewind"}  # a setting added later: what a state saved before it had
-Enforcement = Literal["weights", "gradients", "gradients+weights"]
 
 
 def _torch_pruned_modules(module: nn.Module) -> list[str]:
@@ -67,86 +50,6 @@ def _all_finite(tensor: Tensor) -> bool:
     return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
 
 
-def _masked_grad(mask: Tensor, grad: Tensor) -> Tensor:
-    return grad * mask  # in the gradient's dtype or uint8: the product keeps the gradient's dtype
-
-
-_CPU_CHUNK = 1 << 18  # elements per multiply on a CPU, where a mask is converted to the tensor's dtype first
-# Up to this many masked weights, masks are kept in the parameters' dtype (at most 4 MiB in float32):
-# a multiply then converts nothing, which is what a small model's step time notices. Above it,
-# one byte per weight, which is what a large model's memory notices; the multiply costs the same there.
-_SMALL_MASKS = 1 << 20
-
-
-def _zero_pruned_(tensors: Sequence[Tensor | None], masks: Sequence[Tensor]) -> None:
-    """Multiply, in place, each tensor by its mask (1 alive, 0 pruned; in its dtype or ``uint8``); skip None.
-
-    Masks in the tensors' dtype (a small model's) are applied in one fused call. On a CPU, torch
-    converts a ``uint8`` mask to the tensor's dtype before multiplying, so a large tensor is
-    multiplied in chunks: the conversion stays a small buffer rather than a tensor-sized temporary
-    per step (as fast as a float mask there, and 4x faster than ``torch.where``). A GPU kernel
-    converts on the fly: one multiply per tensor. A mask on another device than its tensor (a
-    module Lightning moved back to the CPU before ``on_fit_end``) is copied there first. Parameters
-    need ``torch.no_grad()`` around it.
-    """
-    pairs = [
-        (t, m if m.device == t.device else m.to(t.device)) for t, m in zip(tensors, masks, strict=True) if t is not None
-    ]
-    same = [(t, m) for t, m in pairs if m.dtype == t.dtype]
-    if same:
-        multiply_all_([t for t, _ in same], [m for _, m in same])
-    for tensor, mask in (pair for pair in pairs if pair[1].dtype != pair[0].dtype):
-        chunked = tensor.device.type == "cpu" and tensor.numel() > _CPU_CHUNK
-        if chunked and tensor.is_contiguous() and mask.is_contiguous():
-            for part, bits in zip(tensor.view(-1).split(_CPU_CHUNK), mask.view(-1).split(_CPU_CHUNK), strict=True):
-                part.mul_(bits)
-        else:
-            tensor.mul_(mask)
-
-
-def _clipping(trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
-    """What clips this fit's gradients (reading them across weights), or None when nothing may."""
-    value = trainer.gradient_clip_val
-    if value:  # None or 0: Lightning clips nothing
-        algorithm = getattr(trainer.gradient_clip_algorithm, "value", trainer.gradient_clip_algorithm) or "norm"
-        return f"gradient clipping (gradient_clip_val={value}, by {algorithm})"
-    own = type(pl_module).configure_gradient_clipping is not pl.LightningModule.configure_gradient_clipping
-    if own and not getattr(pl_module, "clips_gradients_only_when_asked", False):
-        return f"{type(pl_module).__name__}.configure_gradient_clipping (it may clip whatever the Trainer says)"
-    return None
-
-
-def choose_enforcement(
-    optimizers: Sequence[torch.optim.Optimizer], automatic: bool, clipping: str | None
-) -> tuple[Enforcement, str]:
-    """How a fit keeps pruned weights at zero, and why (a clause that completes a sentence).
-
-    ``"weights"``: re-masked right after every optimizer step, gradients left as computed; only with
-    torch's element-wise optimizers, automatic optimization and no gradient clipping, where a pruned
-    weight's gradient and optimizer state never reach a surviving weight (and where zeroing gradients
-    would leave Adam with exact-zero second moments, whose ``sqrt`` is slow on some CPUs).
-    ``"gradients"``: gradients masked before every step (automatic optimization) or as backward
-    computes them (manual optimization). ``"gradients+weights"``: both, for any other optimizer.
-    """
-    if not optimizers:
-        return "gradients", "the module configures no optimizer"
-    other = sorted({type(o).__name__ for o in optimizers if type(o) not in _ELEMENTWISE_OPTIMIZERS})
-    if other:
-        return "gradients+weights", (
-            f"{', '.join(other)} is not one of torch's element-wise optimizers, so gradients are masked and the "
-            "weights are re-masked after every step"
-        )
-    if not automatic:
-        return "gradients", "manual optimization may step any way, so gradients are masked as backward computes them"
-    if clipping is not None:
-        return "gradients", f"{clipping} reads every gradient, so gradients are masked before every step"
-    names = ", ".join(sorted({type(o).__name__ for o in optimizers}))
-    return "weights", (
-        f"{names} is element-wise and gradients are not clipped, so a pruned weight's gradient reaches no surviving "
-        "weight: the weights are re-masked right after every step, gradients left as computed"
-    )
-
-
 class LotteryTicketCallback(pl.Callback):
     """Find a lottery ticket by iterative magnitude pruning (IMP) with rewinding.
 
@@ -156,54 +59,13 @@ class LotteryTicketCallback(pl.Callback):
     round with fresh Trainers (or use :func:`lth_lightning.run_lottery`); one fit alone is one
     ordinary dense training whose end computes the first mask.
 
-    Timeline of one round:
-
-    * ``on_fit_start`` (after a checkpoint restore, with the model on its device): at the very
-      first fit the tensors to prune are chosen (and listed on rank zero, with the weight
-      tensors the default rule leaves out) and the rewind snapshot is taken (``rewind_step=0``:
-      the initial weights). At a later fit, the whole module state (parameters and buffers) is
-      rewound to the snapshot (with ``retrain="rewind"``; otherwise the trained weights stay) and
-      the masks computed at the previous fit's end are applied. A fit resumed mid-round from a
-      checkpoint is recognised and not rewound again.
-    * During training (see :func:`choose_enforcement`), with torch's element-wise optimizers (SGD,
-      Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Adagrad), automatic optimization and no gradient
-      clipping, the pruned weights are re-masked right after every optimizer ``step()`` (a step
-      hook on the optimizer itself) and gradients are left as computed: such an optimizer never
-      carries a weight's gradient or state to another weight, so the survivors' updates are
-      exactly those of masked gradients. Otherwise gradients of pruned weights are zeroed before
-      every optimizer step (so gradient clipping and optimizer state never see them); with manual
-      optimization they are masked as backward computes them, so every optimizer step sees masked
-      gradients, however it is called (``self.optimizers(use_pl_optimizer=False)`` included); and
-      with any other optimizer the weights are also re-masked after every ``step()``. Either way
-      pruned weights are exactly zero at every forward pass, and they are re-masked at every
-      epoch's end too. The first fit says which way, and why. A module that overrides
-      ``configure_gradient_clipping`` is taken to clip, unless it sets the class attribute
-      ``clips_gradients_only_when_asked = True`` (it clips only when the Trainer's
-      ``gradient_clip_val`` is set).
-    * ``on_fit_end`` computes the next masks from the trained weights but leaves the weights
-      untouched: a ``trainer.test()`` right after ``fit`` measures the network this round
-      trained. The rewind happens at the start of the next fit.
-
-    Which tensors: by default every linear map: the ``weight`` of every ``nn.Linear``, ``nn.ConvNd``,
-    ``nn.ConvTransposeNd`` and Hugging Face ``Conv1D`` (recognised by name, without importing
-    ``transformers``), and ``nn.MultiheadAttention``'s packed projections. Tensors are found by
-    identity: a shared (tied) parameter is pruned once, keyed by its first name in
-    ``named_parameters()``, and any of its names selects it. A
-    layer weight computed by ``weight_norm`` is pruned through its direction (a zero there is a
-    zero weight) and one computed by ``spectral_norm`` through the unnormalized weight, both
-    ranked by the weight the layer computes; any other parametrization is refused with a
-    message, never skipped.
-
-    With ``rewind_step=k > 0`` ("late rewinding", Frankle et al. 2020) the snapshot is the
-    state after ``k`` optimizer steps of the first round, and every fit that rewinds to it trains
-    steps ``k`` to ``T`` as OpenLTH does (:class:`~lth_lightning.late_start.LateStart`): a fresh
-    optimizer, its schedulers stepped as ``k`` steps step them, the data order's epoch ``k // n``
-    from its batch ``k % n`` (through the loader's ``start_at(batch)`` where it has one). Masks,
-    snapshot, round and history (a :class:`~lth_lightning.state.LotteryState`) are
-    keyed by parameter name and saved in checkpoints, so a fit restored from a checkpoint
-    continues the experiment exactly. A state that Lightning restores for ``test``,
-    ``validate`` or ``predict`` (``trainer.test(model, ckpt_path="best")``) is ignored: the
-    live experiment is never overwritten by a mid-round checkpoint.
+    The first fit chooses the tensors to prune (every linear map by default, listed on rank zero) and takes the
+    rewind snapshot; every later fit rewinds to it and applies the masks the previous fit's end computed; during
+    training the pruned weights stay exactly zero (:mod:`~lth_lightning.callbacks.enforcement`). ``on_fit_end``
+    computes the next masks but leaves the weights as trained, so a ``trainer.test()`` right after ``fit``
+    measures this round's network. The state (:class:`~lth_lightning.callbacks.state.LotteryState`) is keyed by
+    parameter name and saved in checkpoints; a state restored for ``test``/``validate``/``predict`` never
+    overwrites the live experiment. The whole timeline, what is pruned and what is refused: ``docs/callback.md``.
 
     Args:
         amount: Fraction of the alive prunable weights removed per round, in (0, 1). The
@@ -287,14 +149,9 @@ class LotteryTicketCallback(pl.Callback):
         self._state = LotteryState()
         self._stage: str | None = None  # the Trainer stage in progress, set by `setup`
         # Live references for the fit in progress only; dropped at its end (no leaks across fits).
-        # Parallel lists, built once per fit, so that each step's masking is one fused call.
         self._targets: list[Target] = []
         self._rates: dict[str, float] = {}
-        self._params: list[Tensor] = []
-        self._device_masks: list[Tensor] = []  # on each parameter's device: uint8 views, or its dtype when small
-        self._handles: list[RemovableHandle] = []
-        self._grad_hooks = False
-        self._enforcement: tuple[Enforcement, str] | None = None  # the last fit's, with its reason
+        self._enforcer = MaskEnforcer()
         self._optimizers: list[torch.optim.Optimizer] = []  # this fit's, when learning rates are read or set
         self._finetune_lrs: list[list[float]] = []  # set before every step of a fine-tuning round
         self._start_step = 0  # the step this fit trains from: rewind_step when it continues a late rewind
@@ -338,7 +195,8 @@ class LotteryTicketCallback(pl.Callback):
     @property
     def enforcement(self) -> Enforcement | None:
         """How the current (or last) fit keeps pruned weights at zero (see :func:`choose_enforcement`); None before."""
-        return None if self._enforcement is None else self._enforcement[0]
+        enforcement = self._enforcer.enforcement
+        return None if enforcement is None else enforcement[0]
 
     @property
     def density(self) -> float:
@@ -451,30 +309,31 @@ class LotteryTicketCallback(pl.Callback):
                 rank_zero_info(selection.describe())
             state.start({t.name: t.shape for t in self._targets}, None)
             if self.rewind_step == 0:
-                state.snapshot = self._take_snapshot(pl_module)
+                state.snapshot = take_snapshot(pl_module, self.snapshot_device)
         else:
             self._targets = resolve_targets(pl_module, state.names)
             self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
             self._check_shapes()
-            self._place_snapshot(pl_module)
+            if state.snapshot is not None:  # restored from a checkpoint, or made elsewhere
+                state.snapshot = place_snapshot(state.snapshot, pl_module.device, self.snapshot_device)
             rewinds = state.phase == "pruned" and self.retrain == "rewind"
             if rewinds:
-                self._rewind(pl_module)  # otherwise the trained weights stay; binding zeroes the pruned ones
+                rewind(pl_module, state.snapshot)  # otherwise the trained weights stay; binding zeroes the pruned ones
             if self.retrain == "rewind" and (rewinds or state.round > 0):  # a resumed round was rewound too
                 self._start_step = self.rewind_step
             state.begin_fit()
         self._bind(trainer, pl_module)
-        if first and self.verbose and self._enforcement is not None:
-            mode, reason = self._enforcement
+        if first and self.verbose and self._enforcer.enforcement is not None:
+            mode, reason = self._enforcer.enforcement
             rank_zero_info(f"LotteryTicketCallback keeps pruned weights at zero through the {mode}: {reason}.")
         self._log_round(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.enforce_masks()  # cheap insurance: nothing may have loaded weights since on_fit_start
         if self.rewind_step > 0:
-            epoch_batches = self._check_late_rewinding(trainer, pl_module)
+            epoch_batches = check_late_rewinding(trainer, pl_module, self.rewind_step)
             if self._start_step and trainer.global_step == 0:  # not when resumed: the checkpoint holds the counters
-                self._start_late(trainer, LateStart(self._start_step, epoch_batches))
+                self._skip = start_late(trainer, LateStart(self._start_step, epoch_batches))
         if self.retrain == "finetune":
             self._optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
             if self._state.round > 0:
@@ -490,8 +349,7 @@ class LotteryTicketCallback(pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if self._params and self._mask_gradients_before_step():
-            _zero_pruned_([p.grad for p in self._params], self._device_masks)
+        self._enforcer.before_step()
         if self._finetune_lrs:  # every step at the schedule's final rates, whatever the scheduler set
             for opt, lrs in zip(self._optimizers, self._finetune_lrs, strict=True):
                 for group, lr in zip(opt.param_groups, lrs, strict=True):
@@ -504,7 +362,7 @@ class LotteryTicketCallback(pl.Callback):
     ) -> None:
         state = self._state
         if state.snapshot is None and state.round == 0 and trainer.global_step >= self.rewind_step:
-            state.snapshot = self._take_snapshot(pl_module)
+            state.snapshot = take_snapshot(pl_module, self.snapshot_device)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.enforce_masks()  # cheap insurance once per epoch, whatever the optimizer
@@ -554,7 +412,7 @@ class LotteryTicketCallback(pl.Callback):
             raise ValueError(
                 f"Unsupported LotteryTicketCallback state version {version!r}; expected one of {_LOADABLE_VERSIONS}."
             )
-        saved, current = {**_SETTING_DEFAULTS, **state_dict["config"]}, self.settings()
+        saved, current = {**SETTINGS_ADDED_LATER, **state_dict["config"]}, self.settings()
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differing:
             details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs callback {current.get(k)!r}" for k in differing)
@@ -606,92 +464,12 @@ class LotteryTicketCallback(pl.Callback):
 
     def _bind(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Bind this fit's masked parameters and install what keeps them masked, whatever steps them."""
-        params = dict(pl_module.named_parameters())
-        masks = self._state.masks
-        active = [n for n in self._state.names if not bool(masks[n].all())]  # a dense round does no masking work
-        self._params = [params[n] for n in active]
-        if sum(p.numel() for p in self._params) <= _SMALL_MASKS:
-            self._device_masks = [masks[n].to(device=params[n].device, dtype=params[n].dtype) for n in active]
-        else:  # one byte per weight; on a CPU module the state's own masks, not copies
-            self._device_masks = [masks[n].to(params[n].device).view(torch.uint8) for n in active]
-        self.enforce_masks()
-        optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
-        automatic = pl_module.automatic_optimization
-        self._enforcement = choose_enforcement(optimizers, automatic, _clipping(trainer, pl_module))
-        if not active:
-            return
-        self._grad_hooks = self._enforcement[0] != "weights" and not automatic
-        if self._grad_hooks:  # every backward, whoever then steps: LightningOptimizer or the raw optimizer
-            for param, mask in zip(self._params, self._device_masks, strict=True):
-                self._handles.append(param.register_hook(partial(_masked_grad, mask)))
-        if self._enforcement[0] != "gradients":  # right after every step, whoever calls it
-            for optimizer in optimizers:
-                self._handles.append(optimizer.register_step_post_hook(self._after_step))
-
-    def _check_late_rewinding(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
-        """The batches of an epoch, after refusing what late rewinding cannot continue from step ``rewind_step``.
-
-        Raises:
-            ValueError: If the training is ``rewind_step`` steps or shorter, or steps other than once per batch.
-        """
-        k, epoch_batches = self.rewind_step, trainer.num_training_batches
-        if not pl_module.automatic_optimization or trainer.accumulate_grad_batches != 1:
-            raise ValueError(
-                f"`rewind_step`={k} (late rewinding) continues each round's learning-rate schedule and data order from "
-                "step k, which needs one optimizer step per batch: automatic optimization and "
-                f"accumulate_grad_batches=1 (got {'automatic' if pl_module.automatic_optimization else 'manual'} "
-                f"optimization, accumulate_grad_batches={trainer.accumulate_grad_batches})."
-            )
-        if not isinstance(epoch_batches, int) or epoch_batches < 1:
-            raise ValueError(
-                f"`rewind_step`={k} (late rewinding) continues each round from step k of its epochs; the training "
-                f"loader has no length ({epoch_batches} batches an epoch): give it one, or use rewind_step=0."
-            )
-        total = planned_steps(trainer.max_steps, trainer.max_epochs, epoch_batches)
-        if total is not None and k >= total:
-            raise ValueError(
-                f"`rewind_step`={k} is at or past the end of the training, which runs {total} optimizer steps "
-                f"(max_epochs={trainer.max_epochs} of {epoch_batches} batches, max_steps={trainer.max_steps}): "
-                f"choose rewind_step < {total}. Nothing was trained."
-            )
-        return epoch_batches
-
-    def _start_late(self, trainer: pl.Trainer, start: LateStart) -> None:
-        """Start this fit at step ``k`` of the training: its counters, schedules and data order where k steps leave
-        them (OpenLTH's late rewinding)."""
-        start_training_at_step(trainer, start.step, start.epoch_batches)
-        left = start.advance(trainer.lr_scheduler_configs)
-        if left:
-            rank_zero_warn(
-                f"LotteryTicketCallback: {', '.join(left)} steps on the metrics of the training before step "
-                f"{start.step}, which this round does not repeat: it starts afresh."
-            )
-        self._skip = start.batch
-        loader = trainer.train_dataloader
-        if start.batch and callable(getattr(loader, "start_at", None)):
-            loader.start_at(start.batch)  # type: ignore[union-attr]
-        elif start.batch:
-            rank_zero_warn(
-                f"LotteryTicketCallback: the training loader ({type(loader).__name__}) has no `start_at(batch)`, so "
-                f"this round's first epoch trains the first {start.epoch_batches - start.batch} batches of epoch "
-                f"{start.epoch}'s order, not its batches {start.batch} to {start.epoch_batches - 1} as step "
-                f"{start.step} would (the package's data modules' loaders continue exactly)."
-            )
-
-    def _mask_gradients_before_step(self) -> bool:
-        """Whether gradients are zeroed in ``on_before_optimizer_step`` (not by the hooks of manual optimization)."""
-        return self._enforcement is not None and self._enforcement[0] != "weights" and not self._grad_hooks
-
-    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self.enforce_masks()
+        self._enforcer.bind(trainer, pl_module, self._state.masks, self._state.names)
 
     def _release(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles, self._params, self._device_masks = [], [], []
+        self._enforcer.release()
         self._optimizers, self._finetune_lrs = [], []
         self._skip = 0
-        self._grad_hooks = False
 
     def _checked_final_lrs(self) -> list[list[float]]:
         """The dense round's last learning rates, if they fit this fit's optimizers.
@@ -731,48 +509,13 @@ class LotteryTicketCallback(pl.Callback):
                     f"{target.shape}: the state comes from a different model."
                 )
 
-    def _take_snapshot(self, pl_module: pl.LightningModule) -> dict[str, Tensor]:
-        """One copy of the module's state, where ``snapshot_device`` says, in its dtypes."""
-        return {k: self._placed(v.detach(), pl_module.device, copy=True) for k, v in pl_module.state_dict().items()}
-
-    def _place_snapshot(self, pl_module: pl.LightningModule) -> None:
-        """Move a snapshot restored from a checkpoint (or made elsewhere) to where ``snapshot_device`` says."""
-        snapshot = self._state.snapshot
-        if snapshot is not None:
-            self._state.snapshot = {k: self._placed(v, pl_module.device, copy=False) for k, v in snapshot.items()}
-
-    def _placed(self, tensor: Tensor, device: torch.device, *, copy: bool) -> Tensor:
-        if self.snapshot_device == "module":
-            return tensor.to(device, copy=copy)
-        if device.type == "cuda" and not tensor.is_pinned():  # pinned: the rewind copies without staging
-            return torch.empty_like(tensor, device="cpu", pin_memory=True).copy_(tensor)
-        return tensor.to("cpu", copy=copy)
-
-    @torch.no_grad()
-    def _rewind(self, pl_module: pl.LightningModule) -> None:
-        snapshot = self._state.snapshot
-        if snapshot is None:
-            raise RuntimeError("LotteryTicketCallback has no rewind snapshot; it is taken during the first round.")
-        state = pl_module.state_dict()
-        missing = sorted(set(snapshot) - set(state))
-        if missing:
-            raise ValueError(f"Cannot rewind: the model lacks state entries {missing} of the snapshot.")
-        for name, value in snapshot.items():
-            target = state[name]
-            if target.shape != value.shape:
-                raise ValueError(
-                    f"Cannot rewind {name!r}: snapshot shape {tuple(value.shape)}, model shape {tuple(target.shape)}."
-                )
-            target.copy_(value, non_blocking=value.is_pinned())
-
     def enforce_masks(self) -> None:
         """Zero the pruned weights now (one multiply per masked tensor); outside a fit it does nothing.
 
         The callback calls it at the start and end of every fit and epoch and, unless gradients alone
         keep them at zero, right after every optimizer step; call it after changing weights mid-fit.
         """
-        with torch.no_grad():  # the parameters are leaves that require gradients
-            _zero_pruned_(self._params, self._device_masks)
+        self._enforcer.enforce()
 
     def _log_round(self, trainer: pl.Trainer) -> None:
         report = sparsity_report(self._state.masks)

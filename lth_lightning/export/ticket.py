@@ -13,7 +13,7 @@ from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.results import RoundResult
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.metric_names import MetricNames
-from lth_lightning.pruning import sparsity_report
+from lth_lightning.pruning.magnitude import sparsity_report
 
 __all__ = ["choose_round", "export_ticket", "find_run", "load_ticket"]
 

@@ -14,7 +14,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lth_lightning.compat import DirectHookName, attached_trainer
-from lth_lightning.mlp import MLP
+from lth_lightning.models.mlp import MLP
 
 __all__ = ["LotteryClassifier", "MeanLoss", "StepDecay", "make_optimizer", "with_schedule"]
 

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lth_lightning.selection import DEFAULT_CHUNK, keep_largest
+from lth_lightning.pruning.selection import DEFAULT_CHUNK, keep_largest
 
 Scope = Literal["global", "layerwise"]
 
@@ -124,7 +124,7 @@ def magnitude_masks(
     """Keep the ``keep`` largest-magnitude alive weights pooled over all tensors given.
 
     Pass a single tensor for layer-wise pruning, several for global pruning. The selection is
-    exact and linear in time (:func:`~lth_lightning.selection.keep_largest`: no sort), and the
+    exact and linear in time (:func:`~lth_lightning.pruning.selection.keep_largest`: no sort), and the
     only memory it needs beyond the new masks is a few buffers of ``chunk`` weights, on the
     weights' device, whatever the tensors' sizes.
 

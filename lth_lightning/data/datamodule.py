@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lth_lightning.download import fetch_files
-from lth_lightning.idx import IDXFormatError, read_idx
-from lth_lightning.loader import EpochShards, TensorBatches
+from lth_lightning.data.download import fetch_files
+from lth_lightning.data.idx import IDXFormatError, read_idx
+from lth_lightning.data.loader import EpochShards, TensorBatches
 
 __all__ = ["FashionMNISTDataModule", "IDXDataModule", "MNISTDataModule", "shuffle_seed_set_to"]
 
@@ -40,7 +40,7 @@ class IDXDataModule(pl.LightningDataModule):
     Files live where torchvision puts them, ``<data_dir>/<name>/raw/<file>.gz`` (uncompressed
     IDX files without ``.gz`` are read too), so an existing torchvision download folder works
     as is. Each split is one tensor, normalised once, moved once to the Trainer's device and
-    served by :class:`~lth_lightning.loader.TensorBatches`: batches are index slices of a
+    served by :class:`~lth_lightning.data.loader.TensorBatches`: batches are index slices of a
     per-epoch permutation, with no per-example Python and no PIL. Under DDP every rank trains
     on its own disjoint shard of each epoch, and validation and test count every example
     exactly once over all ranks.

@@ -1,0 +1,2 @@
+"""The command line: :mod:`.lottery_cli` (``LotteryCLI``, ``lth fit``) and :mod:`.commands` (``lth`` and its
+other commands)."""
