@@ -6,7 +6,7 @@ README's drop-in loop (three fits of a plain Trainer with the callback). The qui
 data order fixed across seeds (``--lottery.data_order fixed``), as every run did when the record
 was made: the option reproduces those runs exactly. Each is reduced to
 what it decided and measured: every results row (``seconds`` left out), a digest of every
-mask a round or control trained with, and the callback's history. ``tests/test_golden.py``
+mask a round or control trained with, and the callback's history. ``tests/experiment/test_golden.py``
 compares a fresh record with ``tests/golden/experiment_layer.json``.
 
     python tests/golden_runs.py --write    # record anew (only when a change of results is intended)

@@ -99,3 +99,11 @@ def test_every_module_is_short_enough_to_read():
         name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert not long, long
+
+
+def test_tests_mirror_the_packages_layout():
+    """A test folder per package folder it tests (tests/<package>/), shared helpers at the top of tests/."""
+    tests = REPO / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders and folders <= packages, sorted(folders - packages)
