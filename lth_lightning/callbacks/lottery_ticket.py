@@ -309,7 +309,7 @@ class LotteryTicketCallback(pl.Callback):
                 rank_zero_info(selection.describe())
             state.start({t.name: t.shape for t in self._targets}, None)
             if self.rewind_step == 0:
-                state.snapshot = take_snapshot(pl_module, self.snapshot_device)
+                state.snapshot = take_snapshot(pl_module, pl_module.device, self.snapshot_device)
         else:
             self._targets = resolve_targets(pl_module, state.names)
             self._rates = plan_rates(self._targets, self.amount, self.scope, self.rates)
@@ -362,7 +362,7 @@ class LotteryTicketCallback(pl.Callback):
     ) -> None:
         state = self._state
         if state.snapshot is None and state.round == 0 and trainer.global_step >= self.rewind_step:
-            state.snapshot = take_snapshot(pl_module, self.snapshot_device)
+            state.snapshot = take_snapshot(pl_module, pl_module.device, self.snapshot_device)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.enforce_masks()  # cheap insurance once per epoch, whatever the optimizer

@@ -23,16 +23,9 @@ def _placed(tensor: Tensor, device: torch.device, where: SnapshotDevice, *, copy
     return tensor.to("cpu", copy=copy)
 
 
-def _device(module: nn.Module) -> torch.device:
-    device = getattr(module, "device", None)
-    if isinstance(device, torch.device):
-        return device
-    return next((p.device for p in module.parameters()), torch.device("cpu"))
-
-
-def take_snapshot(module: nn.Module, where: SnapshotDevice) -> dict[str, Tensor]:
-    """One copy of ``module``'s state (its ``state_dict``), where ``where`` says, in its dtypes."""
-    device = _device(module)
+def take_snapshot(module: nn.Module, device: torch.device, where: SnapshotDevice) -> dict[str, Tensor]:
+    """One copy of ``module``'s state (its ``state_dict``), for a module on ``device``, where ``where`` says, in its
+    dtypes."""
     return {k: _placed(v.detach(), device, where, copy=True) for k, v in module.state_dict().items()}
 
 

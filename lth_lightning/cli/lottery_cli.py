@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import inspect
 import re
 import sys
@@ -29,6 +30,7 @@ from lth_lightning.experiment.spec import EXPERIMENT_OPTIONS, ExperimentSpec, ch
 __all__ = ["LotteryCLI", "LotteryOptions", "callback_options"]
 
 
+@functools.cache
 def callback_options() -> tuple[Option, ...]:
     """The callback's options as ``lth fit`` offers them: declared once, on :class:`LotteryTicketCallback`.
 

@@ -124,19 +124,17 @@ def option(
     allowed: str = "",
     valid: Callable[[Any], bool] | None = None,
     cli_default: Any = _SAME,
-    python_default: Any = _SAME,
     entry_points: tuple[EntryPoint, ...] = ENTRY_POINTS,
     identity: bool = True,
     before: Any = _SAME,
 ) -> Any:
     """A dataclass field declaring an option (``rounds: int = option(3, "Number of rounds...")``).
 
-    ``default`` is the field's; ``python_default`` the Python entry points' where it differs (:data:`REQUIRED`:
-    none), ``cli_default`` ``lth fit``'s. The field's name and type complete the :class:`Option`.
+    ``default`` is the field's and the Python entry points' (:data:`REQUIRED`: none), ``cli_default`` ``lth fit``'s
+    where it differs. The field's name and type complete the :class:`Option`.
     """
     declared = dict(help=help, allowed=allowed, valid=valid, cli_default=cli_default, entry_points=entry_points)
-    declared.update(identity=identity, before=before)
-    declared["default"] = default if python_default is _SAME else python_default
+    declared.update(default=default, identity=identity, before=before)
     if default is REQUIRED:
         return dataclasses.field(metadata={"option": declared})
     return dataclasses.field(default=default, metadata={"option": declared})

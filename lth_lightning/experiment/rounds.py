@@ -117,7 +117,7 @@ def run_lottery(model: pl.LightningModule, datamodule: pl.LightningDataModule, *
         RunFolderInUse: If another process runs in the run's folder.
     """
     lottery, config, seed = options.pop("lottery"), options.pop("config"), options.pop("seed")
-    spec = ExperimentSpec(**{**options, "trainer": options["trainer"] or {}})
+    spec = ExperimentSpec(**options)
     seeded = SeedRun(model, lottery or LotteryTicketCallback(), config)
     return run_experiment(spec, datamodule, {seed: seeded})[seed]
 
@@ -144,7 +144,7 @@ def run_seeds(
         ValueError: If ``seeds`` is empty or repeats a seed, or another argument is out of range.
     """
     lottery, config, seeds = options.pop("lottery"), options.pop("config"), check_seeds(options.pop("seeds"))
-    spec = ExperimentSpec(**{**options, "trainer": options["trainer"] or {}})
+    spec = ExperimentSpec(**options)
     return run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
 
 

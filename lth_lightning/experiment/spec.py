@@ -39,7 +39,7 @@ class ExperimentSpec:
 
     Attributes:
         names: The metrics the results read (``monitor``, ``mode`` and ``test_metric``).
-        trainer: Keyword arguments of every training's ``Trainer``.
+        trainer: Keyword arguments of every training's ``Trainer`` (None: none).
         prefix: How messages name the options (``"lottery."`` for ``lth fit``'s ``--lottery.*``).
 
     Raises:
@@ -179,7 +179,7 @@ class ExperimentSpec:
         object.__setattr__(self, "names", MetricNames(self.monitor, self.mode, self.test_metric))
         object.__setattr__(self, "controls", tuple(c for c in CONTROLS if c in controls))  # registry order
         object.__setattr__(self, "instability_controls", tuple(c for c in self.controls if c in unstable))
-        object.__setattr__(self, "trainer", dict(self.trainer))
+        object.__setattr__(self, "trainer", dict(self.trainer or {}))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
 
     def settings(self) -> dict[str, Any]:
