@@ -1,8 +1,8 @@
 """The ``lth`` command: LightningCLI's ``fit`` (the experiment) and friends; ``export``, ``aggregate``, ``compare``,
-``dashboard``.
+``report``, ``dashboard``.
 
-``export``, ``aggregate``, ``compare`` and ``dashboard`` read run folders and do not import Lightning. A user
-error (an option out of range, a missing data folder, a metric that was never logged) prints its
+``export``, ``aggregate``, ``compare``, ``report`` and ``dashboard`` read run folders and do not import Lightning.
+A user error (an option out of range, a missing data folder, a metric that was never logged) prints its
 message and exits with status 2, as argparse does; ``LTH_TRACEBACK=1`` shows the traceback.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 TRAINING = ("fit", "validate", "test", "predict")
-HELP = """usage: lth [-h] {fit,validate,test,predict,export,aggregate,compare,dashboard} ...
+HELP = """usage: lth [-h] {fit,validate,test,predict,export,aggregate,compare,report,dashboard} ...
 
 Find lottery tickets with PyTorch Lightning.
 
@@ -29,6 +29,7 @@ commands:
   export     export a finished round's ticket: plain state_dict, masks and a JSON card
   aggregate  combine the seeds of an experiment run as separate jobs: results_seeds.csv, plots, TensorBoard
   compare    overlay several experiments in one plot and one TensorBoard logdir
+  report     the results as tables (mean [min, max] over seeds) and the papers' claims checked on them
   dashboard  open a folder's story in TensorBoard: its summary runs, smoothing 0
 
 `lth COMMAND --help` documents each command.
@@ -109,6 +110,54 @@ def _compare(argv: Sequence[str]) -> None:
     print(f"Compared {', '.join(experiments)}: {plot}; the TensorBoard runs: lth dashboard {out}")
 
 
+def _report_parser() -> argparse.ArgumentParser:
+    from lth_lightning.report.papers import available_papers  # paths only: --help stays quick
+
+    parser = argparse.ArgumentParser(
+        prog="lth report",
+        description="The results of finished experiments as tables: every series (the ticket at the end and at "
+        "early stopping, the early-stopping step, each control, instability, each control's gap to the ticket) by "
+        "round, mean [min, max] over the seeds; with --claims, each claim of a paper checked on them by one rule "
+        "(docs/results.md). Reads the folders, writes nothing unless --save; needs no Lightning.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("folders", nargs="*", type=Path, help="experiment folders (their seed_<s>/ runs), or runs")
+    parser.add_argument(
+        "--format", choices=("md", "csv"), default="md", help="md: Markdown tables (default); csv: a column per number"
+    )
+    parser.add_argument(
+        "--claims",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help=f"papers whose claims to check ({', '.join(available_papers())}); `list` shows their claims",
+    )
+    parser.add_argument(
+        "--save",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also keep what the report needs of each folder (configs and results, no weights) in DIR, one per folder",
+    )
+    return parser
+
+
+def _report(argv: Sequence[str]) -> None:
+    parser = _report_parser()
+    args = parser.parse_args(argv)
+    from lth_lightning.report.command import claims_list, report
+
+    if args.claims == ["list"]:
+        print(claims_list(), end="")
+        return
+    if not args.folders:
+        parser.error("give at least one experiment folder (or --claims list)")
+    if args.save is not None and len(args.save) != len(args.folders):
+        parser.error(f"--save takes one folder per experiment: {len(args.save)} for {len(args.folders)} folders")
+    print(report(args.folders, args.format, args.claims, args.save), end="")
+
+
 def dashboard_url(host: str, port: int) -> str:
     """The Custom Scalars page with smoothing 0 (TensorBoard reads it from the URL; its default is 0.6)."""
     return f"http://{host}:{port}/#custom_scalars&_smoothingWeight=0"
@@ -161,6 +210,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "export": _export,
     "aggregate": _aggregate,
     "compare": _compare,
+    "report": _report,
     "dashboard": _dashboard,
 }
 

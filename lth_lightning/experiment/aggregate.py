@@ -20,7 +20,7 @@ from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.results import RoundResult, write_table
 from lth_lightning.metric_names import MetricNames
 
-__all__ = ["aggregate", "aggregate_runs", "compare_runs", "find_runs", "load_rows"]
+__all__ = ["aggregate", "aggregate_runs", "check_one_experiment", "compare_runs", "find_runs", "load_rows"]
 
 
 def _number(value: Any) -> float | None:
@@ -97,7 +97,12 @@ def find_runs(folders: Sequence[str | Path]) -> list[RunPaths]:
     return runs
 
 
-def _check_one_experiment(runs: Sequence[RunPaths], configs: Sequence[Mapping[str, Any]]) -> None:
+def check_one_experiment(runs: Sequence[RunPaths], configs: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse runs that are not the seeds of one experiment, each seed once.
+
+    Raises:
+        ValueError: If two runs' identities differ or a seed repeats.
+    """
     first = experiment_identity(configs[0])
     for run, config in zip(runs[1:], configs[1:], strict=True):
         differences = describe_differences(first, experiment_identity(config))
@@ -132,7 +137,7 @@ def aggregate_runs(
     if not runs:
         raise ValueError("No runs to aggregate.")
     configs = [load_config(run) for run in runs]
-    _check_one_experiment(runs, configs)
+    check_one_experiment(runs, configs)
     results = [load_rows(run) for run in runs]
     rows = aggregate([[r.flat() for r in rows] for rows in results])
     if write and rows:
@@ -170,7 +175,7 @@ def compare_runs(
     for name, folder in zip(names, folders, strict=True):
         runs = find_runs([folder])
         configs = [load_config(run) for run in runs]
-        _check_one_experiment(runs, configs)
+        check_one_experiment(runs, configs)
         experiments[name] = aggregate([[r.flat() for r in load_rows(run)] for run in runs])
         settings[name] = hparams(configs[0])
         metrics.add(MetricNames.from_config(configs[0]))

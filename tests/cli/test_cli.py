@@ -272,7 +272,7 @@ def test_bad_input_is_refused_with_a_message_and_status_2_not_a_traceback(tmp_pa
 
 def test_lth_help_lists_every_command(tmp_path):
     result = lth("--help", cwd=tmp_path)
-    for command in ("fit", "validate", "test", "predict", "export", "aggregate", "compare"):
+    for command in ("fit", "validate", "test", "predict", "export", "aggregate", "compare", "report"):
         assert re.search(rf"^  {command}\b", result.stdout, flags=re.M), command
     unknown = lth("train", cwd=tmp_path, check=False)
     assert unknown.returncode != 0 and "unknown command 'train'; choose from fit, validate" in unknown.stderr

@@ -1,0 +1,86 @@
+"""``lth report``: read the folders, check everything, then print (and, with ``--save``, keep) the report.
+
+Every input is checked before anything is written: unknown claims, a folder that is not an
+experiment, an unfinished round or a ``--save`` folder holding another experiment stop the
+command with nothing written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.report.claims import Finding, Paper, check_claim, load_paper
+from lth_lightning.report.papers import available_papers
+from lth_lightning.report.readout import read_experiment
+from lth_lightning.report.render import claims_csv, claims_markdown, report_csv, report_markdown
+from lth_lightning.report.save import check_destination, save_results
+from lth_lightning.report.table import ExperimentTable, build_table
+
+__all__ = ["check_papers", "claims_list", "report", "report_tables"]
+
+
+def claims_list() -> str:
+    """Every paper ``--claims`` knows, with its claims: what ``lth report --claims list`` prints."""
+    lines = []
+    for name in available_papers():
+        paper = load_paper(name, list(CONTROLS))
+        lines += [f"{name}: {paper.title}", f"  setting: {paper.setting}"]
+        lines += [f"  - {c.id} ({c.source}): {c.says}; the paper: {c.paper}" for c in paper.claims]
+    return "\n".join(lines) + "\n"
+
+
+def check_papers(names: Sequence[str]) -> list[Paper]:
+    """The papers named, each read and checked.
+
+    Raises:
+        ValueError: If a name is not a claims file (the message lists them).
+    """
+    return [load_paper(name, list(CONTROLS)) for name in dict.fromkeys(names)]
+
+
+def report_tables(folders: Sequence[str | Path]) -> list[ExperimentTable]:
+    """Each folder's experiment, read and tabulated (see :func:`~.readout.read_experiment` for what is refused)."""
+    return [build_table(read_experiment(folder)) for folder in folders]
+
+
+def _findings(papers: Sequence[Paper], tables: Sequence[ExperimentTable]) -> list[tuple[Paper, list[Finding]]]:
+    return [(paper, [f for claim in paper.claims for f in check_claim(claim, tables)]) for paper in papers]
+
+
+def report(
+    folders: Sequence[str | Path],
+    format: str = "md",
+    claims: Sequence[str] = (),
+    save: Sequence[str | Path] | None = None,
+) -> str:
+    """The report of the experiments in ``folders``: tables, then each paper's claims checked on them.
+
+    Args:
+        folders: Experiment folders (or single runs).
+        format: ``md`` (Markdown tables) or ``csv`` (the series' CSV; with claims, their findings' CSV after a
+            blank line).
+        claims: Names of the papers whose claims to check.
+        save: One folder per experiment where to keep what the report needs (``results/<name>``).
+
+    Raises:
+        ValueError: On unknown claims, a folder that is not a finished experiment, a ``save`` folder
+            holding another experiment, or a ``format`` other than md and csv; nothing is written then.
+    """
+    if format not in ("md", "csv"):
+        raise ValueError(f"`format` must be 'md' or 'csv', got {format!r}.")
+    papers = check_papers(claims)
+    tables = report_tables(folders)
+    if save is not None:
+        if len(save) != len(folders):
+            raise ValueError(f"`save` takes one folder per experiment: {len(save)} for {len(folders)} folders.")
+        for table, destination in zip(tables, save, strict=True):
+            check_destination(table.experiment, Path(destination))
+        for folder, destination in zip(folders, save, strict=True):
+            save_results(folder, destination)
+    found = _findings(papers, tables)
+    if format == "csv":
+        parts = [report_csv(tables), *(claims_csv(paper, findings) for paper, findings in found)]
+        return "\n".join(parts)
+    return "\n".join([report_markdown(tables), *(claims_markdown(paper, findings) for paper, findings in found)])

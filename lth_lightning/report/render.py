@@ -1,0 +1,247 @@
+"""The report as text: Markdown tables (mean [min, max] over the seeds) or CSV (one column per number)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from lth_lightning.report.claims import VERDICTS, Claim, Finding, Paper
+from lth_lightning.report.table import (
+    TICKET,
+    ExperimentTable,
+    Summary,
+    apart,
+    is_percent,
+    paired,
+    summarize,
+)
+
+__all__ = ["RULE", "cell", "claims_csv", "claims_markdown", "experiment_markdown", "report_csv", "report_markdown"]
+
+
+def _number(value: float, quantity: str) -> str:
+    return f"{value:.0f}" if quantity == "early_step" else f"{value:.2f}"
+
+
+def cell(summary: Summary | None, quantity: str, *, signed: bool = False, bold: bool = False) -> str:
+    """``mean [min, max]``, ``-`` when not measured; signed for a difference; bold where marked."""
+    if summary is None:
+        return "-"
+    mean = _number(summary.mean, quantity)
+    if signed and summary.mean >= 0:
+        mean = f"+{mean}"
+    text = f"{mean} [{_number(summary.low, quantity)}, {_number(summary.high, quantity)}]"
+    return f"**{text}**" if bold else text
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _round_label(round: int) -> str:
+    return "0 (dense)" if round == 0 else str(round)
+
+
+def _series_table(table: ExperimentTable, sources: Sequence[str], quantity: str, titles: Sequence[str]) -> list[str]:
+    names = [f"{source}.{quantity}" for source in sources]
+    if not any(table.has(name) for name in names):
+        return []
+    rows = []
+    for round_ in table.rounds:
+        cells = [cell(summarize(table.series(name, round_)), quantity) for name in names]
+        rows.append([_round_label(round_), f"{table.weights(round_):.1f}%", *cells])
+    return _markdown_table(["round", "weights left", *titles], rows)
+
+
+def _ticket_table(table: ExperimentTable) -> list[str]:
+    quantities = [
+        q for q in ("final", "early", "early_step", "instability", "instability_train") if table.has(f"{TICKET}.{q}")
+    ]
+    titles = {
+        "final": "ticket: final",
+        "early": "ticket: at early stop",
+        "early_step": "early-stop step",
+        "instability": "instability",
+        "instability_train": "instability (train)",
+    }
+    rows = []
+    for round_ in table.rounds:
+        cells = [cell(summarize(table.series(f"{TICKET}.{q}", round_)), q) for q in quantities]
+        rows.append([_round_label(round_), f"{table.weights(round_):.1f}%", *cells])
+    return _markdown_table(["round", "weights left", *(titles[q] for q in quantities)], rows)
+
+
+def _gap_table(table: ExperimentTable) -> list[str]:
+    """Each control's gap to the ticket (ticket - control, final), paired by seed; bold where the ranges are apart."""
+    rows = []
+    for round_ in table.rounds:
+        ticket = table.series(f"{TICKET}.final", round_)
+        cells = []
+        for control in table.controls:
+            other = table.series(f"{control}.final", round_)
+            gap = summarize(paired(ticket, other))
+            cells.append(cell(gap, "final", signed=True, bold=apart(summarize(ticket), summarize(other))))
+        rows.append([_round_label(round_), f"{table.weights(round_):.1f}%", *cells])
+    return _markdown_table(["round", "weights left", *table.controls], rows)
+
+
+def _intro(table: ExperimentTable) -> str:
+    experiment = table.experiment
+    seeds = sorted(experiment.seeds)
+    unit = "in percent" if is_percent(experiment.names) else "as logged"
+    return (
+        f"`{experiment.name}`: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); "
+        f"{experiment.names.test} {unit}, instability in points of error; mean [min, max] over the seeds."
+    )
+
+
+def experiment_markdown(table: ExperimentTable) -> str:
+    """One experiment's tables: the ticket, then each control's series, then each control's gap to the ticket."""
+    test = table.experiment.names.test
+    parts = [f"### {table.experiment.name}", "", _intro(table), "", *_ticket_table(table)]
+    if table.controls:
+        for quantity, title in (
+            ("final", f"Controls, {test} at the end of training:"),
+            ("early", f"Controls, {test} at their early-stopping step:"),
+            ("early_step", "Controls, early-stopping step:"),
+            ("instability", "Controls, instability:"),
+            ("instability_train", "Controls, instability on the training data:"),
+        ):
+            lines = _series_table(table, table.controls, quantity, table.controls)
+            if lines:
+                parts += ["", title, "", *lines]
+        parts += [
+            "",
+            f"Gap to the ticket ({test} at the end, ticket minus control, paired by seed; **bold** where the seeds' "
+            "ranges of the two are apart):",
+            "",
+            *_gap_table(table),
+        ]
+    return "\n".join(parts)
+
+
+def _side_by_side(tables: Sequence[ExperimentTable]) -> str:
+    test = tables[0].experiment.names.test
+    header = ["round"]
+    for table in tables:
+        header += [f"{table.experiment.name}: weights left", f"{table.experiment.name}: ticket"]
+    rows = []
+    for round_ in sorted({r for table in tables for r in table.rounds}):
+        cells = [_round_label(round_)]
+        for table in tables:
+            if round_ in table.rounds:
+                cells += [
+                    f"{table.weights(round_):.1f}%",
+                    cell(summarize(table.series(f"{TICKET}.final", round_)), "final"),
+                ]
+            else:
+                cells += ["-", "-"]
+        rows.append(cells)
+    return "\n".join([f"### Side by side: the ticket's {test} at the end", "", *_markdown_table(header, rows)])
+
+
+def report_markdown(tables: Sequence[ExperimentTable]) -> str:
+    """Every experiment's tables, then (several experiments) the tickets side by side."""
+    parts = [experiment_markdown(table) for table in tables]
+    if len(tables) > 1:
+        parts.append(_side_by_side(tables))
+    return "\n\n".join(parts) + "\n"
+
+
+def report_csv(tables: Sequence[ExperimentTable]) -> str:
+    """One row per experiment and round; for every series ``<series>_mean``, ``_min``, ``_max`` and ``_seeds``.
+
+    The numbers are the report's (accuracy in percent, instability in points), unrounded; a
+    control's gap to the ticket is the series ``gap.<control>`` (ticket minus control, paired by seed).
+    """
+    rows: list[dict[str, object]] = []
+    for table in tables:
+        for round_ in table.rounds:
+            row: dict[str, object] = {"experiment": table.experiment.name, "round": round_}
+            summaries = {"weights": summarize({s: 100.0 * d for s, d in table.density[round_].items()})}
+            summaries |= {name: summarize(table.series(name, round_)) for name in table.values}
+            ticket = table.series(f"{TICKET}.final", round_)
+            summaries |= {
+                f"gap.{c}": summarize(paired(ticket, table.series(f"{c}.final", round_))) for c in table.controls
+            }
+            for name, summary in summaries.items():
+                if summary is not None:
+                    row |= {
+                        f"{name}_mean": summary.mean,
+                        f"{name}_min": summary.low,
+                        f"{name}_max": summary.high,
+                        f"{name}_seeds": summary.seeds,
+                    }
+            rows.append(row)
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+RULE = (
+    "Verdict rule: for each seed, the claim's value (a - b, a / b, or a alone; a ticket and its controls "
+    "share the seed's initialization); **holds** when every seed's value is on the claimed side of the margin, "
+    "**contradicted** when every seed's is on the other side, **within spread** otherwise, **not measured** when "
+    "the runs lack the series or the density (within 5% of it), or have fewer than two seeds."
+)
+
+
+def _compared(claim: Claim) -> str:
+    operator = {"difference": " - ", "ratio": " / "}.get(claim.compare, "")
+    value = claim.a if claim.b is None else f"{claim.a}{operator}{claim.b}"
+    where = (
+        ""
+        if not claim.a_where
+        else f" ({', '.join(f'{k}={v}' for k, v in claim.a_where.items())} vs "
+        + (f"{', '.join(f'{k}={v}' for k, v in claim.b_where.items())})")
+    )
+    if claim.claimed == "within":
+        return f"abs({value}) < {claim.margin:g}{where}"
+    return f"{value} {'>' if claim.claimed == 'above' else '<'} {claim.margin:g}{where}"
+
+
+def _here(finding: Finding) -> str:
+    summary = summarize(finding.values)
+    if finding.why or summary is None:
+        return "-"
+    quantity = finding.claim.a.partition(".")[2]
+    if finding.claim.compare == "ratio":
+        return f"{summary.mean:.2f}x [{summary.low:.2f}, {summary.high:.2f}]"
+    return cell(summary, quantity, signed=finding.claim.compare == "difference")
+
+
+def claims_markdown(paper: Paper, findings: Sequence[Finding]) -> str:
+    """A paper's claims (what each compares, and the paper's figure), then each finding and a count of the verdicts."""
+    claims = [[f"`{c.id}`", c.says, c.paper, c.source, f"`{_compared(c)}`"] for c in paper.claims]
+    rows = []
+    for f in findings:
+        verdict = f"{f.verdict} ({f.why})" if f.why else f.verdict
+        weights = "-" if f.weights is None else f"{f.weights:.1f}%"
+        rows.append([f"`{f.claim.id}`", f.experiment, weights, _here(f), verdict])
+    counts = {v: sum(f.verdict == v for f in findings) for v in VERDICTS}
+    tally = ", ".join(f"{v} {n}" for v, n in counts.items() if n)
+    notes = [f"- `{c.id}`: {c.note}" for c in paper.claims if c.note]
+    parts = [f"### Claims of {paper.title}", "", f"The paper's setting: {paper.setting}", ""]
+    parts += [*_markdown_table(["claim", "says", "the paper", "where", "compared, per seed"], claims), ""]
+    if notes:
+        parts += ["How we restate them:", "", *notes, ""]
+    parts += [RULE, "", *_markdown_table(["claim", "experiment", "weights left", "here, per seed", "verdict"], rows)]
+    return "\n".join([*parts, "", f"Verdicts: {tally}."]) + "\n"
+
+
+def claims_csv(paper: Paper, findings: Sequence[Finding]) -> str:
+    """One row per finding: paper, claim, experiment, round, the per-seed values' summary and the verdict."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["paper", "claim", "experiment", "round", "weights", "mean", "min", "max", "seeds", "verdict", "why"]
+    writer.writerow(header)
+    for f in findings:
+        s = summarize(f.values)
+        numbers = ["", "", "", 0] if s is None else [s.mean, s.low, s.high, s.seeds]
+        writer.writerow([paper.name, f.claim.id, f.experiment, f.round, f.weights, *numbers, f.verdict, f.why])
+    return buffer.getvalue()

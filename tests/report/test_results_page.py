@@ -1,0 +1,19 @@
+"""The results page is `lth report`'s output for the folders in results/: a changed number or verdict shows."""
+
+import pytest
+from results_page import PAGE, REPO, blocks, printed
+
+
+def test_every_results_folder_is_reported_on_the_page():
+    saved = sorted(p.name for p in (REPO / "results").iterdir() if p.is_dir())
+    reported = {folder.removeprefix("results/") for args, _ in blocks(PAGE.read_text()) for folder in args}
+    assert saved and set(saved) <= reported
+
+
+@pytest.mark.parametrize(
+    "args, body", blocks(PAGE.read_text()), ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_each_block_is_what_lth_report_prints_now(args, body):
+    assert body == printed(args), (
+        f"docs/results.md is stale for `lth report {' '.join(args)}`: run tests/report/results_page.py"
+    )
