@@ -22,10 +22,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
 from lth_lightning.compat import cli_parser, cli_value
 from lth_lightning.experiment.options import Option, takes_options
-from lth_lightning.experiment.results import format_seed_table, format_table
 from lth_lightning.experiment.rounds import is_global_zero, run_seeds_of
 from lth_lightning.experiment.runner import SeedRun, run_experiment
 from lth_lightning.experiment.spec import EXPERIMENT_OPTIONS, ExperimentSpec, check_seeds
+from lth_lightning.report.command import closing_summary
 
 __all__ = ["LotteryCLI", "LotteryOptions", "callback_options"]
 
@@ -178,14 +178,14 @@ class LotteryCLI(LightningCLI):
         if options.seeds is None:
             seed = int(config.get("seed_everything") or 0)
             rows = run_experiment(spec, datamodule, {seed: SeedRun(model, options.callback, config)})[seed]
-            table, folder = format_table(rows, spec.names), rows.run_dir
+            folder = rows.run_dir
         else:
 
             def make_model() -> pl.LightningModule:
                 return cli_parser(self, self.subcommand).instantiate_classes(self.config[self.subcommand])["model"]
 
             runs = run_seeds_of(spec, options.seeds, make_model, datamodule, options.callback, config)
-            table, folder = format_seed_table(runs.aggregated, spec.names), runs.experiment_dir
+            folder = runs.experiment_dir
         if is_global_zero():
-            dashboard = f"lth dashboard {folder.resolve()}"
+            dashboard, table = f"lth dashboard {folder.resolve()}", closing_summary(folder)
             print(f"\n{table}\n\nRun folder: {folder.resolve()}\nDashboard: {dashboard}", flush=True)

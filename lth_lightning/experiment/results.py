@@ -60,6 +60,21 @@ class RoundResult:
     instability_train: float | None = None
     path_train_errors: list[float] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """One short line: round, weights left, the test metrics, early stopping, the controls' names."""
+        metrics = ", ".join(f"{k}={format_value(v)}" for k, v in self.metrics.items() if k.startswith("test"))
+        parts = [
+            f"round={self.round}",
+            f"weights={100 * self.density:.2f}%",
+            metrics,
+            f"early_stop={self.best_val_step}",
+        ]
+        if self.instability is not None:
+            parts.append(f"instability={self.instability:.4f}")
+        if self.controls:
+            parts.append(f"controls=[{', '.join(self.controls)}]")
+        return f"RoundResult({', '.join(p for p in parts if p)})"
+
     def as_dict(self) -> dict[str, Any]:
         """All fields, JSON-ready (the instability's only when measured)."""
         fields = asdict(self)

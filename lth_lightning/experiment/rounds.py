@@ -22,6 +22,7 @@ from lth_lightning.experiment.paths import ExperimentPaths
 from lth_lightning.experiment.runner import Rounds, SeedRun, run_experiment
 from lth_lightning.experiment.spec import EXPERIMENT_OPTIONS, ExperimentSpec, check_seeds
 from lth_lightning.experiment.store import is_global_zero
+from lth_lightning.report.command import closing_summary
 
 __all__ = [
     "CALLER_OBJECTS",
@@ -119,7 +120,9 @@ def run_lottery(model: pl.LightningModule, datamodule: pl.LightningDataModule, *
     lottery, config, seed = options.pop("lottery"), options.pop("config"), options.pop("seed")
     spec = ExperimentSpec(**options)
     seeded = SeedRun(model, lottery or LotteryTicketCallback(), config)
-    return run_experiment(spec, datamodule, {seed: seeded})[seed]
+    rows = run_experiment(spec, datamodule, {seed: seeded})[seed]
+    _print_summary(spec, rows.run_dir)
+    return rows
 
 
 @takes_options("run_seeds", _ARGUMENTS)
@@ -145,7 +148,15 @@ def run_seeds(
     """
     lottery, config, seeds = options.pop("lottery"), options.pop("config"), check_seeds(options.pop("seeds"))
     spec = ExperimentSpec(**options)
-    return run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
+    runs = run_seeds_of(spec, seeds, make_model, datamodule, lottery or LotteryTicketCallback(), config)
+    _print_summary(spec, runs.experiment_dir)
+    return runs
+
+
+def _print_summary(spec: ExperimentSpec, folder: Path) -> None:
+    """The closing summary, ``lth report``'s tables of the run, on rank zero when ``progress`` is on."""
+    if spec.progress and is_global_zero():
+        print(f"\n{closing_summary(folder)}\n\nRun folder: {Path(folder).resolve()}", flush=True)
 
 
 def run_seeds_of(

@@ -14,11 +14,11 @@ from lth_lightning.experiment.controls import CONTROLS
 from lth_lightning.report.claims import Finding, Paper, check_claim, load_paper
 from lth_lightning.report.papers import available_papers
 from lth_lightning.report.readout import read_experiment
-from lth_lightning.report.render import claims_csv, claims_markdown, report_csv, report_markdown
+from lth_lightning.report.render import claims_csv, claims_markdown, experiment_markdown, report_csv, report_markdown
 from lth_lightning.report.save import check_destination, save_results
 from lth_lightning.report.table import ExperimentTable, build_table
 
-__all__ = ["check_papers", "claims_list", "report", "report_tables"]
+__all__ = ["check_papers", "claims_list", "closing_summary", "report", "report_tables"]
 
 
 def claims_list() -> str:
@@ -43,6 +43,12 @@ def check_papers(names: Sequence[str]) -> list[Paper]:
 def report_tables(folders: Sequence[str | Path]) -> list[ExperimentTable]:
     """Each folder's experiment, read and tabulated (see :func:`~.readout.read_experiment` for what is refused)."""
     return [build_table(read_experiment(folder)) for folder in folders]
+
+
+def closing_summary(folder: str | Path) -> str:
+    """What ``lth fit``, ``run_lottery`` and ``run_seeds`` print when they finish: ``lth report``'s tables of the
+    experiment (or run) in ``folder``, from the same code."""
+    return experiment_markdown(build_table(read_experiment(folder)))
 
 
 def _findings(papers: Sequence[Paper], tables: Sequence[ExperimentTable]) -> list[tuple[Paper, list[Finding]]]:

@@ -31,7 +31,9 @@ def cell(summary: Summary | None, quantity: str, *, signed: bool = False, bold: 
     mean = _number(summary.mean, quantity)
     if signed and summary.mean >= 0:
         mean = f"+{mean}"
-    text = f"{mean} [{_number(summary.low, quantity)}, {_number(summary.high, quantity)}]"
+    text = (
+        mean if summary.seeds == 1 else f"{mean} [{_number(summary.low, quantity)}, {_number(summary.high, quantity)}]"
+    )
     return f"**{text}**" if bold else text
 
 

@@ -34,7 +34,7 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, ca
     assert run.name == "seed_0" and experiment.parent == (tmp_path / "runs").resolve()
     assert re.fullmatch(r"MLP-FashionMNIST-global0\.5-[0-9a-f]{8}", experiment.name)
     assert f"Run folder: {run}" in result.stdout and (experiment / "experiment.yaml").is_file()
-    assert "round  weights" in result.stdout and " 50.00%" in result.stdout
+    assert "| round | weights left | ticket: final |" in result.stdout and "| 1 | 50.0% |" in result.stdout
     for name in (
         "config.yaml",
         "results.csv",
@@ -296,7 +296,7 @@ def test_seeds_are_run_and_aggregated_from_their_own_rows(tmp_path, tiny_data):
     result = lth("fit", "-c", str(config), "--trainer.max_epochs", "1", cwd=tmp_path)
     run = run_folder(result)  # the experiment folder, with one run per seed
     assert (run / "experiment.yaml").is_file() and "random_prune" in result.stdout
-    assert re.search(r"\s1\s+\S+%\s+2\s+\d\.\d{4} \[\d\.\d{4}, \d\.\d{4}\]", result.stdout)  # mean [min, max]
+    assert re.search(r"\| 1 \| \S+% \| \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] \|", result.stdout)  # mean [min, max]
     per_seed = [read_csv(run / f"seed_{s}" / "results.csv") for s in (0, 1)]
     assert yaml.safe_load((run / "seed_1" / "config.yaml").read_text())["seed_everything"] == 1
     assert (
@@ -339,18 +339,10 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data,
         assert 0 <= float(row["test_acc_at_best_val"]) <= 1
     assert 0 <= float(rows[1]["random_prune_test_acc"]) <= 1 and float(rows[1]["random_prune_val_loss"]) > 0
     # The final table has the control; the log lines read like it; Lightning's per-Trainer lines come once.
-    header = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("round"))
-    assert header.split() == [
-        "round",
-        "weights",
-        "val_loss",
-        "test_acc",
-        "early_stop",
-        "test_acc@early",
-        "random_prune",
-        "seconds",
-    ]
-    assert re.search(r"^\s+1\s+50\.\d\d%(\s+\d\.\d{4}){2}\s+\d+(\s+\d\.\d{4}){2}\s+\d+\.\d$", result.stdout, flags=re.M)
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| round"))
+    assert header == "| round | weights left | ticket: final | ticket: at early stop | early-stop step |"
+    assert re.search(r"^\| 1 \| 50\.0% \| \d+\.\d\d \| \d+\.\d\d \| \d+ \|$", result.stdout, flags=re.M)
+    assert "| round | weights left | random_prune |" in result.stdout  # the controls' table, as lth report prints it
     line = r"Round 1 of seed 0: 50\.\d\d% of weights, test_acc \d\.\d{4}, early-stop step \d+ "
     line += r"\(test_acc there \d\.\d{4}\), random_prune \d\.\d{4}\."
     assert re.search(line, result.stderr)

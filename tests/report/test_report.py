@@ -123,3 +123,24 @@ def test_a_saved_copy_reports_the_same_and_keeps_no_weights(experiment, tmp_path
     assert sum((saved / f).stat().st_size for f in files) < 200_000
     lth_here(capsys, "report", str(experiment), "--save", str(saved))  # saving again replaces the copy
     assert sorted(str(p.relative_to(saved)) for p in saved.rglob("*") if p.is_file()) == files
+
+
+def test_run_seeds_ends_with_the_reports_table_and_rows_print_short(tmp_path, tiny_data, capsys):
+    runs = run_seeds(
+        lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
+        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        seeds=[0, 1],
+        rounds=2,
+        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+        trainer=round_trainer(),
+        out_dir=tmp_path,
+        controls=["random_prune"],
+        progress=True,
+    )
+    out = capsys.readouterr().out
+    report, _ = lth_here(capsys, "report", str(runs.experiment_dir))
+    assert report.strip() in out and f"Run folder: {runs.experiment_dir.resolve()}" in out  # one code path
+    row = runs.runs[0][1]
+    assert repr(row).startswith("RoundResult(round=1, weights=50.00%, ") and "controls=[random_prune])" in repr(row)
+    assert f"test_acc={row.metrics['test_acc']:.4f}" in repr(row) and "val_loss" not in repr(row)
+    assert len(repr(row)) < 200
