@@ -145,6 +145,23 @@ def round_trainer(**overrides: Any) -> dict[str, Any]:
     }
 
 
+def two_seeds(data_dir: Path, out_dir: Path, **options: Any) -> Any:
+    """Seeds 0 and 1 of a tiny MLP on ``data_dir``: two rounds with random pruning, as several tests read them back."""
+    from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_seeds
+
+    return run_seeds(
+        lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
+        FashionMNISTDataModule(data_dir, batch_size=48, val_size=60),
+        seeds=[0, 1],
+        rounds=2,
+        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
+        trainer=round_trainer(),
+        out_dir=out_dir,
+        controls=["random_prune"],
+        **{"progress": False, **options},
+    )
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of tiny Fashion-MNIST-shaped files (300 training and 100 test images, learnable), one per module."""

@@ -258,7 +258,8 @@ def check_claim(claim: Claim, tables: Sequence[ExperimentTable]) -> list[Finding
         rounds = _rounds(claim, first, second)
         if not rounds:
             at = ", ".join(f"{first.weights(r):.1f}%" for r in first.rounds)
-            why = f"no round at {claim.density}% of the weights (rounds at {at})"
+            wanted = f"{claim.rounds} round" if claim.density is None else f"round at {claim.density}% of the weights"
+            why = f"no {wanted} (rounds at {at})"
             findings.append(Finding(claim, _label(first, second), None, None, {}, NOT_MEASURED, why))
             continue
         findings += [_at_round(claim, first, second, r) for r in rounds]

@@ -83,8 +83,8 @@ def report(
             raise ValueError(f"`save` takes one folder per experiment: {len(save)} for {len(folders)} folders.")
         for table, destination in zip(tables, save, strict=True):
             check_destination(table.experiment, Path(destination))
-        for folder, destination in zip(folders, save, strict=True):
-            save_results(folder, destination)
+        for table, destination in zip(tables, save, strict=True):
+            save_results(table.experiment, destination)
     found = _findings(papers, tables)
     if format == "csv":
         parts = [report_csv(tables), *(claims_csv(paper, findings) for paper, findings in found)]

@@ -8,7 +8,7 @@ not finished, is refused before anything is printed or written.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ class Experiment:
         config: The first seed's config (``config.yaml``): the experiment's settings.
         names: The metric names its results use.
         seeds: Each seed's rounds, by seed; every seed has the same rounds.
+        runs: The run folders they were read from, in seed order.
     """
 
     name: str
@@ -41,6 +42,7 @@ class Experiment:
     config: Mapping[str, Any]
     names: MetricNames
     seeds: Mapping[int, list[RoundResult]]
+    runs: Sequence[RunPaths]
 
     @property
     def rounds(self) -> list[int]:
@@ -119,4 +121,4 @@ def read_experiment(folder: str | Path) -> Experiment:
     seeds = {run.seed if run.seed is not None else 0: load_rows(run) for run in runs}
     _check_finished(folder, seeds, runs)
     name = folder.resolve().name
-    return Experiment(name, folder, configs[0], MetricNames.from_config(configs[0]), seeds)
+    return Experiment(name, folder, configs[0], MetricNames.from_config(configs[0]), seeds, runs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lth_lightning.report.claims import VERDICTS, Claim, Finding, Paper
 from lth_lightning.report.table import (
@@ -13,7 +13,6 @@ from lth_lightning.report.table import (
     Summary,
     apart,
     is_percent,
-    paired,
     summarize,
 )
 
@@ -46,47 +45,54 @@ def _round_label(round: int) -> str:
     return "0 (dense)" if round == 0 else str(round)
 
 
+def _round_rows(table: ExperimentTable, cells: Callable[[int], list[str]]) -> list[list[str]]:
+    """A row per round: its label, its weights left, then ``cells(round)``."""
+    return [[_round_label(r), f"{table.weights(r):.1f}%", *cells(r)] for r in table.rounds]
+
+
+def _series_cells(table: ExperimentTable, columns: Sequence[tuple[str, str]]) -> Callable[[int], list[str]]:
+    """The cells of ``(series, quantity)`` columns at a round: mean [min, max] over the seeds."""
+    return lambda r: [cell(summarize(table.series(name, r)), quantity) for name, quantity in columns]
+
+
 def _series_table(table: ExperimentTable, sources: Sequence[str], quantity: str, titles: Sequence[str]) -> list[str]:
-    names = [f"{source}.{quantity}" for source in sources]
-    if not any(table.has(name) for name in names):
+    columns = [(f"{source}.{quantity}", quantity) for source in sources]
+    if not any(table.has(name) for name, _ in columns):
         return []
-    rows = []
-    for round_ in table.rounds:
-        cells = [cell(summarize(table.series(name, round_)), quantity) for name in names]
-        rows.append([_round_label(round_), f"{table.weights(round_):.1f}%", *cells])
-    return _markdown_table(["round", "weights left", *titles], rows)
+    return _markdown_table(["round", "weights left", *titles], _round_rows(table, _series_cells(table, columns)))
+
+
+TICKET_TITLES = {
+    "final": "ticket: final",
+    "early": "ticket: at early stop",
+    "early_step": "early-stop step",
+    "instability": "instability",
+    "instability_train": "instability (train)",
+}
 
 
 def _ticket_table(table: ExperimentTable) -> list[str]:
-    quantities = [
-        q for q in ("final", "early", "early_step", "instability", "instability_train") if table.has(f"{TICKET}.{q}")
-    ]
-    titles = {
-        "final": "ticket: final",
-        "early": "ticket: at early stop",
-        "early_step": "early-stop step",
-        "instability": "instability",
-        "instability_train": "instability (train)",
-    }
-    rows = []
-    for round_ in table.rounds:
-        cells = [cell(summarize(table.series(f"{TICKET}.{q}", round_)), q) for q in quantities]
-        rows.append([_round_label(round_), f"{table.weights(round_):.1f}%", *cells])
-    return _markdown_table(["round", "weights left", *(titles[q] for q in quantities)], rows)
+    columns = [(f"{TICKET}.{q}", q) for q in TICKET_TITLES if table.has(f"{TICKET}.{q}")]
+    titles = [TICKET_TITLES[q] for _, q in columns]
+    return _markdown_table(["round", "weights left", *titles], _round_rows(table, _series_cells(table, columns)))
 
 
 def _gap_table(table: ExperimentTable) -> list[str]:
     """Each control's gap to the ticket (ticket - control, final), paired by seed; bold where the ranges are apart."""
-    rows = []
-    for round_ in table.rounds:
-        ticket = table.series(f"{TICKET}.final", round_)
-        cells = []
-        for control in table.controls:
-            other = table.series(f"{control}.final", round_)
-            gap = summarize(paired(ticket, other))
-            cells.append(cell(gap, "final", signed=True, bold=apart(summarize(ticket), summarize(other))))
-        rows.append([_round_label(round_), f"{table.weights(round_):.1f}%", *cells])
-    return _markdown_table(["round", "weights left", *table.controls], rows)
+
+    def cells(r: int) -> list[str]:
+        ticket = summarize(table.series(f"{TICKET}.final", r))
+        return [
+            cell(
+                summarize(table.gap(c, r)),
+                "final",
+                signed=True,
+                bold=apart(ticket, summarize(table.series(f"{c}.final", r))),
+            )
+            for c in table.controls
+        ]
+
+    return _markdown_table(["round", "weights left", *table.controls], _round_rows(table, cells))
 
 
 def _intro(table: ExperimentTable) -> str:
@@ -164,10 +170,7 @@ def report_csv(tables: Sequence[ExperimentTable]) -> str:
             row: dict[str, object] = {"experiment": table.experiment.name, "round": round_}
             summaries = {"weights": summarize({s: 100.0 * d for s, d in table.density[round_].items()})}
             summaries |= {name: summarize(table.series(name, round_)) for name in table.values}
-            ticket = table.series(f"{TICKET}.final", round_)
-            summaries |= {
-                f"gap.{c}": summarize(paired(ticket, table.series(f"{c}.final", round_))) for c in table.controls
-            }
+            summaries |= {f"gap.{c}": summarize(table.gap(c, round_)) for c in table.controls}
             for name, summary in summaries.items():
                 if summary is not None:
                     row |= {

@@ -23,13 +23,6 @@ def kept_files(run: RunPaths) -> list[Path]:
     return [run.config, run.identity, run.results.with_suffix(".json"), run.results.with_suffix(".csv")]
 
 
-def _source_runs(experiment: Experiment) -> list[RunPaths]:
-    folder = experiment.folder
-    if RunPaths(folder).results.with_suffix(".json").is_file():
-        return [RunPaths(folder)]
-    return [ExperimentPaths(folder).run(seed) for seed in experiment.seeds]
-
-
 def check_destination(experiment: Experiment, destination: Path) -> None:
     """Refuse a destination that is a file or holds another experiment (an earlier copy of this one is replaced).
 
@@ -50,20 +43,20 @@ def check_destination(experiment: Experiment, destination: Path) -> None:
             )
 
 
-def save_results(folder: str | Path, destination: str | Path) -> Path:
+def save_results(experiment: Experiment, destination: str | Path) -> Path:
     """Copy what ``lth report`` needs of an experiment to ``destination``, replacing an earlier copy of it.
 
-    The experiment is read (and refused, with nothing written, if it is not one or a round is
-    unfinished) before anything is copied; the copy is written beside ``destination`` and moved
-    into place, so that an interruption leaves the earlier copy whole.
+    The experiment is one :func:`~.readout.read_experiment` read, so a folder that is not one, or
+    has an unfinished round, was refused before anything is copied; the copy is written beside
+    ``destination`` and moved into place, so that an interruption leaves the earlier copy whole.
 
     Returns:
         The destination folder.
 
     Raises:
-        ValueError: If the folder is not a finished experiment, or ``destination`` holds another one.
+        ValueError: If ``destination`` is a file or holds another experiment.
     """
-    experiment, destination = read_experiment(folder), Path(destination)
+    destination = Path(destination)
     check_destination(experiment, destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
@@ -71,7 +64,7 @@ def save_results(folder: str | Path, destination: str | Path) -> Path:
         identity = ExperimentPaths(experiment.folder).identity
         if identity.is_file():
             shutil.copy2(identity, ExperimentPaths(staging).identity)
-        for run in _source_runs(experiment):
+        for run in experiment.runs:
             target = ExperimentPaths(staging).run(run.seed if run.seed is not None else 0)
             target.root.mkdir()
             for path in kept_files(run):

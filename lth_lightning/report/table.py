@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from lth_lightning.experiment.results import RoundResult
 from lth_lightning.metric_names import MetricNames
 from lth_lightning.report.readout import Experiment
 
@@ -83,10 +83,9 @@ def _scale(names: MetricNames, quantity: str) -> float:
     return 1.0
 
 
-def _value(row: RoundResult, source: str, column: str) -> float | None:
-    flat = row.flat()
-    key = column if source == TICKET else f"{source}_{column}"
-    value = flat.get(key)
+def _value(flat: Mapping[str, Any], source: str, column: str) -> float | None:
+    """A series' value in a round's flat row (:meth:`RoundResult.flat`), or None where not measured."""
+    value = flat.get(column if source == TICKET else f"{source}_{column}")
     if value is None or isinstance(value, bool):
         return None
     return float(value)
@@ -122,6 +121,10 @@ class ExperimentTable:
         source, _, quantity = name.partition(".")
         return f"{TICKET if source == DENSE else source}.{quantity}" in self.values
 
+    def gap(self, control: str, round: int) -> SeedValues:
+        """The ticket's final test metric minus the control's, paired by seed."""
+        return paired(self.series(f"{TICKET}.final", round), self.series(f"{control}.final", round))
+
     def weights(self, round: int) -> float:
         """The round's mean fraction of weights left, in percent."""
         return 100.0 * statistics.fmean(self.density[round].values())
@@ -133,13 +136,14 @@ def build_table(experiment: Experiment) -> ExperimentTable:
     rounds = [row.round for row in first]
     controls = list(dict.fromkeys(c for rows in experiment.seeds.values() for row in rows for c in row.controls))
     density = {r: {seed: rows[i].density for seed, rows in experiment.seeds.items()} for i, r in enumerate(rounds)}
+    flats = {seed: [row.flat() for row in rows] for seed, rows in experiment.seeds.items()}  # once per row
     values: dict[str, dict[int, SeedValues]] = {}
     for source in (TICKET, *controls):
         for quantity in QUANTITIES:
             column, scale = _column(experiment.names, quantity), _scale(experiment.names, quantity)
             by_round: dict[int, SeedValues] = {}
             for i, round_ in enumerate(rounds):
-                seeds = {s: _value(rows[i], source, column) for s, rows in experiment.seeds.items()}
+                seeds = {s: _value(rows[i], source, column) for s, rows in flats.items()}
                 measured = {s: scale * v for s, v in seeds.items() if v is not None}
                 if measured:
                     by_round[round_] = measured

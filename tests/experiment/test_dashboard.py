@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import round_trainer
+from conftest import round_trainer, two_seeds
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
+from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 
 CONTROLS = ["random_reinit", "random_prune"]
@@ -112,17 +112,7 @@ def test_mask_overlap_with_the_previous_round_is_the_layers_survival_rate(run):
 
 @pytest.mark.slow
 def test_seeds_have_min_max_bands_and_the_overlap_between_their_tickets(tmp_path, tiny_data):
-    runs = run_seeds(
-        lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
-        seeds=[0, 1],
-        rounds=2,
-        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
-        trainer=round_trainer(),
-        out_dir=tmp_path,
-        controls=["random_prune"],
-        progress=False,
-    )
+    runs = two_seeds(tiny_data, tmp_path)
     experiment = ExperimentPaths(runs.experiment_dir)
     events = _reader(experiment.series("ticket"))
     charts = _charts(_layout(events))

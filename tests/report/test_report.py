@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from cli_helpers import lth_here, read_csv
-from conftest import round_trainer
+from conftest import round_trainer, two_seeds
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_seeds
 
@@ -126,17 +126,7 @@ def test_a_saved_copy_reports_the_same_and_keeps_no_weights(experiment, tmp_path
 
 
 def test_run_seeds_ends_with_the_reports_table_and_rows_print_short(tmp_path, tiny_data, capsys):
-    runs = run_seeds(
-        lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
-        seeds=[0, 1],
-        rounds=2,
-        lottery=LotteryTicketCallback(amount=0.5, verbose=False),
-        trainer=round_trainer(),
-        out_dir=tmp_path,
-        controls=["random_prune"],
-        progress=True,
-    )
+    runs = two_seeds(tiny_data, tmp_path, progress=True)
     out = capsys.readouterr().out
     report, _ = lth_here(capsys, "report", str(runs.experiment_dir))
     assert report.strip() in out and f"Run folder: {runs.experiment_dir.resolve()}" in out  # one code path
