@@ -41,6 +41,7 @@ __all__ = [
     "global_rank",
     "multiply_all_",
     "multiprocessing_start_method",
+    "rich_available",
     "skip_epoch_batches",
     "start_training_at_step",
 ]
@@ -55,8 +56,8 @@ M = TypeVar("M", bound=nn.Module)
 
 # The logger Lightning's rank-zero helpers (rank_zero_info, rank_zero_warn) log to.
 RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
-# How the lines Lightning says for every Trainer it builds (devices, tips) begin.
-PER_TRAINER_LINES = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:")
+# How the lines Lightning says for every Trainer it builds (devices, tips) and every fit's end begin.
+PER_TRAINER_LINES = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:", "`Trainer.fit` stopped:")
 # What ModelCheckpoint warns when its folder holds files (as when a round resumes there).
 CHECKPOINT_DIR_NOT_EMPTY = "Checkpoint directory {dirpath} exists and is not empty"
 # A deprecation Lightning 2.6 triggers in torch 2.13 at every fit: not the user's concern.
@@ -130,6 +131,13 @@ def _count(tracker: Any, names: tuple[str, ...], value: int, add: bool = False) 
     """Set (or raise by) ``value`` each of a Lightning progress tracker's counts ``names``."""
     for name in names:
         setattr(tracker, name, getattr(tracker, name) + value if add else value)
+
+
+def rich_available() -> bool:
+    """Whether Lightning finds ``rich`` (its default progress bar is then ``RichProgressBar``, else tqdm's)."""
+    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+    return bool(_RICH_AVAILABLE)
 
 
 def global_rank() -> int:

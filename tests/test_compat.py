@@ -68,10 +68,17 @@ def test_lightnings_rank_zero_lines_go_to_the_logger_and_begin_as_named(tmp_path
 
     with lightning_messages(compat.RANK_ZERO_LOGGER) as said:
         rank_zero_info("probe line")
-        lean_trainer(tmp_path)
+        lean_trainer(tmp_path, max_epochs=1).fit(ConvNet(), loader(tiny_images(32)))
     assert "probe line" in said
-    for prefix in ("GPU available:", "TPU available:"):
+    for prefix in ("GPU available:", "TPU available:", "`Trainer.fit` stopped:"):
         assert prefix in compat.PER_TRAINER_LINES and any(line.startswith(prefix) for line in said), said
+
+
+def test_rich_available_is_whether_lightnings_default_progress_bar_is_rich(tmp_path):
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    bar = lean_trainer(tmp_path, enable_progress_bar=True).progress_bar_callback
+    assert isinstance(bar, RichProgressBar if compat.rich_available() else TQDMProgressBar)
 
 
 def test_the_deprecation_noise_is_still_made_by_a_fit(tmp_path):

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lth_lightning.experiment.controls import CONTROLS
-from lth_lightning.experiment.layout import layout, metric_label
+from lth_lightning.experiment.layout import APART, apart_series, layout, metric_label
+from lth_lightning.experiment.palette import controls_in, series_order
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.plots import (
     first_layer_pixel_map,
@@ -71,11 +72,6 @@ def _series(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         else:
             out.setdefault(control, {})[key[len(control) + 1 :]] = value
     return out
-
-
-def _controls_in(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The controls with columns in ``rows`` (plain or aggregated), in the registry's order."""
-    return [c for c in CONTROLS if any(k.startswith(f"{c}_") for row in rows for k in row)]
 
 
 def _has_instability(rows: Sequence[Mapping[str, Any]]) -> bool:
@@ -126,12 +122,19 @@ def hparams_summaries(hparams: Mapping[str, Any], metric_tags: Sequence[str]) ->
 Writers = Callable[[str], "SummaryWriter"]
 
 
-def _write_summary(target: Path, write: Callable[[Writers], None]) -> None:
-    """Write TensorBoard runs (one per series, by name) in a fresh folder, then swap it in for ``target``."""
+def _write_summary(target: Path, write: Callable[[Writers], None], series: Sequence[str] = ()) -> None:
+    """Write TensorBoard runs (one per series, by name) in a fresh folder, then swap it in for ``target``.
+
+    The runs of ``series`` are created first, in :func:`~.palette.series_order` (TensorBoard's order, hence its
+    colours), each with its first event.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
     tmp = fresh_folder(target.parent, ".summary.")
     writers: dict[str, SummaryWriter] = {}
+    for name in series_order(series):
+        writers[name] = SummaryWriter(log_dir=str(tmp / name))
+        writers[name].flush()
 
     def writer(series: str) -> SummaryWriter:
         if series not in writers:
@@ -163,10 +166,11 @@ def _add_common(
     hparams: Mapping[str, Any],
     seeds: bool,
     rows: Sequence[Mapping[str, Any]],
+    apart: Mapping[str, Sequence[str]],
 ) -> None:
     for name, fig in figures.items():
         writer.add_figure(f"lottery/{name}", fig, global_step=step, close=False)
-    writer.add_custom_scalars(layout(names, seeds, _controls_in(rows), _has_instability(rows)))
+    writer.add_custom_scalars(layout(names, seeds, controls_in(rows), _has_instability(rows), apart))
     tags = [f"lottery/{names.test_column}", f"lottery/{names.at_best_column}", "lottery/density"]
     file_writer = writer.file_writer
     if file_writer is not None:
@@ -190,6 +194,24 @@ def _figures(rows: Sequence[Mapping[str, Any]], names: MetricNames, masks: Mappi
     return figures
 
 
+def _apart(by_round: Sequence[Mapping[str, Mapping[str, Any]]], names: MetricNames) -> dict[str, list[str]]:
+    """By accuracy column, the controls drawn apart (:func:`~.layout.apart_series`), from each round's series."""
+    apart = {}
+    for key in (names.test_column, names.at_best_column):
+        values: dict[str, list[float]] = {}
+        for series in by_round:
+            for name, columns in series.items():
+                if _is_number(columns.get(key)):
+                    values.setdefault(name, []).append(float(columns[key]))
+        apart[key] = apart_series(values)
+    return apart
+
+
+def _tag(series: str, key: str, apart: Mapping[str, Sequence[str]]) -> str:
+    """Where ``series`` logs column ``key``: under :data:`~.layout.APART` if it is drawn apart."""
+    return f"{APART}/{key}" if series in apart.get(key, ()) else f"lottery/{key}"
+
+
 def _round_masks(run: RunPaths, rounds: Sequence[int]) -> dict[int, dict[str, Tensor]]:
     return {r: load_tensors(run.masks(r)) for r in rounds if run.masks(r).is_file()}
 
@@ -202,13 +224,15 @@ def write_run_report(
     masks = _round_masks(run, [row.round for row in rows])
     figures = _figures(flat, names, masks.get(rows[-1].round, {}))
     _save_figures(run, figures)
+    by_round = [_series(values) for values in flat]
+    apart = _apart(by_round, names)
 
     def write(writer: Writers) -> None:
-        for row, values in zip(rows, flat, strict=True):
-            for series, columns in _series(values).items():
+        for row, series_columns in zip(rows, by_round, strict=True):
+            for series, columns in series_columns.items():
                 for key, value in columns.items():
                     if key not in _NOT_PLOTTED and _is_number(value):
-                        writer(series).add_scalar(f"lottery/{key}", float(value), row.round)
+                        writer(series).add_scalar(_tag(series, key, apart), float(value), row.round)
             ticket = writer("ticket")
             for point, error in enumerate(row.path_errors):  # the interpolation curve: one tag per round
                 ticket.add_scalar(f"instability/round_{row.round:02d}", error, point)
@@ -219,9 +243,9 @@ def write_run_report(
             if row.round - 1 in masks and row.round in masks:
                 for name, overlap in mask_overlap(masks[row.round - 1], masks[row.round]).items():
                     ticket.add_scalar(f"lottery/overlap_prev/{name}", overlap, row.round)
-        _add_common(writer("ticket"), figures, rows[-1].round, names, hparams, seeds=False, rows=flat)
+        _add_common(writer("ticket"), figures, rows[-1].round, names, hparams, seeds=False, rows=flat, apart=apart)
 
-    _write_summary(run.summary, write)
+    _write_summary(run.summary, write, ["ticket", *controls_in(flat)])
 
 
 def _seed_overlaps(
@@ -251,29 +275,31 @@ def write_seeds_report(
     figures = _figures(rows, names, per_run[0].get(rounds[-1], {}) if per_run else {})
     _save_figures(experiment, figures)
     bands = _band_keys(names)
+    by_round = [_series({key.removesuffix("_mean"): row[key] for key in row if key.endswith("_mean")}) for row in rows]
+    apart = _apart(by_round, names)
+    overlaps = {step: _seed_overlaps(per_run, step) for step in rounds}
 
     def write(writer: Writers) -> None:
-        for row in rows:
-            step = int(row["round"])
-            means = {key.removesuffix("_mean"): row[key] for key in row if key.endswith("_mean")}
-            for series, columns in _series(means).items():
+        for row, step, series_columns in zip(rows, rounds, by_round, strict=True):
+            for series, columns in series_columns.items():
                 for key, value in columns.items():
                     if key in _NOT_PLOTTED:
                         continue
-                    column = key if series == "ticket" else f"{series}_{key}"
+                    column, tag = key if series == "ticket" else f"{series}_{key}", _tag(series, key, apart)
                     if key not in bands:
-                        writer(series).add_scalar(f"lottery/{key}", float(value), step)
+                        writer(series).add_scalar(tag, float(value), step)
                         continue
                     for stat in ("mean", "min", "max"):  # the band charts' own tags, only in this summary
-                        writer(series).add_scalar(f"lottery/{key}/{stat}", float(row[f"{column}_{stat}"]), step)
-            overlap, chance = _seed_overlaps(per_run, step)
+                        writer(series).add_scalar(f"{tag}/{stat}", float(row[f"{column}_{stat}"]), step)
+            overlap, chance = overlaps[step]
             for name, value in overlap.items():
                 writer("ticket").add_scalar(f"lottery/overlap_seeds/{name}", value, step)
                 writer("chance").add_scalar(f"lottery/overlap_seeds/{name}", chance[name], step)
         hparams_seeds = {**hparams, "seeds": len(runs)}
-        _add_common(writer("ticket"), figures, rounds[-1], names, hparams_seeds, seeds=True, rows=rows)
+        _add_common(writer("ticket"), figures, rounds[-1], names, hparams_seeds, seeds=True, rows=rows, apart=apart)
 
-    _write_summary(experiment.summary, write)
+    series = ["ticket", *controls_in(rows), *(["chance"] if any(o for o, _ in overlaps.values()) else [])]
+    _write_summary(experiment.summary, write, series)
 
 
 def write_comparison(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from lth_lightning.experiment.console import in_terminal
 from lth_lightning.experiment.context import RunContext
 from lth_lightning.experiment.results import RoundResult, format_value
 from lth_lightning.experiment.spec import ExperimentSpec
@@ -30,12 +31,13 @@ class Executor(Protocol):
 
 
 class RoundProgress:
-    """A progress bar over rounds (tqdm, as Lightning's own bars), on rank zero only."""
+    """A progress bar over rounds (tqdm, as Lightning's own bars), on rank zero and in a terminal only (in a log
+    file each round's line says as much)."""
 
     def __init__(self, total: int, done: int, enabled: bool, test_column: str) -> None:
         self.bar = None
         self.test_column = test_column
-        if enabled and is_global_zero():
+        if enabled and is_global_zero() and in_terminal():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=done, desc="lottery rounds", unit="round", position=0, leave=True)
@@ -82,6 +84,7 @@ def run_rounds(
             held.append(store.paths.root)
         for seed, run in runs.items():
             run.store.check()
+            run.store.announce()  # before anything its training says
             rows[seed] = _resume(run)
         bar = RoundProgress(spec.rounds, min(len(r) for r in rows.values()), spec.progress, spec.names.test_column)
         with quiet_lightning():

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.experiment.palette import controls_in, series_colours
 from lth_lightning.pruning.stability import STABLE_BELOW
 
 if TYPE_CHECKING:
@@ -112,25 +113,30 @@ def _line(ax: Axes, pct: list[float], values: list[float], bands: list[tuple[flo
     return line
 
 
+def _colours(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The dashboard's colour of each series in ``rows``; past TensorBoard's seven, tab20's, distinct."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    tab20 = colormaps["tab20"]
+    return series_colours(["ticket", *controls_in(rows)], extra=[to_hex(tab20(i)) for i in range(20)])
+
+
 def _plot_metric(rows: Sequence[Mapping[str, Any]], metric: str, ylabel: str, title: str, at_best: bool) -> Figure:
     fig = _figure()
     ax = fig.subplots()
     dense = _value(rows[0], metric) if rows else None
     all_pct: list[float] = []
-    series = [("", "ticket"), *((f"{c.name}_", c.label) for c in CONTROLS.values())]
-    if sum(any(_value(row, f"{prefix}{metric}") is not None for row in rows) for prefix, _ in series) > 10:
-        from matplotlib import colormaps
-
-        tab20 = colormaps["tab20"]  # more series than the default cycle's 10 colours
-        ax.set_prop_cycle(color=[tab20(i) for i in range(20)])
-    for prefix, label in series:
+    series = [("ticket", "", "ticket"), *((c.name, f"{c.name}_", c.label) for c in CONTROLS.values())]
+    colours = _colours(rows)
+    for name, prefix, label in series:
         pct, values, bands = _series(rows, f"{prefix}{metric}")
         if prefix and dense is not None and pct:  # controls start from the dense network
             pct, values = [_percent(rows[0]), *pct], [dense, *values]
             bands = [(dense, dense), *bands] if bands else []
         if not values:
             continue
-        line = _line(ax, pct, values, bands, marker="o", markersize=4, label=label)
+        line = _line(ax, pct, values, bands, marker="o", markersize=4, label=label, color=colours[name])
         if at_best:
             best = _series(rows, f"{prefix}{metric}_at_best_val")
             if best[1]:
@@ -182,7 +188,8 @@ def plot_instability_vs_density(rows: Sequence[Mapping[str, Any]]) -> Figure:
     fig = _figure()
     ax = fig.subplots()
     pct, values, bands = _series(rows, "instability")
-    line = _line(ax, pct, values, bands, marker="o", markersize=4, label="ticket: test error")
+    colour = series_colours(["ticket"])["ticket"]
+    line = _line(ax, pct, values, bands, marker="o", markersize=4, label="ticket: test error", color=colour)
     pct, values, bands = _series(rows, "instability_train")
     if values:  # Frankle et al. 2020 report both
         style = {"color": line.get_color(), "linestyle": "--", "marker": "s", "markersize": 4}

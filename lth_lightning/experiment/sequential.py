@@ -122,7 +122,15 @@ class SequentialRounds:
         callbacks.append(RecordOnTrainStart([run.store]))
         summary, self.summarized = not self.summarized, True
         paths = run.store.paths
-        trainer = make_trainer(label, callbacks, run.spec.trainer, paths.root, checkpoint_dir, summary=summary)
+        trainer = make_trainer(
+            label,
+            callbacks,
+            run.spec.trainer,
+            paths.root,
+            checkpoint_dir,
+            summary=summary,
+            shown_as=f"seed {run.seed} {label}",
+        )
         ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
         resume = ckpt if ckpt is not None and ckpt.is_file() else None
         if resume is not None:

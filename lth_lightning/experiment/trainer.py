@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from lth_lightning.compat import CHECKPOINT_DIR_NOT_EMPTY, DEPRECATION_NOISE, PER_TRAINER_LINES, RANK_ZERO_LOGGER
+from lth_lightning.experiment.console import progress_callbacks
 
 __all__ = ["RoundLogger", "make_trainer", "quiet_lightning", "resuming_quietly"]
 
@@ -94,6 +95,7 @@ def make_trainer(
     checkpoint_dir: Path | None,
     loggers: Sequence[Logger] | None = None,
     summary: bool = True,
+    shown_as: str | None = None,
 ) -> pl.Trainer:
     """A fresh Trainer from the shared settings, logging to the TensorBoard run ``<run_dir>/tensorboard/<label>``.
 
@@ -101,7 +103,9 @@ def make_trainer(
     deep-copied, fresh for every Trainer. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
     ``last.ckpt`` there after every training epoch. ``loggers`` replace the round's
     :class:`RoundLogger` (a stacked fit logs each member to its own run). Without ``summary``, the
-    Trainer prints no model summary (an experiment prints it for its first training only).
+    Trainer prints no model summary (an experiment prints it for its first training only). Its progress shows
+    as :func:`~.console.progress_callbacks` says: a bar in a terminal, a line per epoch in a log file that names
+    the training ``shown_as`` (by default ``label``).
     """
     kwargs = copy.deepcopy(dict(trainer_kwargs))
     if not summary:
@@ -109,7 +113,8 @@ def make_trainer(
     user_callbacks = kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]
-    all_callbacks = [*callbacks, *user_callbacks]
+    shown, kwargs["enable_progress_bar"] = progress_callbacks(shown_as or label, kwargs, user_callbacks)
+    all_callbacks = [*callbacks, *user_callbacks, *shown]
     if checkpoint_dir is not None and kwargs.get("enable_checkpointing", True) is not False:
         all_callbacks.append(
             ModelCheckpoint(

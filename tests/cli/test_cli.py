@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_helpers import UnderscoreMLP, lth, lth_here, read_csv, run_folder, tiny_config
+from cli_helpers import LTH, UnderscoreMLP, lth, lth_here, read_csv, run_folder, tiny_config
 from conftest import REPO, accuracy, lightning_messages, saved_accuracy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -366,3 +366,34 @@ def test_lth_calms_openmp_unless_the_user_chose(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert "SPIN 1000" in result.stderr, result.stderr[-2000:]  # set before torch loads, in a real `lth fit`
+
+
+@pytest.mark.slow
+def test_lth_fit_into_a_log_file_writes_lines_not_progress_bar_redraws(tmp_path, tiny_data):
+    config = yaml.safe_load(tiny_config(tmp_path, tiny_data, rounds=3, controls=["random_reinit"]).read_text())
+    del config["trainer"]["enable_progress_bar"]  # the default: a bar in a terminal
+    config["lottery"]["progress"] = True
+    (tmp_path / "log.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open(tmp_path / "lth.log", "w") as log:  # as under nohup or a scheduler: not a terminal
+        subprocess.run(
+            [LTH, "fit", "-c", "log.yaml"],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=600,
+            check=True,
+        )
+    text = (tmp_path / "lth.log").read_text()
+    assert "\r" not in text and "v_num" not in text and "lottery rounds" not in text  # no bar, no redraw
+    lines = text.splitlines()
+    ours = [i for i, line in enumerate(lines) if "Run folder:" in line or "prunes" in line or ": epoch " in line]
+    assert "Run folder:" in lines[ours[0]]  # before anything the training says
+    for r in range(3):
+        assert sum(line.startswith(f"Round {r} of seed 0:") for line in lines) == 1, text
+    epochs = [line for line in lines if re.search(r"round_0\d: epoch [12]/2, step \d+, ", line)]
+    assert len(epochs) == 3 * 2, text  # one stacked fit a round (ticket and control), one line an epoch
+    assert all("val/acc" in line for line in epochs)  # the figures a person reads
+    summary = text.index("| round | weights left |")
+    assert len(text[:summary].encode()) < 1500 * 3, text  # a round costs a few lines, not a bar's redraws

@@ -62,20 +62,32 @@ def run(tmp_path_factory, tiny_data) -> RunPaths:
     return RunPaths(rows.run_dir)
 
 
+def _first_event_times(summary: Path) -> dict[str, float]:
+    """Each run's first event time: TensorBoard lists runs (and gives them colours) in this order."""
+    return {run.name: _reader(run).FirstEventTimestamp() for run in summary.iterdir()}
+
+
 def test_the_layout_tells_the_ticket_vs_controls_story(run):
     assert sorted(p.name for p in run.summary.iterdir()) == ["random_prune", "random_reinit", "ticket"]  # a run each
     events = _reader(run.series("ticket"))
-    charts = _charts(_layout(events))
+    layout = _layout(events)
+    charts = _charts(layout)
     story = charts["test accuracy: ticket vs random reinit vs random pruning"].multiline.tag
     assert list(story) == ["^lottery/test_acc$"]  # one tag, drawn for every series' run, each in its own color
-    for title in (
-        "test accuracy at the early-stopping iteration: ticket vs controls",
-        "early-stopping iteration (step): ticket vs controls",
-        "weights remaining (fraction) by round",
-        "density of each layer by round",
-        "mask overlap with the previous round (Jaccard), per layer",
-    ):
-        assert title in charts, sorted(charts)
+    # The page leads with its answer: accuracy, then early stopping, then weights and masks.
+    assert [[chart.title for chart in category.chart] for category in layout.category] == [
+        [
+            "test accuracy: ticket vs random reinit vs random pruning",
+            "test accuracy at the early-stopping iteration: ticket vs controls",
+        ],
+        ["early-stopping iteration (step): ticket vs controls"],
+        [
+            "weights remaining (fraction) by round",
+            "density of each layer by round",
+            "mask overlap with the previous round (Jaccard), per layer",
+        ],
+    ]
+    assert "untick 'Ignore outliers in chart scaling'" in layout.category[0].title  # the page's own text says how
     # Every chart shows something: each of its tag patterns matches a scalar of the summary run.
     scalars = events.Tags()["scalars"]
     for title, chart in charts.items():
@@ -119,6 +131,22 @@ def test_seeds_have_min_max_bands_and_the_overlap_between_their_tickets(tmp_path
     band = charts["test accuracy: mean and min-max over seeds"].margin.series[0]
     tags = ("lottery/test_acc/mean", "lottery/test_acc/min", "lottery/test_acc/max")
     assert (band.value, band.lower, band.upper) == tags
+    # Accuracy first, as on a run's page (TensorBoard draws a section's Margin charts last-listed first).
+    layout = _layout(events)
+    assert [chart.title for chart in reversed(layout.category[0].chart)] == [
+        "test accuracy: mean and min-max over seeds",
+        "test accuracy at the early-stopping iteration: mean and min-max over seeds",
+    ]
+    assert "untick 'Ignore outliers in chart scaling'" in layout.category[0].title
+    assert [c.title for c in layout.category[1:]] == [
+        "lottery ticket over seeds: early stopping",
+        "lottery ticket over seeds: weights remaining and masks",
+    ]
+    # One colour per series: its runs come in the same order on the seeds' page and on each run's page.
+    order = ["ticket", "random_prune", "chance"]
+    for summary, series in ((experiment.summary, order), (experiment.run(0).summary, order[:2])):
+        times = _first_event_times(summary)
+        assert sorted(times, key=times.get) == series, times
     # No chart opens empty: each of its tags is a scalar of the summary.
     scalars = set(events.Tags()["scalars"]) | set(_reader(experiment.series("random_prune")).Tags()["scalars"])
     for title, chart in charts.items():

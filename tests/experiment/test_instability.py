@@ -190,9 +190,10 @@ def test_every_round_records_its_instability_curve_plot_and_dashboard(tiny_data,
     events.Reload()
     (config,) = events.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(config.tensor_proto).item())
-    stability = next(c for c in layout.category if c.title == "lottery ticket: stability")
+    stability = next(c for c in layout.category if c.title == "lottery ticket: early stopping and stability")
     tags = [tag for chart in stability.chart for tag in chart.multiline.tag]
     assert tags == [
+        r"^lottery/best_val_step$",
         r"^lottery/instability$",
         r"^lottery/instability_train$",
         r"^instability/round_\d+$",
