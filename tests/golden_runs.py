@@ -79,6 +79,7 @@ def quick(data: Path, out: Path, stack: bool) -> dict[str, Any]:
     args += ["--trainer.accelerator", "cpu", "--lottery.seeds", "[0, 1]", "--lottery.progress", "false"]
     args += ["--lottery.stack", "true" if stack else "false"]
     args += ["--lottery.data_order", "fixed"]  # as recorded: both seeds on one data order (the default is the seed's)
+    args += ["--trainer.val_check_interval", "1.0", "--trainer.limit_val_batches", "2"]  # as recorded: once an epoch
     LotteryCLI(args=args)
     (experiment,) = [ExperimentPaths(p) for p in out.iterdir() if p.is_dir()]
     return _folder(experiment)

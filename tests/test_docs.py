@@ -173,3 +173,15 @@ def test_the_docs_folder_names_are_the_ones_lth_fit_gives(monkeypatch, tmp_path)
             parsed.pop(key, None)
         name = folder_name(parsed, identity_of(parsed, cli.model))  # as run_lottery names the folder
         assert re.search(rf"runs/{config}/{re.escape(name)}\b", text), name
+
+
+def test_the_refused_combinations_are_listed_with_the_package_s_own_messages():
+    page = (REPO / "docs" / "lth-fit.md").read_text()
+    section = page.split("### Refused combinations", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `") or line.startswith("| pruning")]
+    said = [re.findall(r'"([^"]+)" \|$', row) for row in rows]
+    assert len(rows) >= 10 and all(len(s) == 1 for s in said), rows
+    source = " ".join(p.read_text() for p in (REPO / "lth_lightning").rglob("*.py"))
+    for row, (message,) in zip(rows, said, strict=True):
+        assert message in source, row  # words of a message the package gives
+    assert any("`--lottery.instability true` with `--lottery.retrain lr_rewind`" in row for row in rows)

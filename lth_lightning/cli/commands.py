@@ -41,7 +41,12 @@ def _export(argv: Sequence[str]) -> None:
         prog="lth export", description="Export a finished round's ticket.", allow_abbrev=False
     )
     parser.add_argument("run_dir", type=Path, help="run folder (<experiment>/seed_<s>) or experiment folder")
-    parser.add_argument("--round", required=True, help="round to export: a number, last or best (best test metric)")
+    parser.add_argument(
+        "--round",
+        required=True,
+        help="round to export: a number (0 is the dense network), last, or best: the pruned round with the best test "
+        "metric (the sparser on a tie; never round 0)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="ticket file to write (a .json card goes beside it)")
     parser.add_argument(
         "--seed", type=int, default=None, help="the seed's run, in an experiment folder of several seeds"
@@ -66,7 +71,8 @@ def _aggregate(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="lth aggregate",
         description="Combine the seeds of one experiment, run as separate jobs, into results_seeds.csv/.json, plots "
-        "with min-max bands and a TensorBoard summary: what `lth fit --lottery.seeds` writes in one process.",
+        "with min-max bands and a TensorBoard summary: what `lth fit --lottery.seeds` writes in one process; then "
+        "print lth report's tables of them.",
         allow_abbrev=False,
     )
     parser.add_argument("folders", nargs="+", type=Path, help="an experiment folder (its seed_<s>/ runs), or runs")
@@ -75,9 +81,7 @@ def _aggregate(argv: Sequence[str]) -> None:
     )
     args = parser.parse_args(argv)
     from lth_lightning.experiment.aggregate import aggregate_runs, find_runs
-    from lth_lightning.experiment.identity import load_config
-    from lth_lightning.experiment.results import format_seed_table
-    from lth_lightning.metric_names import MetricNames
+    from lth_lightning.report.command import closing_summary
 
     runs = find_runs(args.folders)
     out = args.out
@@ -86,16 +90,20 @@ def _aggregate(argv: Sequence[str]) -> None:
         if len(parents) != 1:
             parser.error("the runs are in several folders: say where to write with --out")
         out = parents.pop()
-    rows = aggregate_runs(runs, out)
-    print(format_seed_table(rows, MetricNames.from_config(load_config(runs[0]))))
+    aggregate_runs(runs, out)
+    try:
+        print(closing_summary(out, runs))
+    except ValueError as reason:  # a round still running: lth report refuses it, the files hold what is done
+        print(f"(No table: {reason})")
     print(f"\nAggregated {len(runs)} runs (seeds {[r.seed for r in runs]}) into {Path(out).resolve()}")
 
 
 def _compare(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="lth compare",
-        description="Overlay several experiments (rewind 0 vs late rewinding, global vs layerwise, ...): one "
-        "accuracy-vs-weights-remaining plot and one TensorBoard logdir with a run per experiment.",
+        description="Overlay several experiments (rewind 0 vs late rewinding, global vs layerwise, ...): their tickets "
+        "side by side as lth report's table, one accuracy-vs-weights-remaining plot and one TensorBoard logdir "
+        "with a run per experiment.",
         allow_abbrev=False,
     )
     parser.add_argument("folders", nargs="+", type=Path, help="experiment folders (or runs)")
@@ -103,8 +111,13 @@ def _compare(argv: Sequence[str]) -> None:
     parser.add_argument("--labels", nargs="+", default=None, help="one label per folder (default: folder names)")
     args = parser.parse_args(argv)
     from lth_lightning.experiment.aggregate import compare_runs
+    from lth_lightning.report.command import comparison_table
 
     experiments = compare_runs(args.folders, args.out, args.labels)
+    try:
+        print(comparison_table(args.folders, list(experiments)))
+    except ValueError as reason:  # a round still running: lth report refuses it, the plot shows what is done
+        print(f"(No table: {reason})")
     out = args.out.resolve()
     plot = out / "accuracy_vs_weights_remaining.png"
     print(f"Compared {', '.join(experiments)}: {plot}; the TensorBoard runs: lth dashboard {out}")

@@ -90,6 +90,19 @@ def did_you_mean(message: str, options: list[str]) -> str:
     return "".join(f"{hint}\n" for hint in hints)
 
 
+def literal_error(message: str) -> str | None:
+    """jsonargparse's page on a value outside an option's ``Literal`` (a control's name, a scope), as one line:
+    the option, the value, the nearest allowed one and every allowed one; None for any other message."""
+    key = re.search(r'Parser key "([^"]+)"', message)
+    wrong = re.search(r"Expected a typing\.Literal\[(.*?)\]\. Got value: (.*)", message)
+    if key is None or wrong is None:
+        return None
+    allowed, value = re.findall(r"'([^']*)'", wrong.group(1)), wrong.group(2).strip()
+    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else "."
+    return f"--{key.group(1)}: {value} is not allowed{hint} Allowed: {', '.join(allowed)}."
+
+
 class ConciseParser(LightningArgumentParser):
     """LightningCLI's parser, whose errors say what went wrong (and the nearest option) instead of a page of usage."""
 
@@ -99,7 +112,11 @@ class ConciseParser(LightningArgumentParser):
         parser = getattr(ex, "subcommand_parser", None) or self
         options = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {message}\n{did_you_mean(message, options)}")
+        one_line = literal_error(message)
+        if one_line is not None:
+            sys.stderr.write(f"{prog}: error: {one_line}\n")
+        else:
+            sys.stderr.write(f"{prog}: error: {message}\n{did_you_mean(message, options)}")
         sys.stderr.write(f"Every option, with its documentation: {prog} --help\n")
         self.exit(2)
 

@@ -35,6 +35,7 @@ __all__ = [
     "check_same",
     "check_same_experiment",
     "describe_differences",
+    "experiment_folder",
     "digest",
     "experiment_identity",
     "flatten",
@@ -175,18 +176,35 @@ def _last(class_path: Any) -> str:
     return str(class_path).rsplit(".", 1)[-1] if class_path else ""
 
 
+def _is_torch_container(class_path: Any) -> bool:
+    """A class of torch itself (``torch.nn.Sequential``, ``ModuleList``, ...): a container, not the user's network."""
+    return str(class_path).startswith("torch.")
+
+
 def folder_name(config: Mapping[str, Any], identity: Mapping[str, Any] | None = None) -> str:
     """``<network>-<data>-<scope><amount>-<hash>``: readable, and distinct for distinct experiments.
 
-    The hash is of ``identity`` (by default the config's :func:`experiment_identity`).
+    The network is the wrapped one (``model.init_args.net``, or a Python module's ``net``) unless that is one of
+    torch's own classes (an ``nn.Sequential``): then the module class the user wrote. The hash is of ``identity``
+    (by default the config's :func:`experiment_identity`).
     """
     flat = flatten(config)
-    net = _last(flat.get("model.init_args.net.class_path") or flat.get("model.network") or flat.get("model.class_path"))
-    net = net or "model"
+    inner = flat.get("model.init_args.net.class_path") or flat.get("model.network")
+    net = _last(flat.get("model.class_path") if inner is None or _is_torch_container(inner) else inner) or "model"
     data = _last(flat.get("data.class_path")).removesuffix("DataModule") or "data"
     pruning = f"{flat.get('lottery.scope', 'global')}{flat.get('lottery.amount', '')}"
     parts = [re.sub(r"[^A-Za-z0-9.]+", "_", part) for part in (net, data, pruning)]
     return "-".join([*parts, digest(experiment_identity(config) if identity is None else identity)])
+
+
+def experiment_folder(out: Path, config: Mapping[str, Any], identity: Mapping[str, Any]) -> Path:
+    """The experiment's folder in ``out``: :func:`folder_name`'s, or the one folder there already named after the same
+    identity's hash under an earlier naming rule (its finished rounds are kept)."""
+    name = folder_name(config, identity)
+    if (out / name).exists():
+        return out / name
+    earlier = [p for p in out.glob(f"*-{name.rsplit('-', 1)[-1]}") if p.is_dir()] if out.is_dir() else []
+    return earlier[0] if len(earlier) == 1 else out / name
 
 
 def _short(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""What a round measured, and the tables written from it."""
+"""What a round measured, and the files written from it."""
 
 from __future__ import annotations
 
@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from lth_lightning.io import atomic_write_text
-from lth_lightning.metric_names import DEFAULT_METRICS, MetricNames, column
 
 __all__ = [
     "RoundResult",
-    "format_seed_table",
-    "format_table",
     "format_value",
     "write_table",
 ]
@@ -106,47 +103,6 @@ def format_value(value: Any, digits: int = 4) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return f"{float(value):.{digits}f}"
-
-
-def format_table(rows: Sequence[RoundResult], names: MetricNames = DEFAULT_METRICS) -> str:
-    """A compact text table of the rounds: the monitored and test metrics, early stopping, every control."""
-    test = names.test_column
-    controls = list(dict.fromkeys(c for r in rows for c in r.controls))
-    header: list[tuple[str, int]] = [("round", 5), ("weights", 8)]
-    if names.monitor is not None:
-        header.append((column(names.monitor), 10))
-    header += [(test, 10), ("early_stop", 10), (f"{test}@early", 14), *((c, 14) for c in controls), ("seconds", 8)]
-    lines = [" ".join(f"{title:>{width}}" for title, width in header)]
-    for r in rows:
-        cells = [str(r.round), f"{100 * r.density:.2f}%"]
-        if names.monitor is not None:
-            cells.append(format_value(r.metrics.get(column(names.monitor))))
-        cells += [format_value(r.metrics.get(test)), format_value(r.best_val_step)]
-        cells += [format_value(r.metrics.get(names.at_best_column))]
-        cells += [format_value(r.controls.get(c, {}).get(test)) for c in controls]
-        cells.append(format_value(r.seconds, 1))
-        lines.append(" ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, header, strict=True)))
-    return "\n".join(lines)
-
-
-def format_seed_table(rows: Sequence[Mapping[str, Any]], names: MetricNames = DEFAULT_METRICS) -> str:
-    """A text table of aggregated rows: mean [min, max] over seeds of the test metric, ticket and controls."""
-    test = names.test_column
-    suffix = f"_{test}_mean"
-    controls = list(dict.fromkeys(k[: -len(suffix)] for r in rows for k in r if k.endswith(suffix)))  # run order
-    keys = [test, *(f"{c}_{test}" for c in controls)]
-    header = [("round", 5), ("weights", 8), ("seeds", 5), *((label, 24) for label in ["ticket", *controls])]
-    lines = [" ".join(f"{title:>{width}}" for title, width in header)]
-    for row in rows:
-        cells = [str(row["round"]), f"{100 * row['density_mean']:.2f}%", str(row["seeds"])]
-        for key in keys:
-            if f"{key}_mean" not in row:
-                cells.append("-")
-                continue
-            low, high = format_value(row[f"{key}_min"]), format_value(row[f"{key}_max"])
-            cells.append(f"{format_value(row[f'{key}_mean'])} [{low}, {high}]")
-        lines.append(" ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, header, strict=True)))
-    return "\n".join(lines)
 
 
 def write_table(stem: Path, rows: Sequence[Mapping[str, Any]], json_rows: Sequence[Any] | None = None) -> None:

@@ -23,7 +23,7 @@ import lightning.pytorch as pl
 from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
 from lth_lightning.data.datamodule import IDXDataModule, shuffle_seed_set_to
 from lth_lightning.experiment.context import RunContext
-from lth_lightning.experiment.identity import folder_name, python_config
+from lth_lightning.experiment.identity import experiment_folder, python_config
 from lth_lightning.experiment.instability import check_instability
 from lth_lightning.experiment.loop import Executor, run_rounds
 from lth_lightning.experiment.observed import identity_of, warn_undeclared_arguments, weights_digest
@@ -75,7 +75,8 @@ def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.Li
         warn_undeclared_arguments(datamodule)
         config = python_config(model, datamodule, settings, spec.trainer)
     identity = identity_of(config, model)
-    experiment = ExperimentPaths(spec.out_path / (spec.name or folder_name(config, identity)))
+    folder = spec.out_path / spec.name if spec.name else experiment_folder(spec.out_path, config, identity)
+    experiment = ExperimentPaths(folder)
     run_identity: dict[str, Any] = {"initial_weights": weights_digest(model)}  # the seed's: not the experiment's
     if spec.data_order == "seed":
         run_identity["data_order_seed"] = seed

@@ -55,11 +55,12 @@ def find_run(folder: str | Path, seed: int | None = None) -> RunPaths:
 
 
 def choose_round(run: RunPaths, round: RoundChoice) -> int:
-    """``round`` itself, the last finished round (``"last"``), or the one with the best test metric (``"best"``;
-    the sparser one on a tie).
+    """``round`` itself, the last finished round (``"last"``), or the pruned round with the best test metric
+    (``"best"``; the sparser one on a tie). The dense round 0 is no ticket: it is exported only when asked for by
+    number.
 
     Raises:
-        FileNotFoundError: If no round is finished.
+        FileNotFoundError: If no round is finished (no pruned round, for ``"best"``).
         ValueError: For any other choice.
     """
     if isinstance(round, int) and not isinstance(round, bool):
@@ -72,10 +73,15 @@ def choose_round(run: RunPaths, round: RoundChoice) -> int:
     if round == "last":
         return finished[-1]
     test = MetricNames.from_config(load_config(run)).test_column
-    rows = [RoundResult(**json.loads(run.metrics(r).read_text())) for r in finished]
+    pruned = [r for r in finished if r > 0]
+    if not pruned:
+        raise FileNotFoundError(
+            f"{run.root} has no finished pruned round yet; round 0, the dense network, is --round 0."
+        )
+    rows = [RoundResult(**json.loads(run.metrics(r).read_text())) for r in pruned]
     scored = [(float(value), row.round) for row in rows if (value := row.metrics.get(test)) is not None]
     if not scored:
-        raise ValueError(f"{run.root}: no finished round has the test metric column {test!r}.")
+        raise ValueError(f"{run.root}: no finished pruned round has the test metric column {test!r}.")
     return max(scored)[1]  # the best value; on a tie, the later (sparser) round
 
 

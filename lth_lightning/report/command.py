@@ -11,14 +11,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.experiment.paths import RunPaths
 from lth_lightning.report.claims import Finding, Paper, check_claim, load_paper
 from lth_lightning.report.papers import available_papers
-from lth_lightning.report.readout import read_experiment
-from lth_lightning.report.render import claims_csv, claims_markdown, experiment_markdown, report_csv, report_markdown
+from lth_lightning.report.readout import read_experiment, read_runs
+from lth_lightning.report.render import (
+    claims_csv,
+    claims_markdown,
+    experiment_markdown,
+    report_csv,
+    report_markdown,
+    side_by_side,
+)
 from lth_lightning.report.save import check_destination, save_results
 from lth_lightning.report.table import ExperimentTable, build_table
 
-__all__ = ["check_papers", "claims_list", "closing_summary", "report", "report_tables"]
+__all__ = ["check_papers", "claims_list", "closing_summary", "comparison_table", "report", "report_tables"]
 
 
 def claims_list() -> str:
@@ -45,10 +53,17 @@ def report_tables(folders: Sequence[str | Path]) -> list[ExperimentTable]:
     return [build_table(read_experiment(folder)) for folder in folders]
 
 
-def closing_summary(folder: str | Path) -> str:
-    """What ``lth fit``, ``run_lottery`` and ``run_seeds`` print when they finish: ``lth report``'s tables of the
-    experiment (or run) in ``folder``, from the same code."""
-    return experiment_markdown(build_table(read_experiment(folder)))
+def closing_summary(folder: str | Path, runs: Sequence[RunPaths] | None = None) -> str:
+    """What ``lth fit``, ``run_lottery``, ``run_seeds`` and ``lth aggregate`` print when they finish: ``lth report``'s
+    tables of the experiment (or run) in ``folder``, or of its seeds' ``runs`` where they are elsewhere, from the
+    same code."""
+    experiment = read_experiment(folder) if runs is None else read_runs(runs, folder)
+    return experiment_markdown(build_table(experiment))
+
+
+def comparison_table(folders: Sequence[str | Path], labels: Sequence[str]) -> str:
+    """What ``lth compare`` prints: the report's side-by-side table of the experiments' tickets, by label."""
+    return side_by_side(report_tables(folders), labels) + "\n"
 
 
 def _findings(papers: Sequence[Paper], tables: Sequence[ExperimentTable]) -> list[tuple[Paper, list[Finding]]]:

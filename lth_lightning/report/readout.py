@@ -19,7 +19,7 @@ from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.results import RoundResult
 from lth_lightning.metric_names import MetricNames
 
-__all__ = ["Experiment", "read_experiment"]
+__all__ = ["Experiment", "read_experiment", "read_runs"]
 
 _ROUND_DIR = re.compile(r"round_(\d+)")
 
@@ -111,8 +111,17 @@ def read_experiment(folder: str | Path) -> Experiment:
         ValueError: If it is not an experiment, its runs are not the seeds of one experiment, or a
             round is unfinished.
     """
-    folder = Path(folder)
-    runs = _runs(folder)
+    return read_runs(_runs(Path(folder)), folder)
+
+
+def read_runs(runs: Sequence[RunPaths], folder: str | Path) -> Experiment:
+    """Read the runs of one experiment's seeds (wherever they are, as ``lth aggregate`` takes them), named after
+    ``folder``.
+
+    Raises:
+        ValueError: If the runs are not the seeds of one experiment, or a round is unfinished.
+    """
+    folder, runs = Path(folder), list(runs)
     for run in runs:
         if not run.results.with_suffix(".json").is_file():
             raise ValueError(f"Round 0 of {run.root} is unfinished (no results.json yet); let the run finish it.")

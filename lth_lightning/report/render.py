@@ -16,7 +16,16 @@ from lth_lightning.report.table import (
     summarize,
 )
 
-__all__ = ["RULE", "cell", "claims_csv", "claims_markdown", "experiment_markdown", "report_csv", "report_markdown"]
+__all__ = [
+    "RULE",
+    "cell",
+    "claims_csv",
+    "claims_markdown",
+    "experiment_markdown",
+    "report_csv",
+    "report_markdown",
+    "side_by_side",
+]
 
 
 def _number(value: float, quantity: str) -> str:
@@ -130,11 +139,15 @@ def experiment_markdown(table: ExperimentTable) -> str:
     return "\n".join(parts)
 
 
-def _side_by_side(tables: Sequence[ExperimentTable]) -> str:
+def side_by_side(tables: Sequence[ExperimentTable], labels: Sequence[str] | None = None) -> str:
+    """The tickets of several experiments side by side, round by round: weights left and the test metric at the end
+    (what ``lth compare`` plots), each experiment under its label (by default its folder's name; one per table)."""
+    if labels is not None and len(labels) != len(tables):
+        raise ValueError(f"Give one label per experiment: {len(labels)} labels for {len(tables)} experiments.")
     test = tables[0].experiment.names.test
     header = ["round"]
-    for table in tables:
-        header += [f"{table.experiment.name}: weights left", f"{table.experiment.name}: ticket"]
+    for label in labels or [t.experiment.name for t in tables]:
+        header += [f"{label}: weights left", f"{label}: ticket"]
     rows = []
     for round_ in sorted({r for table in tables for r in table.rounds}):
         cells = [_round_label(round_)]
@@ -154,7 +167,7 @@ def report_markdown(tables: Sequence[ExperimentTable]) -> str:
     """Every experiment's tables, then (several experiments) the tickets side by side."""
     parts = [experiment_markdown(table) for table in tables]
     if len(tables) > 1:
-        parts.append(_side_by_side(tables))
+        parts.append(side_by_side(tables))
     return "\n\n".join(parts) + "\n"
 
 

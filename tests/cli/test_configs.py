@@ -55,3 +55,24 @@ def test_a_papers_config_is_its_recipe_field_by_field(name):
     }
     assert got == recipe
     assert len(lottery["rates"]) == 1  # no other layer at another rate
+
+
+def _validations(trainer: dict, epoch_batches: int) -> int:
+    """How often a training validates under Lightning's settings (restated: an integer ``val_check_interval`` counts
+    training batches, a float a fraction of the epoch; with ``check_val_every_n_epoch: null`` it counts across
+    epochs)."""
+    limit = trainer.get("limit_train_batches", 1.0)
+    batches = min(limit, epoch_batches) if isinstance(limit, int) else int(limit * epoch_batches)
+    interval = trainer.get("val_check_interval", 1.0)
+    if trainer.get("check_val_every_n_epoch", 1) is None:
+        return trainer["max_steps"] // interval
+    per_epoch = batches // interval if isinstance(interval, int) else round(1 / interval)
+    return trainer["max_epochs"] // trainer.get("check_val_every_n_epoch", 1) * per_epoch
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_validates_often_enough_for_early_stopping_to_choose(path):
+    config = yaml.safe_load(path.read_text())
+    data = config["data"]["init_args"]
+    epoch_batches = (60_000 - data["val_size"]) // data["batch_size"]  # MNIST and Fashion-MNIST: 60,000 to train
+    assert _validations(config["trainer"], epoch_batches) >= 5

@@ -12,7 +12,7 @@ from conftest import round_trainer, saved_accuracy
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.experiment.paths import RunPaths
-from lth_lightning.experiment.results import format_table
+from lth_lightning.report.command import closing_summary
 
 
 class CountFits(pl.Callback):
@@ -58,8 +58,8 @@ def test_run_lottery_python_api(tmp_path):
     saved = json.loads((rows.run_dir / "results.json").read_text())
     assert [s["metrics"]["test_acc"] for s in saved] == [r.metrics["test_acc"] for r in rows]
     assert set(saved[0]["layer_density"]) == {"net.layers.0.weight", "net.layers.1.weight"}
-    table = format_table(rows)
-    assert table.splitlines()[0].split()[:3] == ["round", "weights", "val_loss"] and " 36.00%" in table
+    table = closing_summary(rows.experiment_dir)  # what run_lottery prints when it shows progress
+    assert "| 2 | 36.0% |" in table and f"| {100 * rows[2].metrics['test_acc']:.2f} |" in table
 
     # Resuming in a new "process": a fresh model and callback; finished rounds are read back.
     model2, dm2, trainer2 = _setup(tmp_path / "again")

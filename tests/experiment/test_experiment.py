@@ -21,7 +21,7 @@ from lth_lightning import (
     run_lottery,
     run_seeds,
 )
-from lth_lightning.experiment.identity import experiment_identity, folder_name, python_config
+from lth_lightning.experiment.identity import experiment_folder, experiment_identity, folder_name, python_config
 from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.plots import plot_accuracy_vs_density, plot_comparison, plot_early_stop_vs_density
 
@@ -91,6 +91,28 @@ def test_the_seed_is_in_a_runs_identity_not_the_experiments():
 
 def test_a_wrapped_network_names_the_folder_from_python_as_from_the_cli():
     assert re.fullmatch(r"MLP-FashionMNIST-global0\.2-[0-9a-f]{8}", folder_name(_config()))
+
+
+class SmallCNN(LotteryClassifier):
+    """A user's module whose network is an inner nn.Sequential."""
+
+    def __init__(self) -> None:
+        super().__init__(net=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
+
+
+def test_a_module_wrapping_an_nn_sequential_names_the_folder_after_the_users_class(tmp_path):
+    dm = FashionMNISTDataModule("data")
+    config = python_config(SmallCNN(), dm, {"amount": 0.2, "scope": "global"}, {})
+    assert config["model"]["network"] == "torch.nn.modules.container.Sequential"  # recorded as it is
+    assert re.fullmatch(r"SmallCNN-FashionMNIST-global0\.2-[0-9a-f]{8}", folder_name(config))
+    cli = {"model": {"class_path": "my.SmallCNN", "init_args": {"net": {"class_path": "torch.nn.Sequential"}}}}
+    assert folder_name(cli).startswith("SmallCNN-")  # lth fit's config alike
+    # An experiment started under the earlier rule keeps its folder: the same identity's hash names it.
+    identity = experiment_identity(config)
+    earlier = tmp_path / f"Sequential-FashionMNIST-global0.2-{folder_name(config, identity).rsplit('-', 1)[1]}"
+    assert experiment_folder(tmp_path, config, identity) == tmp_path / folder_name(config, identity)
+    earlier.mkdir()
+    assert experiment_folder(tmp_path, config, identity) == earlier
 
 
 # ----------------------------------------------------------------------------- defect 1: stale results
@@ -180,6 +202,23 @@ def test_aggregating_another_experiment_is_refused(tmp_path, tiny_data):
     other = _run(tiny_data, tmp_path, lr=0.05)
     with pytest.raises(ValueError, match=r"is another experiment than .*model.init_args.lr: first has 0.01, now 0.05"):
         aggregate_runs([RunPaths(one.run_dir), RunPaths(other.run_dir)], tmp_path / "out")
+
+
+def test_lth_compare_prints_the_tickets_side_by_side_as_it_plotted_them(tmp_path, tiny_data, capsys):
+    from cli_helpers import lth_here
+
+    half = _run(tiny_data, tmp_path)
+    third = _run(tiny_data, tmp_path, lottery=LotteryTicketCallback(amount=0.3, verbose=False))
+    folders = [str(half.experiment_dir), str(third.experiment_dir)]
+    out, _ = lth_here(capsys, "compare", *folders, "--out", str(tmp_path / "cmp"), "--labels", "half", "third")
+    header = "| round | half: weights left | half: ticket | third: weights left | third: ticket |"
+    assert out.startswith("### Side by side: the ticket's test/acc at the end\n\n" + header)
+    lines = out.splitlines()
+    for rows, column in ((half, 1), (third, 3)):  # each round's weights and accuracy, from the run's own rows
+        for row in rows:
+            cells = lines[4 + row.round].strip("| ").split(" | ")
+            assert cells[column : column + 2] == [f"{100 * row.density:.1f}%", f"{100 * row.metrics['test_acc']:.2f}"]
+    assert lines[-1].startswith("Compared half, third: ")
 
 
 def test_compare_overlays_experiments_by_weights_pruned(tmp_path, tiny_data):

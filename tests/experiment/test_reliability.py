@@ -224,6 +224,25 @@ def test_unknown_config_key_gets_lightningclis_message(tmp_path, tiny_data, caps
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
+def test_a_mistyped_control_gets_the_nearest_name_and_the_allowed_ones_in_one_line(tmp_path, tiny_data, capsys):
+    from lth_lightning.experiment.controls import CONTROLS
+
+    config = tiny_config(tmp_path, tiny_data)
+    _, err = lth_here(capsys, "fit", "-c", str(config), "--lottery.controls", "[random_reinit, random_prun]", code=2)
+    first, *rest = err.strip().splitlines()
+    allowed = ", ".join(CONTROLS)
+    said = "lth fit: error: --lottery.controls: random_prun is not allowed; did you mean random_prune?"
+    assert first == f"{said} Allowed: {allowed}."
+    assert rest == ["Every option, with its documentation: lth fit --help"]
+    config.write_text(config.read_text().replace("progress: false", "progress: false\n  scope: globl"))
+    _, err = lth_here(capsys, "fit", "-c", str(config), code=2)  # a config file's value, any Literal option
+    assert (
+        err.splitlines()[0]
+        == "lth fit: error: --lottery.scope: globl is not allowed; did you mean global? Allowed: global, layerwise."
+    )
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
 def test_empty_data_folder_is_a_clear_error(tmp_path):
     (tmp_path / "FashionMNIST" / "raw").mkdir(parents=True)
     dm = FashionMNISTDataModule(tmp_path)

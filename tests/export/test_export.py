@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
-from cli_helpers import lth, write_tiny_fashion
+from cli_helpers import lth, lth_here, write_tiny_fashion
 from conftest import round_trainer
 
 from lth_lightning import (
@@ -129,14 +130,26 @@ def test_lth_export_command(tmp_path, finished_run):
     assert "Exported round 1: 50.00% of weights" in last.stdout and "Traceback" not in last.stderr
 
 
-def test_export_best_is_the_round_with_the_best_test_metric(finished_run):
+def test_export_best_is_the_pruned_round_with_the_best_test_metric(tmp_path, finished_run, capsys):
     run, _ = finished_run
-    rows = [json.loads((run / f"round_{r:02d}" / "metrics.json").read_text()) for r in (0, 1)]
-    accs = [row["metrics"]["test_acc"] for row in rows]
-    best = max(range(2), key=lambda r: (accs[r], r))
-    assert choose_round(RunPaths(run), "best") == best and choose_round(RunPaths(run), "last") == 1
+    copy = tmp_path / run.parent.name / run.name  # its round 0 made the best, in a copy
+    shutil.copytree(run.parent, copy.parent)
+    rows = [json.loads((copy / f"round_{r:02d}" / "metrics.json").read_text()) for r in (0, 1)]
+    rows[0]["metrics"]["test_acc"] = rows[1]["metrics"]["test_acc"] + 0.1
+    (copy / "round_00" / "metrics.json").write_text(json.dumps(rows[0]))
+    assert choose_round(RunPaths(copy), "best") == 1  # the dense network is no ticket, however accurate
+    assert choose_round(RunPaths(copy), 0) == 0 and choose_round(RunPaths(copy), "last") == 1  # asked for: round 0
+    shutil.rmtree(copy / "round_01")
+    with pytest.raises(
+        FileNotFoundError, match="has no finished pruned round yet; round 0, the dense network, is --round 0"
+    ):
+        choose_round(RunPaths(copy), "best")
     with pytest.raises(ValueError, match="`round` must be a round number, 'last' or 'best', got 'first'"):
         choose_round(RunPaths(run), "first")
+    out, _ = lth_here(capsys, "export", "--help")
+    assert "best: the pruned round with the best test metric (the sparser on a tie; never round 0)" in " ".join(
+        out.split()
+    )
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,6 +83,22 @@ def test_the_markdown_table_shows_each_round_as_mean_min_max(experiment, capsys)
     for title in ("| instability |", "Controls, early-stopping step:", "Gap to the ticket"):
         assert title in out
     assert out.count("| 0 (dense) |") >= 2 and "snip:shuffled" in out
+
+
+def test_lth_aggregate_of_seeds_run_as_separate_jobs_prints_the_reports_tables(experiment, tmp_path, capsys):
+    jobs = []
+    for s in SEEDS:  # each seed's run where its own job left it
+        job = tmp_path / f"job_{s}" / experiment.name / f"seed_{s}"
+        shutil.copytree(experiment / f"seed_{s}", job)
+        jobs.append(str(job))
+    out, _ = lth_here(capsys, "aggregate", *jobs, "--out", str(tmp_path / "together"))
+    mean, low, high = _recomputed(experiment, "test_acc", 100)[2]  # the seeds' own results.csv
+    weights = 100 * float(read_csv(experiment / "seed_0" / "results.csv")[2]["density"])
+    assert f"| 2 | {weights:.1f}% | {mean:.2f} [{low:.2f}, {high:.2f}] |" in out
+    assert "Gap to the ticket" in out and out.strip().endswith(f"into {(tmp_path / 'together').resolve()}")
+    report, _ = lth_here(capsys, "report", str(experiment))
+    tables = out[out.index("| round |") : out.index("\nAggregated")]  # the same tables, under the --out folder's name
+    assert tables.strip() == report[report.index("| round |") :].strip()
 
 
 def test_claims_are_checked_on_the_seeds_paired_values(experiment, capsys):
