@@ -63,11 +63,14 @@ def _accuracy(names: MetricNames, controls: Sequence[str], apart: Mapping[str, S
     near = [c for c in controls if c not in apart.get(test, ())]
     versus = " vs ".join(["ticket", *(CONTROLS[c].label for c in near)])
     metrics = {test: (label, versus), at_best: (f"{label} at the early-stopping iteration", "ticket vs controls")}
-    charts: Charts = {}
-    for key, (metric, lines) in metrics.items():
-        charts[f"{metric}: {lines}"] = ["Multiline", [rf"^lottery/{key}$"]]
+    charts: Charts = {
+        f"{metric}: {lines}": ["Multiline", [rf"^lottery/{key}$"]] for key, (metric, lines) in metrics.items()
+    }
+    # A control apart: a Margin chart of value = lower = upper, whose ends TensorBoard's outlier filter keeps (each
+    # value counts thrice). TensorBoard draws a section's Margin charts after its others, last-listed first.
+    for key, (metric, _) in reversed(metrics.items()):
         if apart.get(key):
-            charts[_apart_title(metric, apart[key])] = ["Multiline", [rf"^{APART}/{key}$"]]
+            charts[_apart_title(metric, apart[key])] = ["Margin", [f"{APART}/{key}"] * 3]
     return charts
 
 
