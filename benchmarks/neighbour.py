@@ -56,6 +56,8 @@ def _command(out: Path, seed: int, steps: int) -> list[str]:
         str(steps),
         "--trainer.limit_test_batches",
         "10",
+        "--trainer.val_check_interval",
+        "1.0",  # once an epoch of `steps` batches, as measured before the quick config validated every 50
         "--lottery.rounds",
         "2",
         "--lottery.progress",

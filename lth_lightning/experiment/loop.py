@@ -84,7 +84,6 @@ def run_rounds(
             held.append(store.paths.root)
         for seed, run in runs.items():
             run.store.check()
-            run.store.announce()  # before anything its training says
             rows[seed] = _resume(run)
         bar = RoundProgress(spec.rounds, min(len(r) for r in rows.values()), spec.progress, spec.names.test_column)
         with quiet_lightning():

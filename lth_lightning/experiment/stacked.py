@@ -89,15 +89,15 @@ class StackedRounds:
         self.probe, self.own_orders = probe, own_orders
         self.sequential = SequentialRounds()  # what trains one network at a time: each round's instability copies
         self.summarized = False  # Lightning's model summary: for the first training only
+        self.said: list[str] = []  # what the next fit says after its run folders (the pruned tensors)
 
     # ------------------------------------------------------------------ the members of a round
-    @staticmethod
-    def _ticket(run: RunContext, r: int, first: bool) -> _Member:
+    def _ticket(self, run: RunContext, r: int, first: bool) -> _Member:
         if r == 0:
             selection = select_targets(run.model, run.lottery.parameters)
             plan_rates(selection.targets, run.lottery.amount, run.lottery.scope, run.lottery.rates)
-            if run.lottery.verbose and first:
-                rank_zero_info(selection.describe())
+            if run.lottery.verbose and first:  # said once the fit has its data, after the run folders
+                self.said.append(selection.describe())
             masks = {t.name: torch.ones(t.shape, dtype=torch.bool) for t in selection.targets}
             init = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
             return _Member(run, "ticket", masks, init)
@@ -192,8 +192,9 @@ class StackedRounds:
         callbacks: list[pl.Callback] = [
             *own_callbacks,
             *([tracker] if tracker else []),
-            RecordOnTrainStart([run.store for run in runs]),
+            RecordOnTrainStart([run.store for run in runs], then_say=self.said),
         ]
+        self.said = []
         summary, self.summarized = not self.summarized, True
         trainer = make_trainer(
             f"stacked/{round_label(r)}",

@@ -207,10 +207,20 @@ class RunStore:
 
 
 class RecordOnTrainStart(pl.Callback):
-    """Records the runs (their experiment's identity, their own, their config) when a training starts, not before."""
+    """Records the runs (their experiment's identity, their own, their config) when a training starts, not before;
+    says their folders once the data is set up, before anything the training says (a folder a start that fails on
+    its data removes again is never said), then ``then_say``."""
 
-    def __init__(self, stores: Sequence[RunStore]) -> None:
-        self.stores = list(stores)
+    def __init__(self, stores: Sequence[RunStore], then_say: Sequence[str] = ()) -> None:
+        self.stores, self.then_say = list(stores), list(then_say)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            for store in self.stores:
+                store.announce()
+            for line in self.then_say:
+                rank_zero_info(line)
+            self.then_say = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for store in self.stores:
