@@ -51,7 +51,7 @@ class EpochLine(Callback):
     the values logged so far (the last validation's among them).
 
     Args:
-        label: What the training is (``seed_0 round_02/lottery``).
+        label: What the training is (``seed 0 round_02/lottery``, ``stacked/round_02``).
     """
 
     def __init__(self, label: str) -> None:
