@@ -67,6 +67,15 @@ def _export(argv: Sequence[str]) -> None:
     )
 
 
+def _print_table(table: Callable[[], str]) -> None:
+    """Print ``lth report``'s table of what was just written; where the report refuses the folders (a round still
+    running), say why instead: the files written hold what is done."""
+    try:
+        print(table())
+    except ValueError as reason:
+        print(f"(No table: {reason})")
+
+
 def _aggregate(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="lth aggregate",
@@ -91,10 +100,7 @@ def _aggregate(argv: Sequence[str]) -> None:
             parser.error("the runs are in several folders: say where to write with --out")
         out = parents.pop()
     aggregate_runs(runs, out)
-    try:
-        print(closing_summary(out, runs))
-    except ValueError as reason:  # a round still running: lth report refuses it, the files hold what is done
-        print(f"(No table: {reason})")
+    _print_table(lambda: closing_summary(out, runs))
     print(f"\nAggregated {len(runs)} runs (seeds {[r.seed for r in runs]}) into {Path(out).resolve()}")
 
 
@@ -114,10 +120,7 @@ def _compare(argv: Sequence[str]) -> None:
     from lth_lightning.report.command import comparison_table
 
     experiments = compare_runs(args.folders, args.out, args.labels)
-    try:
-        print(comparison_table(args.folders, list(experiments)))
-    except ValueError as reason:  # a round still running: lth report refuses it, the plot shows what is done
-        print(f"(No table: {reason})")
+    _print_table(lambda: comparison_table(args.folders, list(experiments)))
     out = args.out.resolve()
     plot = out / "accuracy_vs_weights_remaining.png"
     print(f"Compared {', '.join(experiments)}: {plot}; the TensorBoard runs: lth dashboard {out}")

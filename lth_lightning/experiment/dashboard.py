@@ -132,9 +132,8 @@ def _write_summary(target: Path, write: Callable[[Writers], None], series: Seque
 
     tmp = fresh_folder(target.parent, ".summary.")
     writers: dict[str, SummaryWriter] = {}
-    for name in series_order(series):
+    for name in series_order(series):  # each writes its first event (its start time) as it is made
         writers[name] = SummaryWriter(log_dir=str(tmp / name))
-        writers[name].flush()
 
     def writer(series: str) -> SummaryWriter:
         if series not in writers:
