@@ -70,3 +70,9 @@ def test_scale_prints_its_tables():
 def test_neighbour_prints_its_table():
     out = _run("neighbour.py", "--steps", "3", "--spins", "1000", "--only-spins")
     assert re.search(r"^GOMP_SPINCOUNT=1000 +[\d.]+ +[\d.]+ +[\d.]+x +\(\d+ s\)$", out, flags=re.M), out
+
+
+def test_validation_interval_prints_its_table():
+    out = _run("validation_interval.py", "--steps", "40", "--reps", "1", "--intervals", "20", "--val", "600")
+    assert re.search(r"\| none \| [\d.]+ \| 1\.00 \| 0% \|", out), out
+    assert re.search(r"\| every 20 steps \| [\d.]+ \| [\d.]+ \| -?\d+% \|", out), out

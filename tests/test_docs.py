@@ -185,3 +185,19 @@ def test_the_refused_combinations_are_listed_with_the_package_s_own_messages():
     for row, (message,) in zip(rows, said, strict=True):
         assert message in source, row  # words of a message the package gives
     assert any("`--lottery.instability true` with `--lottery.retrain lr_rewind`" in row for row in rows)
+
+
+_TENTHS = {10: "a tenth", 5: "a fifth", 2: "half", 1: "the paper's"}
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet300_at_init"])
+def test_the_deviations_page_states_the_committed_lenet_runs_budget_and_interval(name):
+    """The budget and the validation interval of each committed LeNet run, read from its recorded config, are the
+    ones docs/deviations.md states (the paper: 50,000 iterations, validation every 100)."""
+    trainer = yaml.safe_load((REPO / "results" / name / "seed_0" / "config.yaml").read_text())["trainer"]
+    page = " ".join((REPO / "docs" / "deviations.md").read_text().split())
+    steps, interval = trainer["max_steps"], trainer["val_check_interval"]
+    assert f"{steps:,} iterations a round, {_TENTHS[50_000 // steps]} of the paper's 50,000" in page
+    assert f"every {interval} (`results/{name}`)" in page or f"every {interval} iterations (`results/{name}`)" in page
+    shipped = yaml.safe_load((REPO / "configs" / "mnist_lenet300.yaml").read_text())["trainer"]
+    assert shipped["val_check_interval"] == 100 and "every 100 iterations, and so" in page

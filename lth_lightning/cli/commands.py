@@ -133,7 +133,8 @@ def _report_parser() -> argparse.ArgumentParser:
         prog="lth report",
         description="The results of finished experiments as tables: every series (the ticket at the end and at "
         "early stopping, the early-stopping step, each control, instability, each control's gap to the ticket) by "
-        "round, mean [min, max] over the seeds; with --claims, each claim of a paper checked on them by one rule "
+        "round, mean [min, max] over the seeds; with --claims, each claim of a paper checked on them: is the effect on "
+        "the claimed side, and as large as the paper's figure, each by a named test at level 0.05 "
         "(docs/results.md). Reads the folders, writes nothing unless --save; needs no Lightning.",
         allow_abbrev=False,
     )
@@ -147,6 +148,13 @@ def _report_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help=f"papers whose claims to check ({', '.join(available_papers())}); `list` shows their claims",
+    )
+    parser.add_argument(
+        "--test",
+        choices=("t", "wilcoxon"),
+        default="t",
+        help="the test behind each verdict, at level 0.05 with Holm's correction over a claim's densities: t, a "
+        "paired t-test (default); wilcoxon, the exact signed-rank test (needs more seeds)",
     )
     parser.add_argument(
         "--save",
@@ -171,7 +179,7 @@ def _report(argv: Sequence[str]) -> None:
         parser.error("give at least one experiment folder (or --claims list)")
     if args.save is not None and len(args.save) != len(args.folders):
         parser.error(f"--save takes one folder per experiment: {len(args.save)} for {len(args.folders)} folders")
-    print(report(args.folders, args.format, args.claims, args.save), end="")
+    print(report(args.folders, args.format, args.claims, args.save, args.test), end="")
 
 
 def dashboard_url(host: str, port: int) -> str:

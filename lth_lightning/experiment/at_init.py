@@ -1,4 +1,4 @@
-"""Pruning at initialization as published, and Frankle et al. 2021's ablations of it, as controls.
+"""Pruning at initialization as published, Frankle et al. 2021's ablations of it and one of ours, as controls.
 
 Each method prunes the ticket's *initial* network once, by the score of its paper
 (:mod:`lth_lightning.pruning.saliency`), keeping the ticket's total number of weights in one ranking over
@@ -12,12 +12,13 @@ every pruned tensor, as the methods are published:
 
 SNIP and GraSP read the run's scoring batch (:mod:`.scoring`). Frankle, Dziugaite, Roy & Carbin
 2021 ("Pruning Neural Networks at Initialization: Why are We Missing the Mark?") ask what of each
-method's masks matters, with four ablations, each a control of its own (``<method>:<ablation>``):
+method's masks matters with three ablations; each is a control of its own (``<method>:<ablation>``):
 
-* ``layerwise``: the method's ranking within each tensor, at the ticket's count in that tensor;
-* ``shuffled``: the method's count in each tensor, its positions drawn at random within the tensor;
-* ``reinit``: the method's masks, trained from a fresh initialization;
-* ``inverted``: the method's ranking reversed (the weights it would prune first are kept).
+* ``shuffled`` (the paper's): the method's count in each tensor, its positions drawn at random within the tensor;
+* ``reinit`` (the paper's): the method's masks, trained from a fresh initialization;
+* ``inverted`` (the paper's): the method's ranking reversed (the weights it would prune first are kept);
+* ``layerwise`` (ours, not the paper's): the method's ranking within each tensor, at the ticket's count in that
+  tensor: how much of the method is its choice of per-layer densities.
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@ masks and initial state are derived from the ticket's round (:class:`~.ticket.Ti
 * ``random_reinit`` (Frankle & Carbin 2019) keeps the ticket's masks and draws a fresh
   initialization with the module's own initializers;
 * ``random_prune`` (Frankle & Carbin 2019) keeps the ticket's initialization and draws random
-  masks with the ticket's per-tensor counts (OpenLTH's ``random`` pruning with the ticket's layer
-  sizes); ``random_prune:global`` draws them at one density in every tensor (OpenLTH's other
-  random strategy): each tensor keeps ``round(density * size)`` weights, ``density`` the ticket's;
-* ``snip``, ``grasp``, ``synflow``, ``magnitude_init`` and their ablations ``<method>:layerwise``,
-  ``:shuffled``, ``:reinit``, ``:inverted``: pruning at initialization as published, and
-  Frankle et al. 2021's questions of it (:mod:`.at_init`).
+  masks with the ticket's per-tensor counts (OpenLTH's ``layerwise`` random strategy: the ticket's
+  mask shuffled within each tensor); ``random_prune:global`` draws them at one density in every
+  tensor, each keeping ``round(density * size)`` weights, ``density`` the ticket's: OpenLTH's
+  ``even`` strategy and Frankle et al. 2021's random pruning, despite its name *not* OpenLTH's
+  ``global`` strategy (which shuffles the ticket's mask over all tensors at once);
+* ``snip``, ``grasp``, ``synflow``, ``magnitude_init`` and their ablations ``<method>:shuffled``,
+  ``:reinit``, ``:inverted`` (Frankle et al. 2021's) and ``:layerwise`` (ours): pruning at
+  initialization as published, and the questions asked of it (:mod:`.at_init`).
 
 Each control's draws have their own seed, from the run's seed, the round and the control's place
 in :data:`CONTROLS` (controls added later come last, so that earlier ones keep their seeds).

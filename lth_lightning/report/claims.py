@@ -1,15 +1,11 @@
-"""The papers' claims as data, and the one rule that gives each a verdict from the seeds' runs.
+"""The papers' claims as data: what each compares, the side it claims, the paper's figure, and the paper's setting.
 
 Each paper's claims are a YAML file in ``lth_lightning/report/claims/`` (``frankle2019.yaml``, ...):
 what is compared (two series, a ratio of two series, or one series against a threshold), at which
-density or rounds, the side and margin the paper claims, and the paper's own figure with where it
-is. :func:`verdict` is the rule, applied to the per-seed values (a ticket and its controls share a
-seed's initialization, so they are paired by seed):
-
-* ``holds``: every seed's value is on the claimed side of the margin;
-* ``contradicted``: every seed's value is on the other side;
-* ``within spread``: the seeds disagree (or one sits on the margin);
-* ``not measured``: the runs lack the series or the density, or have fewer than two seeds.
+density or rounds, the side the paper claims (against ``margin``) and, where the paper gives one,
+its figure as a number (``figure``); and the paper's setting, as text and as conditions on the
+recorded config (``protocol``), so that a verdict computed outside it is marked. The verdicts are
+:mod:`.verdicts`'.
 """
 
 from __future__ import annotations
@@ -21,45 +17,12 @@ from typing import Any, Literal
 import yaml
 
 from lth_lightning.report.papers import CLAIMS_DIR, available_papers
-from lth_lightning.report.table import DENSE, QUANTITIES, TICKET, ExperimentTable, paired
+from lth_lightning.report.table import DENSE, QUANTITIES, TICKET
 
-__all__ = [
-    "Claim",
-    "Finding",
-    "Paper",
-    "VERDICTS",
-    "check_claim",
-    "load_paper",
-    "verdict",
-]
-
-HOLDS, CONTRADICTED, WITHIN_SPREAD, NOT_MEASURED = "holds", "contradicted", "within spread", "not measured"
-VERDICTS = (HOLDS, CONTRADICTED, WITHIN_SPREAD, NOT_MEASURED)
-DENSITY_TOLERANCE = 0.05  # a round is at a claim's density when within 5% of it (relative)
-MIN_SEEDS = 2
+__all__ = ["Claim", "Condition", "Paper", "load_paper"]
 
 Compare = Literal["difference", "ratio", "value"]
 Side = Literal["above", "below", "within"]
-
-
-def _on_side(value: float, claimed: Side, margin: float) -> bool | None:
-    """True on the claimed side of the margin, False on the other, None exactly on it."""
-    distance = abs(value) - margin if claimed == "within" else value - margin
-    if distance == 0:
-        return None
-    return (distance > 0) == (claimed == "above")
-
-
-def verdict(values: Mapping[int, float], claimed: Side, margin: float) -> str:
-    """The verdict of per-seed values on a claim: see the module's docstring for the rule."""
-    if len(values) < MIN_SEEDS:
-        return NOT_MEASURED
-    sides = [_on_side(v, claimed, margin) for v in values.values()]
-    if all(side is True for side in sides):
-        return HOLDS
-    if all(side is False for side in sides):
-        return CONTRADICTED
-    return WITHIN_SPREAD
 
 
 @dataclass(frozen=True)
@@ -74,12 +37,15 @@ class Claim:
         compare: ``difference`` (a - b), ``ratio`` (a / b) or ``value`` (a alone).
         a: The first series (``<source>.<quantity>``); ``b`` the second (not for ``value``).
         claimed: ``above``, ``below`` or ``within`` (``|value| < margin``) the margin.
-        margin: In the series' units: points of accuracy or error, steps, or a ratio.
+        margin: The value the side is claimed against (the direction question's null), in the series'
+            units: points of accuracy or error, steps, or a ratio.
         density: The percent of weights left the claim is about; or ``rounds`` instead.
         rounds: ``pruned`` (every round after the dense one), ``dense`` (round 0) or ``all``.
         a_where: Settings (dotted config keys) of the experiment ``a`` comes from, when the claim
             compares two experiments (``{lottery.retrain: lr_rewind}``); ``b_where`` likewise.
-        note: How we restate it, where the paper gives no margin or its setting differs.
+        note: How we restate it: what we chose where the paper gives no number, and why.
+        figure: The paper's figure as a number in the claim's units (points, a ratio, a value), which the
+            size question tests against; None where the paper gives none (``note`` then says so).
     """
 
     id: str
@@ -96,6 +62,7 @@ class Claim:
     a_where: Mapping[str, Any] = field(default_factory=dict)
     b_where: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
+    figure: float | None = None
 
     def series(self) -> list[str]:
         """The series the claim reads."""
@@ -103,13 +70,41 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """One condition of a paper's setting on a run's recorded config.
+
+    Attributes:
+        key: The dotted config key (``trainer.max_steps``, ``model.init_args.net.init_args.sizes``).
+        what: The condition in words (``50,000 iterations a round``).
+        one_of: The values the paper's setting allows.
+    """
+
+    key: str
+    what: str
+    one_of: list[Any]
+
+    def holds_for(self, value: Any) -> bool:
+        """Whether a recorded value is one the paper's setting allows."""
+        return value in self.one_of
+
+
+@dataclass(frozen=True)
 class Paper:
-    """A paper and its claims (one claims file)."""
+    """A paper and its claims (one claims file).
+
+    Attributes:
+        name: The file's name.
+        title: The paper.
+        setting: The paper's setting in words.
+        claims: Its claims.
+        protocol: Its setting as conditions on a run's recorded config.
+    """
 
     name: str
     title: str
     setting: str
     claims: list[Claim]
+    protocol: list[Condition] = field(default_factory=list)
 
 
 def _fail(where: str, message: str) -> ValueError:
@@ -143,7 +138,26 @@ def _claim(raw: Mapping[str, Any], controls: Sequence[str], where: str) -> Claim
         raise _fail(where, f"rounds {claim.rounds!r} is not pruned, dense or all.")
     for name in claim.series():
         _check_series(name, controls, where)
+    if claim.figure is None and claim.claimed != "within" and not claim.note:
+        raise _fail(where, "the paper gives no `figure`: say in `note` what the claim is checked against, and why.")
+    if claim.figure is not None and claim.claimed == "within":
+        raise _fail(where, "a `within` claim is checked against its margin only; give no `figure`.")
+    if claim.compare == "ratio" and min(claim.margin, claim.figure or 1.0) <= 0:
+        raise _fail(where, "a ratio's margin and figure must be positive.")
     return claim
+
+
+def _conditions(raw: Any, where: str) -> list[Condition]:
+    if not isinstance(raw, list):
+        raise _fail(where, "`protocol` is a list of {key, what, one_of} conditions.")
+    out = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, Mapping) or set(entry) != {"key", "what", "one_of"}:
+            raise _fail(f"{where}, protocol {i}", "a condition has exactly key, what and one_of.")
+        if not isinstance(entry["one_of"], list) or not entry["one_of"]:
+            raise _fail(f"{where}, protocol {i}", "`one_of` lists the values the paper's setting allows.")
+        out.append(Condition(str(entry["key"]), str(entry["what"]), list(entry["one_of"])))
+    return out
 
 
 def load_paper(name: str, controls: Sequence[str]) -> Paper:
@@ -168,99 +182,5 @@ def load_paper(name: str, controls: Sequence[str]) -> Paper:
     ids = [c.id for c in claims]
     if len(set(ids)) != len(ids):
         raise _fail(str(path), f"claim ids repeat: {ids}.")
-    return Paper(name, str(raw.get("title", "")), str(raw.get("setting", "")), claims)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A claim checked on one experiment (or pair of experiments) at one round.
-
-    Attributes:
-        claim: The claim.
-        experiment: Which experiment (``a vs b`` when the claim compares two).
-        round: The round, or None when not measured for want of one.
-        weights: The round's percent of weights left.
-        values: The per-seed values the verdict read.
-        verdict: One of :data:`VERDICTS`.
-        why: What was missing, when not measured.
-    """
-
-    claim: Claim
-    experiment: str
-    round: int | None
-    weights: float | None
-    values: dict[int, float]
-    verdict: str
-    why: str = ""
-
-
-def _matches(table: ExperimentTable, where: Mapping[str, Any]) -> bool:
-    return all(table.experiment.setting(key) == value for key, value in where.items())
-
-
-def _pairs(claim: Claim, tables: Sequence[ExperimentTable]) -> list[tuple[ExperimentTable, ExperimentTable]]:
-    if not claim.a_where and not claim.b_where:
-        return [(t, t) for t in tables]
-    firsts = [t for t in tables if _matches(t, claim.a_where)]
-    seconds = [t for t in tables if _matches(t, claim.b_where)]
-    return [(a, b) for a in firsts for b in seconds if a is not b]
-
-
-def _rounds(claim: Claim, first: ExperimentTable, second: ExperimentTable) -> list[int]:
-    shared = [r for r in first.rounds if r in second.rounds]
-    if claim.rounds == "all":
-        return shared
-    if claim.rounds == "dense":
-        return [r for r in shared if r == 0]
-    if claim.rounds == "pruned":
-        return [r for r in shared if r > 0]
-    density = float(claim.density or 0.0)  # a claim without rounds has a density (checked when read)
-    return [r for r in shared if abs(first.weights(r) - density) <= DENSITY_TOLERANCE * density]
-
-
-def _label(first: ExperimentTable, second: ExperimentTable) -> str:
-    one, other = first.experiment.name, second.experiment.name
-    return one if first is second else f"{one} vs {other}"
-
-
-def _sides(claim: Claim, first: ExperimentTable, second: ExperimentTable) -> list[tuple[str, ExperimentTable]]:
-    """Each series the claim reads, with the experiment it is read from."""
-    return [(claim.a, first)] if claim.b is None else [(claim.a, first), (claim.b, second)]
-
-
-def _at_round(claim: Claim, first: ExperimentTable, second: ExperimentTable, round_: int) -> Finding:
-    a = first.series(claim.a, round_)
-    values = dict(a) if claim.b is None else paired(a, second.series(claim.b, round_), claim.compare)
-    missing = [name for name, table in _sides(claim, first, second) if not table.series(name, round_)]
-    why = f"{' and '.join(missing)} not measured at round {round_}" if missing else ""
-    if not why and len(values) < MIN_SEEDS:
-        why = f"{len(values)} seed{'s' * (len(values) != 1)}: the rule needs at least {MIN_SEEDS}"
-    found = NOT_MEASURED if why else verdict(values, claim.claimed, claim.margin)
-    return Finding(claim, _label(first, second), round_, first.weights(round_), values, found, why)
-
-
-def check_claim(claim: Claim, tables: Sequence[ExperimentTable]) -> list[Finding]:
-    """The claim's findings on the experiments: one per experiment (or pair) and round it is about.
-
-    Where no experiment or no round covers it, one ``not measured`` finding says what is missing.
-    """
-    pairs = _pairs(claim, tables)
-    if not pairs:
-        wanted = ", ".join(f"{k}={v}" for k, v in {**claim.a_where, **claim.b_where}.items())
-        return [Finding(claim, "-", None, None, {}, NOT_MEASURED, f"no pair of experiments with {wanted}")]
-    findings: list[Finding] = []
-    for first, second in pairs:
-        missing = [name for name, table in _sides(claim, first, second) if not table.has(name)]
-        if missing:
-            why = f"{' and '.join(missing)} not in the runs"
-            findings.append(Finding(claim, _label(first, second), None, None, {}, NOT_MEASURED, why))
-            continue
-        rounds = _rounds(claim, first, second)
-        if not rounds:
-            at = ", ".join(f"{first.weights(r):.1f}%" for r in first.rounds)
-            wanted = f"{claim.rounds} round" if claim.density is None else f"round at {claim.density}% of the weights"
-            why = f"no {wanted} (rounds at {at})"
-            findings.append(Finding(claim, _label(first, second), None, None, {}, NOT_MEASURED, why))
-            continue
-        findings += [_at_round(claim, first, second, r) for r in rounds]
-    return findings
+    protocol = _conditions(raw.get("protocol", []), str(path))
+    return Paper(name, str(raw.get("title", "")), str(raw.get("setting", "")), claims, protocol)

@@ -12,19 +12,20 @@ from pathlib import Path
 
 from lth_lightning.experiment.controls import CONTROLS
 from lth_lightning.experiment.paths import RunPaths
-from lth_lightning.report.claims import Finding, Paper, check_claim, load_paper
+from lth_lightning.report.claims import Paper, load_paper
 from lth_lightning.report.papers import available_papers
 from lth_lightning.report.readout import read_experiment, read_runs
 from lth_lightning.report.render import (
-    claims_csv,
-    claims_markdown,
     experiment_markdown,
     report_csv,
     report_markdown,
     side_by_side,
 )
+from lth_lightning.report.render_claims import claims_csv, claims_markdown
 from lth_lightning.report.save import check_destination, save_results
+from lth_lightning.report.stats import TESTS
 from lth_lightning.report.table import ExperimentTable, build_table
+from lth_lightning.report.verdicts import Finding, check_paper
 
 __all__ = ["check_papers", "claims_list", "closing_summary", "comparison_table", "report", "report_tables"]
 
@@ -66,8 +67,10 @@ def comparison_table(folders: Sequence[str | Path], labels: Sequence[str]) -> st
     return side_by_side(report_tables(folders), labels) + "\n"
 
 
-def _findings(papers: Sequence[Paper], tables: Sequence[ExperimentTable]) -> list[tuple[Paper, list[Finding]]]:
-    return [(paper, [f for claim in paper.claims for f in check_claim(claim, tables)]) for paper in papers]
+def _findings(
+    papers: Sequence[Paper], tables: Sequence[ExperimentTable], test: str
+) -> list[tuple[Paper, list[Finding]]]:
+    return [(paper, check_paper(paper, tables, test)) for paper in papers]
 
 
 def report(
@@ -75,6 +78,8 @@ def report(
     format: str = "md",
     claims: Sequence[str] = (),
     save: Sequence[str | Path] | None = None,
+    test: str = "t",
+    rule: bool = True,
 ) -> str:
     """The report of the experiments in ``folders``: tables, then each paper's claims checked on them.
 
@@ -84,13 +89,19 @@ def report(
             blank line).
         claims: Names of the papers whose claims to check.
         save: One folder per experiment where to keep what the report needs (``results/<name>``).
+        test: The test behind the verdicts (:data:`~.stats.TESTS`): ``t`` (paired t-test) or ``wilcoxon``.
+        rule: Whether the Markdown states the verdict rule (once, before the first paper's verdicts); a page that
+            states it once for several reports leaves it out.
 
     Raises:
         ValueError: On unknown claims, a folder that is not a finished experiment, a ``save`` folder
-            holding another experiment, or a ``format`` other than md and csv; nothing is written then.
+            holding another experiment, a ``format`` other than md and csv, or an unknown ``test``; nothing is
+            written then.
     """
     if format not in ("md", "csv"):
         raise ValueError(f"`format` must be 'md' or 'csv', got {format!r}.")
+    if test not in TESTS:
+        raise ValueError(f"`test` must be one of {', '.join(TESTS)}, got {test!r}.")
     papers = check_papers(claims)
     tables = report_tables(folders)
     if save is not None:
@@ -100,8 +111,16 @@ def report(
             check_destination(table.experiment, Path(destination))
         for table, destination in zip(tables, save, strict=True):
             save_results(table.experiment, destination)
-    found = _findings(papers, tables)
+    found = _findings(papers, tables, test)
     if format == "csv":
         parts = [report_csv(tables), *(claims_csv(paper, findings) for paper, findings in found)]
         return "\n".join(parts)
-    return "\n".join([report_markdown(tables), *(claims_markdown(paper, findings) for paper, findings in found)])
+    return "\n".join(
+        [
+            report_markdown(tables),
+            *(
+                claims_markdown(paper, findings, test, with_rule=rule and i == 0)
+                for i, (paper, findings) in enumerate(found)
+            ),
+        ]
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from lth_lightning.report.claims import VERDICTS, Claim, Finding, Paper
 from lth_lightning.report.table import (
     TICKET,
     ExperimentTable,
@@ -14,13 +14,12 @@ from lth_lightning.report.table import (
     apart,
     is_percent,
     summarize,
+    validation_interval,
 )
 
 __all__ = [
-    "RULE",
+    "budget",
     "cell",
-    "claims_csv",
-    "claims_markdown",
     "experiment_markdown",
     "report_csv",
     "report_markdown",
@@ -104,13 +103,35 @@ def _gap_table(table: ExperimentTable) -> list[str]:
     return _markdown_table(["round", "weights left", *table.controls], _round_rows(table, cells))
 
 
+def budget(config: Mapping[str, Any]) -> str:
+    """A round's budget and its validation interval, as the run's config recorded them."""
+    trainer = config.get("trainer")
+    trainer = trainer if isinstance(trainer, Mapping) else {}
+    steps, epochs = trainer.get("max_steps"), trainer.get("max_epochs")
+    if isinstance(steps, int) and steps > 0:
+        length = f"{steps:,} steps a round"
+    elif isinstance(epochs, int) and epochs > 0:
+        length = f"{epochs} epoch{'s' * (epochs != 1)} a round"
+    else:
+        length = "budget not recorded"
+    interval = validation_interval(config)
+    if isinstance(interval, int) and not isinstance(interval, bool):
+        every = f"validated every {interval:,} steps"
+    elif isinstance(interval, float) and interval < 1:
+        every = f"validated every {interval:g} of an epoch"
+    else:
+        every = "validated once an epoch"
+    return f"{length}, {every}"
+
+
 def _intro(table: ExperimentTable) -> str:
     experiment = table.experiment
     seeds = sorted(experiment.seeds)
     unit = "in percent" if is_percent(experiment.names) else "as logged"
     return (
         f"`{experiment.name}`: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); "
-        f"{experiment.names.test} {unit}, instability in points of error; mean [min, max] over the seeds."
+        f"{budget(experiment.config)}; {experiment.names.test} {unit}, instability in points of error; "
+        "mean [min, max] over the seeds."
     )
 
 
@@ -198,68 +219,4 @@ def report_csv(tables: Sequence[ExperimentTable]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return buffer.getvalue()
-
-
-RULE = (
-    "Verdict rule: for each seed, the claim's value (a - b, a / b, or a alone; a ticket and its controls "
-    "share the seed's initialization); **holds** when every seed's value is on the claimed side of the margin, "
-    "**contradicted** when every seed's is on the other side, **within spread** otherwise, **not measured** when "
-    "the runs lack the series or the density (within 5% of it), or have fewer than two seeds."
-)
-
-
-def _compared(claim: Claim) -> str:
-    operator = {"difference": " - ", "ratio": " / "}.get(claim.compare, "")
-    value = claim.a if claim.b is None else f"{claim.a}{operator}{claim.b}"
-    where = (
-        ""
-        if not claim.a_where
-        else f" ({', '.join(f'{k}={v}' for k, v in claim.a_where.items())} vs "
-        + (f"{', '.join(f'{k}={v}' for k, v in claim.b_where.items())})")
-    )
-    if claim.claimed == "within":
-        return f"abs({value}) < {claim.margin:g}{where}"
-    return f"{value} {'>' if claim.claimed == 'above' else '<'} {claim.margin:g}{where}"
-
-
-def _here(finding: Finding) -> str:
-    summary = summarize(finding.values)
-    if finding.why or summary is None:
-        return "-"
-    quantity = finding.claim.a.partition(".")[2]
-    if finding.claim.compare == "ratio":
-        return f"{summary.mean:.2f}x [{summary.low:.2f}, {summary.high:.2f}]"
-    return cell(summary, quantity, signed=finding.claim.compare == "difference")
-
-
-def claims_markdown(paper: Paper, findings: Sequence[Finding]) -> str:
-    """A paper's claims (what each compares, and the paper's figure), then each finding and a count of the verdicts."""
-    claims = [[f"`{c.id}`", c.says, c.paper, c.source, f"`{_compared(c)}`"] for c in paper.claims]
-    rows = []
-    for f in findings:
-        verdict = f"{f.verdict} ({f.why})" if f.why else f.verdict
-        weights = "-" if f.weights is None else f"{f.weights:.1f}%"
-        rows.append([f"`{f.claim.id}`", f.experiment, weights, _here(f), verdict])
-    counts = {v: sum(f.verdict == v for f in findings) for v in VERDICTS}
-    tally = ", ".join(f"{v} {n}" for v, n in counts.items() if n)
-    notes = [f"- `{c.id}`: {c.note}" for c in paper.claims if c.note]
-    parts = [f"### Claims of {paper.title}", "", f"The paper's setting: {paper.setting}", ""]
-    parts += [*_markdown_table(["claim", "says", "the paper", "where", "compared, per seed"], claims), ""]
-    if notes:
-        parts += ["How we restate them:", "", *notes, ""]
-    parts += [RULE, "", *_markdown_table(["claim", "experiment", "weights left", "here, per seed", "verdict"], rows)]
-    return "\n".join([*parts, "", f"Verdicts: {tally}."]) + "\n"
-
-
-def claims_csv(paper: Paper, findings: Sequence[Finding]) -> str:
-    """One row per finding: paper, claim, experiment, round, the per-seed values' summary and the verdict."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    header = ["paper", "claim", "experiment", "round", "weights", "mean", "min", "max", "seeds", "verdict", "why"]
-    writer.writerow(header)
-    for f in findings:
-        s = summarize(f.values)
-        numbers = ["", "", "", 0] if s is None else [s.mean, s.low, s.high, s.seeds]
-        writer.writerow([paper.name, f.claim.id, f.experiment, f.round, f.weights, *numbers, f.verdict, f.why])
     return buffer.getvalue()

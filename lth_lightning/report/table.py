@@ -25,8 +25,10 @@ __all__ = [
     "apart",
     "build_table",
     "is_percent",
+    "last_validation",
     "paired",
     "summarize",
+    "validation_interval",
 ]
 
 # quantity -> (what it is, in the report's words)
@@ -101,6 +103,7 @@ class ExperimentTable:
         density: Each round's fraction of weights left, per seed.
         controls: The controls, in the order the runs recorded them.
         values: ``values[series][round][seed]``; a series only where measured.
+        last_validation: Each round's step of its last validation, per seed (:func:`last_validation`).
     """
 
     experiment: Experiment
@@ -108,6 +111,7 @@ class ExperimentTable:
     density: dict[int, SeedValues]
     controls: list[str]
     values: dict[str, dict[int, SeedValues]]
+    last_validation: dict[int, SeedValues]
 
     def series(self, name: str, round: int) -> SeedValues:
         """A series' values at a round (``dense.*`` reads round 0); empty where not measured."""
@@ -125,9 +129,49 @@ class ExperimentTable:
         """The ticket's final test metric minus the control's, paired by seed."""
         return paired(self.series(f"{TICKET}.final", round), self.series(f"{control}.final", round))
 
+    def censored(self, name: str, round: int) -> list[int]:
+        """The seeds on which the series' source stopped early at its round's last validation: it was still
+        improving when the budget ended, so its early-stopping step and accuracy are bounds, not measurements."""
+        source = name.partition(".")[0]
+        steps = self.series(f"{source}.early_step", round)
+        last = self.last_validation.get(0 if source == DENSE else round, {})
+        return [s for s, step in steps.items() if s in last and step >= last[s]]
+
     def weights(self, round: int) -> float:
         """The round's mean fraction of weights left, in percent."""
         return 100.0 * statistics.fmean(self.density[round].values())
+
+
+def validation_interval(config: Mapping[str, Any]) -> Any:
+    """The recorded ``trainer.val_check_interval`` (None where not recorded: Lightning's default, once an epoch)."""
+    trainer = config.get("trainer")
+    return trainer.get("val_check_interval") if isinstance(trainer, Mapping) else None
+
+
+def last_validation(steps: int, interval: Any, offset: int = 0) -> int:
+    """The step of a round's last validation, counted as early-stopping steps are.
+
+    An integer interval validates every ``interval`` optimizer steps, so the last validation of ``steps`` steps
+    is at the largest multiple of it; any other (a fraction of an epoch, or once an epoch) validates at each
+    epoch's end, so the last is at the last step. ``offset`` is where the round's steps start (the rewind
+    step of a late-rewinding round after the dense one).
+    """
+    if isinstance(interval, int) and not isinstance(interval, bool) and interval > 0:
+        return offset + steps - steps % interval
+    return offset + steps
+
+
+def _last_validations(experiment: Experiment, rounds: list[int]) -> dict[int, SeedValues]:
+    interval = validation_interval(experiment.config)
+    lottery = experiment.config.get("lottery")
+    rewind = int(lottery.get("rewind_step") or 0) if isinstance(lottery, Mapping) else 0
+    return {
+        r: {
+            s: float(last_validation(rows[i].steps, interval, rewind if r > 0 else 0))
+            for s, rows in experiment.seeds.items()
+        }
+        for i, r in enumerate(rounds)
+    }
 
 
 def build_table(experiment: Experiment) -> ExperimentTable:
@@ -149,7 +193,7 @@ def build_table(experiment: Experiment) -> ExperimentTable:
                     by_round[round_] = measured
             if by_round:
                 values[f"{source}.{quantity}"] = by_round
-    return ExperimentTable(experiment, rounds, density, controls, values)
+    return ExperimentTable(experiment, rounds, density, controls, values, _last_validations(experiment, rounds))
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float], how: str = "difference") -> dict[int, float]:

@@ -22,6 +22,7 @@ FRANKLE_CARBIN_2019 = {
         "rate_fc": 0.2,  # Figure 2: pruning rate fc 20%
         "rate_output": 0.1,  # Figure 2 footnote: the output layer at half the rate
         "rewind_iteration": 0,  # Section 2: reset to the original initialization
+        "validation_interval": 100,  # Figure 3/4 captions: early stopping read on validation every 100 iterations
     },
 }
 RECIPES = {"mnist_lenet300.yaml": ("Frankle & Carbin", FRANKLE_CARBIN_2019["LeNet-300-100"])}
@@ -52,6 +53,7 @@ def test_a_papers_config_is_its_recipe_field_by_field(name):
         "rate_fc": lottery["amount"],
         "rate_output": lottery["rates"][f"net.layers.{len(net['sizes']) - 2}.weight"],
         "rewind_iteration": lottery.get("rewind_step", 0),
+        "validation_interval": config["trainer"]["val_check_interval"],
     }
     assert got == recipe
     assert len(lottery["rates"]) == 1  # no other layer at another rate

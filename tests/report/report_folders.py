@@ -53,3 +53,16 @@ def gap_experiment(folder: Path, gaps: Sequence[float], control: str = "random_p
         ticket = 0.80 + seed / 100
         seeds[seed] = [row(0, 1.0, ticket), row(1, 0.5, ticket, {control: ticket - gap / 100})]
     return write_experiment(folder, seeds)
+
+
+def in_memory(seeds: Mapping[int, Sequence[dict]], config: Mapping[str, Any] | None = None):
+    """The report's table of an experiment whose seeds' rows are ``seeds`` (as :func:`row` makes them), read from no
+    folder: for the many experiments a simulation needs."""
+    from lth_lightning.experiment.results import RoundResult
+    from lth_lightning.metric_names import MetricNames
+    from lth_lightning.report.readout import Experiment
+    from lth_lightning.report.table import build_table
+
+    config = dict(config or CONFIG)
+    rows = {seed: [RoundResult(**r) for r in rs] for seed, rs in seeds.items()}
+    return build_table(Experiment("simulated", Path("simulated"), config, MetricNames.from_config(config), rows, []))

@@ -4,6 +4,9 @@
     ...what the command prints...
     <!-- end of lth report -->
 
+The page states the verdict rule once, in its own block (`<!-- verdict rule -->`), from the code's
+`lth_lightning.report.render_claims.rule`; the report blocks leave it out.
+
 `python tests/report/results_page.py` rewrites every block with what `lth report` prints now (run from the
 repository's root, after a change of results/ that is meant); tests/report/test_results_page.py checks them.
 """
@@ -18,6 +21,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "results.md"
 BLOCK = re.compile(r"<!-- lth report (?P<args>[^>]*?) -->\n(?P<body>.*?)<!-- end of lth report -->", re.S)
+RULE = re.compile(r"<!-- verdict rule -->\n(?P<body>.*?)<!-- end of verdict rule -->", re.S)
+
+
+def rule_block(text: str) -> str | None:
+    """The text of the page's verdict-rule block, or None without one."""
+    match = RULE.search(text)
+    return None if match is None else match.group("body")
+
+
+def rule_now() -> str:
+    """What the rule block holds: the rule as the code states it."""
+    from lth_lightning.report.render_claims import rule
+
+    return rule() + "\n"
 
 
 def blocks(text: str) -> list[tuple[list[str], str]]:
@@ -34,7 +51,7 @@ def printed(args: list[str]) -> str:
     if "--claims" in args:
         folders = args[: args.index("--claims")]
         claims = args[args.index("--claims") + 1 :]
-    return report([REPO / f for f in folders], "md", claims)
+    return report([REPO / f for f in folders], "md", claims, rule=False)
 
 
 def refresh(text: str) -> str:
@@ -44,6 +61,7 @@ def refresh(text: str) -> str:
         body = printed(shlex.split(match.group("args")))
         return f"<!-- lth report {match.group('args')} -->\n{body}<!-- end of lth report -->"
 
+    text = RULE.sub(lambda _: f"<!-- verdict rule -->\n{rule_now()}<!-- end of verdict rule -->", text)
     return BLOCK.sub(one, text)
 
 

@@ -2,12 +2,14 @@
 
 import csv
 import io
+import math
 import shutil
 import statistics
 import subprocess
 import sys
 
 import pytest
+import scipy.stats
 from cli_helpers import lth_here, read_csv
 from conftest import round_trainer, two_seeds
 
@@ -107,12 +109,26 @@ def test_claims_are_checked_on_the_seeds_paired_values(experiment, capsys):
     per_seed = [read_csv(experiment / f"seed_{s}" / "results.csv") for s in SEEDS]
     shuffle = [c for c in claims if c["claim"] == "snip-shuffle-as-good"]
     assert [int(c["round"]) for c in shuffle] == [1, 2]
+    raw = []
     for finding in shuffle:
         r = int(finding["round"])
         values = [100 * (float(p[r]["snip:shuffled_test_acc"]) - float(p[r]["snip_test_acc"])) for p in per_seed]
         assert float(finding["mean"]) == pytest.approx(statistics.fmean(values))
-        above = [v > -0.5 for v in values]
-        expected = "holds" if all(above) else "contradicted" if not any(above) else "within spread"
+        spread = statistics.stdev(values)  # restated: a two-sided t-test of the loss against the half-point margin
+        t = (statistics.fmean(values) + 0.5) / (spread / math.sqrt(len(values))) if spread else math.inf
+        raw.append(2 * scipy.stats.t.sf(abs(t), len(values) - 1))
+        assert float(finding["p"]) == pytest.approx(raw[-1])
+    holm = sorted(raw)[0] * 2, max(sorted(raw)[0] * 2, sorted(raw)[1])  # Holm over the claim's two densities
+    for finding, p in zip(shuffle, raw, strict=True):
+        adjusted = min(1.0, holm[0] if p == min(raw) else holm[1])
+        assert float(finding["p_holm"]) == pytest.approx(adjusted)
+        expected = (
+            "no difference detected"
+            if adjusted > 0.05
+            else "holds"
+            if float(finding["mean"]) > -0.5
+            else "contradicted"
+        )
         assert finding["verdict"] == expected
     grasp = [c for c in claims if c["claim"].startswith("grasp")]
     assert {c["verdict"] for c in grasp} == {"not measured"} and "grasp.final not in the runs" in grasp[0]["why"]

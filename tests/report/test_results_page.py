@@ -1,7 +1,7 @@
 """The results page is `lth report`'s output for the folders in results/: a changed number or verdict shows."""
 
 import pytest
-from results_page import PAGE, REPO, blocks, printed
+from results_page import PAGE, REPO, blocks, printed, rule_block, rule_now
 
 
 def test_every_results_folder_is_reported_on_the_page():
@@ -17,3 +17,9 @@ def test_each_block_is_what_lth_report_prints_now(args, body):
     assert body == printed(args), (
         f"docs/results.md is stale for `lth report {' '.join(args)}`: run tests/report/results_page.py"
     )
+
+
+def test_the_page_states_the_rule_the_code_applies_once():
+    text = PAGE.read_text()
+    assert rule_block(text) == rule_now(), "docs/results.md's rule is stale: run tests/report/results_page.py"
+    assert text.count("Verdict rule:") == 1  # the report blocks leave it out
