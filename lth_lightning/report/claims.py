@@ -140,6 +140,8 @@ def _claim(raw: Mapping[str, Any], controls: Sequence[str], where: str) -> Claim
         _check_series(name, controls, where)
     if claim.figure is None and claim.claimed != "within" and not claim.note:
         raise _fail(where, "the paper gives no `figure`: say in `note` what the claim is checked against, and why.")
+    if claim.claimed == "within" and claim.compare == "ratio":
+        raise _fail(where, "a `within` claim is a band around 0: compare a difference or a value, not a ratio.")
     if claim.figure is not None and claim.claimed == "within":
         raise _fail(where, "a `within` claim is checked against its margin only; give no `figure`.")
     if claim.compare == "ratio" and min(claim.margin, claim.figure or 1.0) <= 0:

@@ -105,7 +105,7 @@ def _range(weights: list[float], every: list[float]) -> str:
     """Where a verdict came up, among the densities a claim was checked at (sorted densest first)."""
     if len(weights) == len(every):
         return "at every density" if len(every) > 1 else f"at {every[0]:.1f}%"
-    if weights == every[len(every) - len(weights) :]:
+    if len(weights) > 1 and weights == every[len(every) - len(weights) :]:
         return f"from {weights[0]:.1f}% down"
     return "at " + ", ".join(f"{w:.1f}%" for w in weights)
 

@@ -23,3 +23,14 @@ def test_the_page_states_the_rule_the_code_applies_once():
     text = PAGE.read_text()
     assert rule_block(text) == rule_now(), "docs/results.md's rule is stale: run tests/report/results_page.py"
     assert text.count("Verdict rule:") == 1  # the report blocks leave it out
+
+
+def test_the_notebooks_experiment_is_among_the_results_with_five_seeds_and_both_controls():
+    from lth_lightning.report.readout import read_experiment
+
+    experiment = read_experiment(REPO / "results" / "fashion_mnist_mlp")
+    assert sorted(experiment.seeds) == [0, 1, 2, 3, 4]
+    assert experiment.setting("model.init_args.net.init_args.sizes") == [784, 256, 128, 32, 10]
+    assert experiment.setting("data.class_path") == "lth_lightning.FashionMNISTDataModule"
+    assert experiment.setting("lottery.controls") == ["random_reinit", "random_prune"]
+    assert len([p for p in (REPO / "results").iterdir() if p.is_dir()]) >= 4
