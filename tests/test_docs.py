@@ -190,7 +190,7 @@ def test_the_refused_combinations_are_listed_with_the_package_s_own_messages():
 _TENTHS = {10: "a tenth", 5: "a fifth", 2: "half", 1: "the paper's"}
 
 
-@pytest.mark.parametrize("name", ["lenet300", "lenet300_at_init"])
+@pytest.mark.parametrize("name", ["lenet300", "lenet300_at_init", "lenet300_10k"])
 def test_the_deviations_page_states_the_committed_lenet_runs_budget_and_interval(name):
     """The budget and the validation interval of each committed LeNet run, read from its recorded config, are the
     ones docs/deviations.md states (the paper: 50,000 iterations, validation every 100)."""
