@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
+from lth_lightning.report.readout import Experiment
 from lth_lightning.report.table import (
     TICKET,
     ExperimentTable,
@@ -14,13 +14,13 @@ from lth_lightning.report.table import (
     apart,
     is_percent,
     summarize,
-    validation_interval,
 )
 
 __all__ = [
     "budget",
     "cell",
     "experiment_markdown",
+    "markdown_table",
     "report_csv",
     "report_markdown",
     "side_by_side",
@@ -44,7 +44,8 @@ def cell(summary: Summary | None, quantity: str, *, signed: bool = False, bold: 
     return f"**{text}**" if bold else text
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, then one line per row."""
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
@@ -67,7 +68,7 @@ def _series_table(table: ExperimentTable, sources: Sequence[str], quantity: str,
     columns = [(f"{source}.{quantity}", quantity) for source in sources]
     if not any(table.has(name) for name, _ in columns):
         return []
-    return _markdown_table(["round", "weights left", *titles], _round_rows(table, _series_cells(table, columns)))
+    return markdown_table(["round", "weights left", *titles], _round_rows(table, _series_cells(table, columns)))
 
 
 TICKET_TITLES = {
@@ -82,7 +83,7 @@ TICKET_TITLES = {
 def _ticket_table(table: ExperimentTable) -> list[str]:
     columns = [(f"{TICKET}.{q}", q) for q in TICKET_TITLES if table.has(f"{TICKET}.{q}")]
     titles = [TICKET_TITLES[q] for _, q in columns]
-    return _markdown_table(["round", "weights left", *titles], _round_rows(table, _series_cells(table, columns)))
+    return markdown_table(["round", "weights left", *titles], _round_rows(table, _series_cells(table, columns)))
 
 
 def _gap_table(table: ExperimentTable) -> list[str]:
@@ -100,21 +101,19 @@ def _gap_table(table: ExperimentTable) -> list[str]:
             for c in table.controls
         ]
 
-    return _markdown_table(["round", "weights left", *table.controls], _round_rows(table, cells))
+    return markdown_table(["round", "weights left", *table.controls], _round_rows(table, cells))
 
 
-def budget(config: Mapping[str, Any]) -> str:
+def budget(experiment: Experiment) -> str:
     """A round's budget and its validation interval, as the run's config recorded them."""
-    trainer = config.get("trainer")
-    trainer = trainer if isinstance(trainer, Mapping) else {}
-    steps, epochs = trainer.get("max_steps"), trainer.get("max_epochs")
+    steps, epochs = experiment.setting("trainer.max_steps"), experiment.setting("trainer.max_epochs")
     if isinstance(steps, int) and steps > 0:
         length = f"{steps:,} steps a round"
     elif isinstance(epochs, int) and epochs > 0:
         length = f"{epochs} epoch{'s' * (epochs != 1)} a round"
     else:
         length = "budget not recorded"
-    interval = validation_interval(config)
+    interval = experiment.setting("trainer.val_check_interval")
     if isinstance(interval, int) and not isinstance(interval, bool):
         every = f"validated every {interval:,} steps"
     elif isinstance(interval, float) and interval < 1:
@@ -130,7 +129,7 @@ def _intro(table: ExperimentTable) -> str:
     unit = "in percent" if is_percent(experiment.names) else "as logged"
     return (
         f"`{experiment.name}`: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); "
-        f"{budget(experiment.config)}; {experiment.names.test} {unit}, instability in points of error; "
+        f"{budget(experiment)}; {experiment.names.test} {unit}, instability in points of error; "
         "mean [min, max] over the seeds."
     )
 
@@ -181,7 +180,7 @@ def side_by_side(tables: Sequence[ExperimentTable], labels: Sequence[str] | None
             else:
                 cells += ["-", "-"]
         rows.append(cells)
-    return "\n".join([f"### Side by side: the ticket's {test} at the end", "", *_markdown_table(header, rows)])
+    return "\n".join([f"### Side by side: the ticket's {test} at the end", "", *markdown_table(header, rows)])
 
 
 def report_markdown(tables: Sequence[ExperimentTable]) -> str:

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 
 from lth_lightning.report.claims import Claim, Paper
+from lth_lightning.report.render import markdown_table
 from lth_lightning.report.stats import CONFIDENCE, LEVEL, TESTS, Estimate
 from lth_lightning.report.verdicts import (
     CENSORED,
@@ -46,11 +47,6 @@ def rule(test: str = "t") -> str:
         "not corrected for the family. `outside` marks a finding computed outside the paper's setting (what "
         "differs is listed under the table)."
     )
-
-
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _number(value: float, claim: Claim, signed: bool = True) -> str:
@@ -158,7 +154,7 @@ def claims_markdown(paper: Paper, findings: Sequence[Finding], test: str = "t", 
         setting = "; ".join(f"{c.what} (`{c.key}`)" for c in paper.protocol)
         parts += [f"Checked on each run's recorded config: {setting}.", ""]
     header = ["claim", "says", "the paper", "where", "side, per seed", "size: the paper's figure"]
-    parts += [*_markdown_table(header, claims), ""]
+    parts += [*markdown_table(header, claims), ""]
     if notes:
         parts += ["How we restate them:", "", *notes, ""]
     rows = [
@@ -177,7 +173,7 @@ def claims_markdown(paper: Paper, findings: Sequence[Finding], test: str = "t", 
     header = ["claim", "experiment", "weights left", "seeds", "estimate [95% CI]", "side", "size", "setting"]
     parts += [rule(test), ""] if with_rule else []
     parts += ["In short:", "", *summary_lines(findings), ""]
-    parts += _markdown_table(header, rows)
+    parts += markdown_table(header, rows)
     outside = _outside_notes(findings)
     if outside:
         parts += ["", "Outside the paper's setting:", "", *outside]

@@ -28,7 +28,6 @@ __all__ = [
     "last_validation",
     "paired",
     "summarize",
-    "validation_interval",
 ]
 
 # quantity -> (what it is, in the report's words)
@@ -142,12 +141,6 @@ class ExperimentTable:
         return 100.0 * statistics.fmean(self.density[round].values())
 
 
-def validation_interval(config: Mapping[str, Any]) -> Any:
-    """The recorded ``trainer.val_check_interval`` (None where not recorded: Lightning's default, once an epoch)."""
-    trainer = config.get("trainer")
-    return trainer.get("val_check_interval") if isinstance(trainer, Mapping) else None
-
-
 def last_validation(steps: int, interval: Any, offset: int = 0) -> int:
     """The step of a round's last validation, counted as early-stopping steps are.
 
@@ -162,9 +155,8 @@ def last_validation(steps: int, interval: Any, offset: int = 0) -> int:
 
 
 def _last_validations(experiment: Experiment, rounds: list[int]) -> dict[int, SeedValues]:
-    interval = validation_interval(experiment.config)
-    lottery = experiment.config.get("lottery")
-    rewind = int(lottery.get("rewind_step") or 0) if isinstance(lottery, Mapping) else 0
+    interval = experiment.setting("trainer.val_check_interval")
+    rewind = int(experiment.setting("lottery.rewind_step") or 0)
     return {
         r: {
             s: float(last_validation(rows[i].steps, interval, rewind if r > 0 else 0))
