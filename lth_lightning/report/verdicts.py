@@ -20,7 +20,6 @@ a bound, not a measurement) or ``not measured``. A finding computed outside the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,41 +169,44 @@ def _censoring(claim: Claim, first: ExperimentTable, second: ExperimentTable, ro
     return why, "lower" if stopped[0][0] == 0 else "upper"
 
 
-def _one_sided(test: SeedTest, values: list[float], null: float, scale: Scale, greater: bool) -> float:
-    """The one-sided p-value that the effect is above (``greater``) or below ``null``, from the two-sided test."""
+def _one_sided(test: SeedTest, values: list[float], mean: float, null: float, scale: Scale, greater: bool) -> float:
+    """The one-sided p-value that the effect (whose estimate is ``mean``) is above (``greater``) or below ``null``,
+    from the two-sided test."""
     p = test.p(values, null, scale)
-    est = estimate(values, scale)
-    on_side = est is not None and ((est.mean > null) if greater else (est.mean < null))
+    on_side = (mean > null) if greater else (mean < null)
     return p / 2 if on_side else 1 - p / 2
 
 
-def _p_and_side(claim: Claim, values: list[float], null: float, test: SeedTest) -> tuple[float, bool]:
-    """The question's p-value and whether its estimate lies on the claimed side of ``null``."""
-    est = estimate(values, claim.compare)
-    mean = est.mean if est is not None else math.nan
+def _p_and_side(claim: Claim, values: list[float], mean: float, null: float, test: SeedTest) -> tuple[float, bool]:
+    """The question's p-value and whether the estimate ``mean`` lies on the claimed side of ``null``."""
     if claim.claimed != "within":
         return test.p(values, null, claim.compare), (mean > null) == (claim.claimed == "above")
     if abs(mean) < null:  # inside the band: both one-sided tests must reject the edges (TOST)
-        low = _one_sided(test, values, -null, claim.compare, greater=True)
-        high = _one_sided(test, values, null, claim.compare, greater=False)
+        low = _one_sided(test, values, mean, -null, claim.compare, greater=True)
+        high = _one_sided(test, values, mean, null, claim.compare, greater=False)
         return min(1.0, 2 * max(low, high)), True
     edge = null if mean >= null else -null
-    return min(1.0, 2 * _one_sided(test, values, edge, claim.compare, greater=mean >= null)), False
+    return min(1.0, 2 * _one_sided(test, values, mean, edge, claim.compare, greater=mean >= null)), False
 
 
-def _answers(claim: Claim, cases: list[dict[int, float] | None], null: float, test: SeedTest) -> list[Answer]:
-    """One question's answers over a family of densities (None: a density not tested), Holm-corrected."""
+def _answers(
+    claim: Claim, cases: list[tuple[dict[int, float], Estimate] | None], null: float, test: SeedTest
+) -> list[Answer]:
+    """One question's answers over a family of densities (each its values and their estimate; None: a density
+    not tested), Holm-corrected."""
     tested = [i for i, values in enumerate(cases) if values is not None]
     threshold = LEVEL / max(1, len(tested))  # what the smallest p-value must reach for Holm to reject anything
     raw: dict[int, tuple[float, bool]] = {}
     too_few: dict[int, int | None] = {}
-    for i in tested:
-        seeds = list((cases[i] or {}).values())
+    for i, case in enumerate(cases):
+        if case is None:
+            continue
+        seeds = list(case[0].values())
         if test.min_p(len(seeds)) > threshold:
             too_few[i] = seeds_needed(test, threshold)
             raw[i] = (1.0, True)
         else:
-            raw[i] = _p_and_side(claim, seeds, null, test)
+            raw[i] = _p_and_side(claim, seeds, case[1].mean, null, test)
     adjusted = dict(zip(tested, holm([raw[i][0] for i in tested]), strict=True))
     answers = []
     for i, values in enumerate(cases):
@@ -243,13 +245,14 @@ def _family(
         at = ", ".join(f"{first.weights(r):.1f}%" for r in first.rounds)
         wanted = f"{claim.rounds} round" if claim.density is None else f"round at {claim.density}% of the weights"
         return [_not_measured(claim, label, f"no {wanted} (rounds at {at})", outside)]
-    measured: list[tuple[int, dict[int, float], str, str]] = []
+    measured: list[tuple[int, dict[int, float], Estimate, str, str]] = []
     found: dict[int, Finding] = {}
     for r in rounds:
         a = first.series(claim.a, r)
         values = dict(a) if claim.b is None else paired(a, second.series(claim.b, r), claim.compare)
         missing = [name for name, table in _sides(claim, first, second) if not table.series(name, r)]
-        if missing or not values:
+        est = estimate(list(values.values()), claim.compare)  # None without values
+        if missing or est is None:
             why = f"{' and '.join(missing) or 'no seed with both series'} not measured at round {r}"
             found[r] = Finding(
                 claim,
@@ -264,18 +267,18 @@ def _family(
             )
         else:
             why, bound = _censoring(claim, first, second, r)
-            measured.append((r, values, why, bound))
-    cases: list[dict[int, float] | None] = [None if why else values for _, values, why, _ in measured]
+            measured.append((r, values, est, why, bound))
+    cases = [None if why else (values, est) for _, values, est, why, _ in measured]
     sides = _answers(claim, cases, claim.margin, test)
     sizes = _answers(claim, cases, claim.figure, test) if claim.figure is not None else [None] * len(measured)
-    for (r, values, why, bound), side, size in zip(measured, sides, sizes, strict=True):
+    for (r, values, est, why, bound), side, size in zip(measured, sides, sizes, strict=True):
         found[r] = Finding(
             claim,
             label,
             r,
             first.weights(r),
             values,
-            estimate(list(values.values()), claim.compare),
+            est,
             side,
             size,
             bound,
