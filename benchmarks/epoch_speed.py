@@ -402,9 +402,9 @@ def ours_round(dm: FashionMNISTDataModule, epochs: int, device: torch.device) ->
 
 def report_cost(rounds: int = 3) -> float:
     """Seconds to redraw the plots and the TensorBoard summary of a run folder once."""
-    from lth_lightning.experiment.dashboard import write_run_report
-    from lth_lightning.experiment.paths import RunPaths
-    from lth_lightning.experiment.results import RoundResult
+    from lth_lightning.experiment.dashboard.tensorboard import write_run_report
+    from lth_lightning.experiment.record.paths import RunPaths
+    from lth_lightning.experiment.record.round_result import RoundResult
     from lth_lightning.io import save_tensors
     from lth_lightning.metric_names import MetricNames
 

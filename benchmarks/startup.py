@@ -26,7 +26,7 @@ COMMANDS = {
 }
 IMPORTS = {
     "import lth_lightning.export.ticket (what `lth export` works with)": "lth_lightning.export.ticket",
-    "import lth_lightning.experiment.aggregate (`lth aggregate`, `lth compare`)": "lth_lightning.experiment.aggregate",
+    "import lth_lightning.experiment.record.aggregate (`lth aggregate`, `lth compare`)": "lth_lightning.experiment.record.aggregate",
     "import lightning.pytorch": "lightning.pytorch",
 }
 IMPORT_PROBE = (

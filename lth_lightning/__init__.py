@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lth_lightning.api import run_lottery, run_seeds
     from lth_lightning.callbacks.early_stopping import EarlyStoppingTracker
     from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
     from lth_lightning.callbacks.state import LotteryState
@@ -22,9 +23,8 @@ if TYPE_CHECKING:
     from lth_lightning.data.download import DatasetFileError
     from lth_lightning.data.idx import IDXFormatError, read_idx
     from lth_lightning.data.loader import EpochShards, TensorBatches
-    from lth_lightning.experiment.aggregate import aggregate_runs, compare_runs
-    from lth_lightning.experiment.results import RoundResult
-    from lth_lightning.experiment.rounds import run_lottery, run_seeds
+    from lth_lightning.experiment.dashboard.across_runs import aggregate_runs, compare_runs
+    from lth_lightning.experiment.record.round_result import RoundResult
     from lth_lightning.export.sparse import SparseLinear, to_sparse
     from lth_lightning.export.ticket import export_ticket, load_ticket
     from lth_lightning.metric_names import MetricNames
@@ -45,16 +45,16 @@ _WHERE = {
     "LotteryTicketCallback": "callbacks.lottery_ticket",
     "MNISTDataModule": "data.datamodule",
     "MetricNames": "metric_names",
-    "RoundResult": "experiment.results",
+    "RoundResult": "experiment.record.round_result",
     "SparseLinear": "export.sparse",
     "TensorBatches": "data.loader",
-    "aggregate_runs": "experiment.aggregate",
-    "compare_runs": "experiment.aggregate",
+    "aggregate_runs": "experiment.dashboard.across_runs",
+    "compare_runs": "experiment.dashboard.across_runs",
     "export_ticket": "export.ticket",
     "load_ticket": "export.ticket",
     "read_idx": "data.idx",
-    "run_lottery": "experiment.rounds",
-    "run_seeds": "experiment.rounds",
+    "run_lottery": "api",
+    "run_seeds": "api",
     "select_targets": "pruning.targets",
     "to_sparse": "export.sparse",
 }

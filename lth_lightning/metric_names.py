@@ -11,12 +11,50 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["DEFAULT_METRICS", "MetricNames", "check_logged", "column"]
+from lth_lightning.options import Option
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRIC_OPTIONS",
+    "MODE",
+    "MONITOR",
+    "TEST_METRIC",
+    "MetricNames",
+    "check_logged",
+    "column",
+]
 
 
 def column(metric: str) -> str:
     """The results column of a logged metric: ``"val/loss"`` -> ``"val_loss"``."""
     return re.sub(r"\W+", "_", metric).strip("_")
+
+
+def _a_metric(value: Any) -> bool:
+    return isinstance(value, str) and bool(column(value))
+
+
+MONITOR = Option(
+    "monitor",
+    str | None,
+    "val/loss",
+    "Validation metric, as the model logs it (``val/loss``, ``val_loss``), whose best value marks the "
+    "early-stopping iteration; the weights there are tested too. Every metric logged under its prefix is "
+    "recorded. null (None) records no validation.",
+    allowed="a logged metric's name or None",
+    valid=lambda value: value is None or _a_metric(value),
+)
+MODE = Option("mode", Literal["min", "max"], "min", "Which value of ``monitor`` is best: ``min`` or ``max``.")
+TEST_METRIC = Option(
+    "test_metric",
+    str,
+    "test/acc",
+    "Test metric the results report, as the model logs it (``test/acc``, ``test_acc``).",
+    allowed="a logged metric's name",
+    valid=_a_metric,
+)
+# The metric names' options, declared once here: the experiment's spec declares its fields from them.
+METRIC_OPTIONS = (MONITOR, MODE, TEST_METRIC)
 
 
 @dataclass(frozen=True)
@@ -30,27 +68,19 @@ class MetricNames:
         test: Test metric reported for every round and control (accuracy in the paper).
     """
 
-    monitor: str | None = "val/loss"
-    mode: Literal["min", "max"] = "min"
-    test: str = "test/acc"
+    monitor: str | None = MONITOR.default
+    mode: Literal["min", "max"] = MODE.default
+    test: str = TEST_METRIC.default
 
     def __post_init__(self) -> None:
-        if self.monitor is not None and (not isinstance(self.monitor, str) or not column(self.monitor)):
-            raise ValueError(f"`monitor` must be a logged metric's name or None, got {self.monitor!r}.")
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"`mode` must be 'min' or 'max', got {self.mode!r}.")
-        if not isinstance(self.test, str) or not column(self.test):
-            raise ValueError(f"`test_metric` must be a logged metric's name, got {self.test!r}.")
+        for declaration, value in zip(METRIC_OPTIONS, (self.monitor, self.mode, self.test), strict=True):
+            declaration.check(value)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MetricNames:
         """The metric names a run's config (``config.yaml``, its ``lottery`` group) used."""
-        lottery, default = config.get("lottery") or {}, cls()
-        return cls(
-            lottery.get("monitor", default.monitor),
-            lottery.get("mode", default.mode),
-            lottery.get("test_metric", default.test),
-        )
+        lottery = config.get("lottery") or {}
+        return cls(*(lottery.get(o.name, o.default) for o in METRIC_OPTIONS))
 
     @property
     def test_column(self) -> str:

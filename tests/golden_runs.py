@@ -6,7 +6,7 @@ README's drop-in loop (three fits of a plain Trainer with the callback). The qui
 data order fixed across seeds (``--lottery.data_order fixed``), as every run did when the record
 was made: the option reproduces those runs exactly. Each is reduced to
 what it decided and measured: every results row (``seconds`` left out), a digest of every
-mask a round or control trained with, and the callback's history. ``tests/experiment/test_golden.py``
+mask a round or control trained with, and the callback's history. ``tests/flows/test_golden.py``
 compares a fresh record with ``tests/golden/experiment_layer.json``.
 
     python tests/golden_runs.py --write    # record anew (only when a change of results is intended)
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback
 from lth_lightning.cli.lottery_cli import LotteryCLI
-from lth_lightning.experiment.paths import ExperimentPaths
+from lth_lightning.experiment.record.paths import ExperimentPaths
 from lth_lightning.io import load_tensors
 from lth_lightning.pruning.packing import unpack_masks
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -14,12 +14,12 @@ from torch import Tensor, nn
 from lth_lightning.callbacks.enforcement import Enforcement, MaskEnforcer
 from lth_lightning.callbacks.late_rewinding import check_late_rewinding, start_late
 from lth_lightning.callbacks.late_start import LateStart
+from lth_lightning.callbacks.refusals import check_finite, check_not_torch_pruned, check_strategy, checked_final_lrs
+from lth_lightning.callbacks.settings import LotterySettings, Retrain, Scope, settings_added_later
 from lth_lightning.callbacks.snapshot import SnapshotDevice, place_snapshot, rewind, take_snapshot
-from lth_lightning.callbacks.state import SETTINGS_ADDED_LATER, LotteryState, Phase
+from lth_lightning.callbacks.state import LotteryState, Phase
 from lth_lightning.compat import (
     destroy_process_group_at_exit,
-    forward_pre_hooks,
-    multiprocessing_start_method,
     skip_epoch_batches,
 )
 from lth_lightning.pruning.magnitude import PruningGroup, plan_groups, prune, sparsity_report
@@ -29,25 +29,6 @@ __all__ = ["LotteryTicketCallback"]
 
 _STATE_VERSION = 2  # 2: masks bit-packed (version 1 states, with plain mask tensors, still load)
 _LOADABLE_VERSIONS = (1, 2)
-Retrain = Literal["rewind", "lr_rewind", "finetune"]
-_RETRAIN = ("rewind", "lr_rewind", "finetune")
-
-
-def _torch_pruned_modules(module: nn.Module) -> list[str]:
-    """Modules carrying a ``torch.nn.utils.prune`` reparametrization."""
-    return [
-        name or "<root>"
-        for name, mod in module.named_modules()
-        if any(isinstance(h, nn.utils.prune.BasePruningMethod) for h in forward_pre_hooks(mod))
-    ]
-
-
-def _all_finite(tensor: Tensor) -> bool:
-    """Whether no entry is NaN or infinite: the extremes are finite (NaN propagates to both), one pass, no temporary."""
-    if tensor.numel() == 0:
-        return True
-    low, high = torch.aminmax(tensor.detach())
-    return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
 
 
 class LotteryTicketCallback(pl.Callback):
@@ -68,35 +49,10 @@ class LotteryTicketCallback(pl.Callback):
     overwrites the live experiment. The whole timeline, what is pruned and what is refused: ``docs/callback.md``.
 
     Args:
-        amount: Fraction of the alive prunable weights removed per round, in (0, 1). The
-            density after ``r`` rounds is ``(1 - amount) ** r`` to the rounding of one weight.
-        scope: ``"global"`` ranks all prunable weights together (smallest magnitudes go first,
-            whatever the layer); ``"layerwise"`` prunes each tensor by ``amount``.
-        parameters: Names or glob patterns (``"net.layers.*.weight"``) of the parameters to
-            prune, any name of a shared parameter, or ``<layer>.weight`` of a re-parametrized
-            layer; by default every linear map (the ``weight`` of every ``nn.Linear``, ``nn.ConvNd``,
-            ``nn.ConvTransposeNd`` and Hugging Face ``Conv1D``, and ``nn.MultiheadAttention``'s
-            packed ``in_proj_weight``); biases, normalisation layers, embeddings (unless tied to a
-            pruned head) and RNN weights are not pruned by default: the first fit lists them, with
-            the ``parameters=`` line that adds them.
-        rates: Per-parameter pruning rates overriding ``amount``, keyed by name or glob
-            pattern, each in (0, 1); such a tensor is pruned on its own at its rate, e.g.
-            ``{"net.layers.3.weight": 0.1}`` for the paper's half-rate output layer.
-        rewind_step: Optimizer step of the first round whose weights are rewound to; 0 is the
-            initialisation. Must be >= 0 and below the training's last step; above 0, rounds train
-            from that step on (one optimizer step per batch).
-        retrain: How every round after the dense one retrains the pruned network (Renda, Frankle &
-            Carbin 2020), always for the same number of steps: ``"rewind"`` loads the snapshot (the
-            lottery ticket); ``"lr_rewind"`` keeps the trained weights (pruned ones zeroed) and
-            retrains with the whole learning-rate schedule from its start (what a fresh
-            ``configure_optimizers`` gives every fit); ``"finetune"`` keeps the trained weights and
-            retrains at the learning rates of the dense round's last step (the schedule's final
-            ones), whatever the schedule says. Controls always start from their own initial state.
-        snapshot_device: Where the rewind snapshot is kept (once, in the parameters' dtypes):
-            ``"cpu"`` (pinned memory when the module is on a GPU, so device memory holds only what
-            training needs) or ``"module"`` (the module's device: a faster rewind, at the cost of
-            one more copy of the state there). It does not change results.
-        verbose: Print what is pruned at the first fit and a line per round, on rank zero.
+        amount, scope, parameters, rates, rewind_step, snapshot_device, verbose, retrain: The callback's options,
+            each declared once, with its help, allowed values and default, in
+            :class:`~lth_lightning.callbacks.settings.LotterySettings` (``docs/options.md`` lists them; ``lth fit
+            --help`` shows them as ``--lottery.*``).
 
     Memory: besides the snapshot, the callback keeps one boolean mask per pruned tensor (one byte
     per weight; on a CPU module the state's own masks are the ones applied, and on a GPU a copy
@@ -111,7 +67,7 @@ class LotteryTicketCallback(pl.Callback):
     def __init__(
         self,
         amount: float = 0.2,
-        scope: Literal["global", "layerwise"] = "global",
+        scope: Scope = "global",
         parameters: Sequence[str] | None = None,
         rates: Mapping[str, float] | None = None,
         rewind_step: int = 0,
@@ -119,26 +75,11 @@ class LotteryTicketCallback(pl.Callback):
         verbose: bool = True,
         retrain: Retrain = "rewind",
     ) -> None:
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount < 1:
-            raise ValueError(f"`amount` must be a float in the open interval (0, 1), got {amount!r}.")
-        if scope not in ("global", "layerwise"):
-            raise ValueError(f"`scope` must be 'global' or 'layerwise', got {scope!r}.")
-        if parameters is not None:
-            if isinstance(parameters, str) or not all(isinstance(p, str) for p in parameters):
-                raise ValueError(f"`parameters` must be a list of names or glob patterns, got {parameters!r}.")
-            if len(parameters) == 0:
-                raise ValueError("`parameters` must not be empty; pass None to prune every Linear/Conv weight.")
-        for key, rate in (rates or {}).items():
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
-                raise ValueError(f"`rates[{key!r}]` must be a float in the open interval (0, 1), got {rate!r}.")
-        if isinstance(rewind_step, bool) or not isinstance(rewind_step, int) or rewind_step < 0:
-            raise ValueError(f"`rewind_step` must be an integer >= 0, got {rewind_step!r}.")
-        if snapshot_device not in ("cpu", "module"):
-            raise ValueError(f"`snapshot_device` must be 'cpu' or 'module', got {snapshot_device!r}.")
-        if retrain not in _RETRAIN:
-            raise ValueError(f"`retrain` must be one of {', '.join(map(repr, _RETRAIN))}, got {retrain!r}.")
+        self.settings = LotterySettings(
+            amount, scope, parameters, rates, rewind_step, snapshot_device, verbose, retrain
+        )
         self.amount = float(amount)
-        self.scope: Literal["global", "layerwise"] = scope
+        self.scope: Scope = scope
         self.parameters = list(parameters) if parameters is not None else None
         self.rates = {k: float(v) for k, v in (rates or {}).items()}
         self.rewind_step = rewind_step
@@ -209,7 +150,7 @@ class LotteryTicketCallback(pl.Callback):
         return LotteryState.from_dict(self._state.as_dict())
 
     def set_state(self, state: LotteryState) -> None:
-        """Continue from ``state`` (a copy is kept): a state computed outside a fit, as the stacked driver does.
+        """Continue from ``state`` (a copy is kept): a state computed outside a fit (:mod:`.driving`).
 
         Raises:
             ValueError: During a fit, when the live state must not change.
@@ -217,30 +158,6 @@ class LotteryTicketCallback(pl.Callback):
         if self._stage is not None:
             raise ValueError(f"LotteryTicketCallback.set_state() is not allowed during '{self._stage}'.")
         self._state = LotteryState.from_dict(state.as_dict())
-
-    def record_round(
-        self,
-        init: Mapping[str, Tensor],
-        next_masks: Mapping[str, Tensor],
-        *,
-        steps: int,
-        epochs: int,
-        metrics: Mapping[str, float],
-    ) -> None:
-        """A round this callback's network trained elsewhere (as a member of a stacked network) ends as its own fit
-        would have ended it: the first round starts the experiment from ``init`` (every weight alive), a later one
-        trains the current masks; ``next_masks`` become the next round's, and the round joins the history.
-
-        Raises:
-            ValueError: During a fit, when the live state must not change.
-        """
-        state = self.state
-        if state.phase == "init":
-            state.start({name: tuple(mask.shape) for name, mask in next_masks.items()}, init)
-        else:
-            state.begin_fit()
-        state.finish(next_masks, steps=steps, epochs=epochs, metrics=metrics)
-        self.set_state(state)
 
     def pruning_groups(self, module: nn.Module) -> list[PruningGroup]:
         """The pools this callback prunes ``module``'s tensors in (its scope and per-layer rates), once started.
@@ -254,41 +171,12 @@ class LotteryTicketCallback(pl.Callback):
         rates = resolve_rates(self.rates, resolve_targets(module, names))
         return plan_groups(names, self.amount, self.scope, rates)
 
-    def fork(self, masks: Mapping[str, Tensor], snapshot: Mapping[str, Tensor]) -> LotteryTicketCallback:
-        """A new callback whose next fit trains ``masks`` from ``snapshot`` (for control experiments).
-
-        The fork has this callback's settings, is at the same round, and is otherwise independent:
-        its next ``fit`` loads ``snapshot`` into the module, applies ``masks`` and keeps them
-        enforced, exactly as a round of the ticket itself.
-
-        Raises:
-            ValueError: If ``masks`` does not name the same parameters as this callback's masks.
-        """
-        settings = {**self.settings(), "retrain": "rewind"}  # a control trains from its own initial state
-        fork = LotteryTicketCallback(**settings, snapshot_device=self.snapshot_device, verbose=False)
-        fork._state = self._state.fork(masks, snapshot)
-        return fork
-
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._stage = stage
         if stage != "fit":
             return
-        method = multiprocessing_start_method(trainer)
-        if method is not None:
-            raise RuntimeError(
-                f"LotteryTicketCallback does not support the '{method}' launcher "
-                "(strategy='ddp_spawn', 'ddp_fork' or 'ddp_notebook'): the masks and the rewind snapshot computed "
-                "in the worker processes would not come back to this process, so the next round could not use "
-                "them. Use strategy='ddp', which runs this script once per device (as `lth fit` and torchrun do)."
-            )
-        if trainer.strategy.restore_checkpoint_after_setup:
-            raise RuntimeError(
-                f"LotteryTicketCallback does not support the {type(trainer.strategy).__name__} strategy: it restores "
-                "checkpoints after setting up the model, as the sharded strategies (FSDP, DeepSpeed, model parallel) "
-                "do, whose parameters are sharded or renamed so that masks keyed by parameter name cannot follow "
-                "them. Use a single device or strategy='ddp'."
-            )
+        check_strategy(trainer)
         if trainer.world_size > 1:
             destroy_process_group_at_exit()
 
@@ -297,7 +185,7 @@ class LotteryTicketCallback(pl.Callback):
         self._release()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._check_not_torch_pruned(pl_module)
+        check_not_torch_pruned(pl_module)
         state = self._state
         first = state.phase == "init"
         self._start_step = 0
@@ -337,7 +225,7 @@ class LotteryTicketCallback(pl.Callback):
         if self.retrain == "finetune":
             self._optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]
             if self._state.round > 0:
-                self._finetune_lrs = self._checked_final_lrs()
+                self._finetune_lrs = checked_final_lrs(self._state.final_lrs, self._optimizers)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -391,7 +279,7 @@ class LotteryTicketCallback(pl.Callback):
     def state_dict(self) -> dict[str, Any]:
         """The experiment's state for a checkpoint: masks at one bit per weight, the snapshot's tensors themselves
         (not copies: saving a checkpoint costs no second snapshot)."""
-        return {"version": _STATE_VERSION, "config": self.settings(), **self._state.packed()}
+        return {"version": _STATE_VERSION, "config": self.settings.defining(), **self._state.packed()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the experiment from a checkpoint (``fit``) or a saved state (outside any Trainer).
@@ -412,7 +300,7 @@ class LotteryTicketCallback(pl.Callback):
             raise ValueError(
                 f"Unsupported LotteryTicketCallback state version {version!r}; expected one of {_LOADABLE_VERSIONS}."
             )
-        saved, current = {**SETTINGS_ADDED_LATER, **state_dict["config"]}, self.settings()
+        saved, current = {**settings_added_later(), **state_dict["config"]}, self.settings.defining()
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differing:
             details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs callback {current.get(k)!r}" for k in differing)
@@ -423,27 +311,10 @@ class LotteryTicketCallback(pl.Callback):
         self._state = LotteryState.from_dict(state_dict, copy=False)
 
     # ------------------------------------------------------------------ internals
-    def settings(self) -> dict[str, Any]:
-        """The constructor settings that define the experiment (compared when a state is loaded)."""
-        return {
-            "amount": self.amount,
-            "scope": self.scope,
-            "parameters": self.parameters,
-            "rates": dict(self.rates),
-            "rewind_step": self.rewind_step,
-            "retrain": self.retrain,
-        }
-
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         state = self._state
         trained = magnitudes(pl_module, self._targets)
-        diverged = [n for n, w in trained.items() if not _all_finite(w)]
-        if diverged:
-            raise FloatingPointError(
-                f"LotteryTicketCallback: round {state.round} ended with NaN or infinite weights in {diverged} "
-                "(the training diverged); no masks were computed and earlier rounds are untouched. "
-                "Lower the learning rate or clip gradients, then rerun the round."
-            )
+        check_finite(trained, state.round)
         masks = prune(
             trained,
             state.masks,
@@ -470,35 +341,6 @@ class LotteryTicketCallback(pl.Callback):
         self._enforcer.release()
         self._optimizers, self._finetune_lrs = [], []
         self._skip = 0
-
-    def _checked_final_lrs(self) -> list[list[float]]:
-        """The dense round's last learning rates, if they fit this fit's optimizers.
-
-        Raises:
-            RuntimeError: If they were not recorded, or the optimizers' parameter groups differ.
-        """
-        final = self._state.final_lrs
-        shape = [len(o.param_groups) for o in self._optimizers]
-        if not final:
-            raise RuntimeError(
-                "retrain='finetune' retrains at the learning rates of the dense round's last step, which this "
-                "experiment did not record (its dense round ran with another `retrain`): start a new experiment."
-            )
-        if [len(lrs) for lrs in final] != shape:
-            raise RuntimeError(
-                f"retrain='finetune': the dense round's optimizers had {[len(lrs) for lrs in final]} parameter "
-                f"groups, this fit's have {shape}; configure_optimizers must build the same ones every round."
-            )
-        return final
-
-    def _check_not_torch_pruned(self, pl_module: pl.LightningModule) -> None:
-        pruned = _torch_pruned_modules(pl_module)
-        if pruned:
-            raise RuntimeError(
-                f"Module(s) {', '.join(pruned)} are already pruned with torch.nn.utils.prune; "
-                "LotteryTicketCallback keeps its own masks and refuses to mask twice. "
-                "Call torch.nn.utils.prune.remove(module, name) on them first, or leave them out."
-            )
 
     def _check_shapes(self) -> None:
         for target in self._targets:

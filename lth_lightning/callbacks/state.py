@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any, Literal
 
 import torch
@@ -13,13 +12,7 @@ from torch import Tensor
 from lth_lightning.pruning.magnitude import sparsity_report
 from lth_lightning.pruning.packing import pack_masks, unpack_masks
 
-__all__ = ["SETTINGS_ADDED_LATER", "SETTINGS_NOT_CHANGING_RESULTS", "LotteryState", "Phase"]
-
-# The callback's settings (its constructor's keywords) that cannot change results: left out of an experiment's identity.
-SETTINGS_NOT_CHANGING_RESULTS: tuple[str, ...] = ("snapshot_device", "verbose")
-# Settings added after states and experiments were recorded, with the value that behaves as before them: what a state
-# saved earlier had, and the value at which an experiment's identity leaves the setting out.
-SETTINGS_ADDED_LATER: Mapping[str, Any] = MappingProxyType({"retrain": "rewind"})
+__all__ = ["LotteryState", "Phase"]
 
 Phase = Literal["init", "training", "pruned"]
 _PHASES = ("init", "training", "pruned")

@@ -53,7 +53,7 @@ def _export(argv: Sequence[str]) -> None:
     )
     parser.add_argument("--prefix", default="net.", help="prefix of the plain network's entries (default: net.)")
     args = parser.parse_args(argv)  # before the imports below: --help answers at once
-    from lth_lightning.experiment.results import format_value
+    from lth_lightning.experiment.record.round_result import format_value
     from lth_lightning.export.ticket import export_ticket
     from lth_lightning.metric_names import MetricNames
 
@@ -89,7 +89,8 @@ def _aggregate(argv: Sequence[str]) -> None:
         "--out", type=Path, default=None, help="where to write (default: the folder that holds the runs)"
     )
     args = parser.parse_args(argv)
-    from lth_lightning.experiment.aggregate import aggregate_runs, find_runs
+    from lth_lightning.experiment.dashboard.across_runs import aggregate_runs
+    from lth_lightning.experiment.record.aggregate import find_runs
     from lth_lightning.report.command import closing_summary
 
     runs = find_runs(args.folders)
@@ -116,7 +117,7 @@ def _compare(argv: Sequence[str]) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the plot and the TensorBoard logdir")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per folder (default: folder names)")
     args = parser.parse_args(argv)
-    from lth_lightning.experiment.aggregate import compare_runs
+    from lth_lightning.experiment.dashboard.across_runs import compare_runs
     from lth_lightning.report.command import comparison_table
 
     experiments = compare_runs(args.folders, args.out, args.labels)
@@ -200,7 +201,7 @@ def _dashboard(argv: Sequence[str]) -> None:
     parser.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default: 6006)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
     args = parser.parse_args(argv)
-    from lth_lightning.experiment.paths import dashboard_logdir
+    from lth_lightning.experiment.record.paths import dashboard_logdir
 
     logdir = dashboard_logdir(args.folder)
     print(
@@ -215,7 +216,7 @@ def _dashboard(argv: Sequence[str]) -> None:
 
 def _training(argv: Sequence[str] | None) -> None:
     from lth_lightning.cli.lottery_cli import LotteryCLI
-    from lth_lightning.experiment.trainer import quiet_lightning
+    from lth_lightning.experiment.training.trainer import quiet_lightning
 
     with quiet_lightning():  # LightningCLI's own Trainer says the device lines; the rounds' Trainers do not again
         LotteryCLI(args=None if argv is None else list(argv))

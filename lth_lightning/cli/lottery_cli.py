@@ -9,61 +9,67 @@ import functools
 import inspect
 import re
 import sys
-import typing
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-import docstring_parser
 import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
+from lth_lightning.callbacks.settings import CALLBACK_OPTIONS
 from lth_lightning.compat import cli_parser, cli_value
-from lth_lightning.experiment.options import Option, takes_options
-from lth_lightning.experiment.rounds import is_global_zero, run_seeds_of
-from lth_lightning.experiment.runner import SeedRun, run_experiment
+from lth_lightning.experiment.record.store import is_global_zero
+from lth_lightning.experiment.rounds.seeds import SeedRun, run_experiment, run_seeds_of
 from lth_lightning.experiment.spec import EXPERIMENT_OPTIONS, ExperimentSpec, check_seeds
+from lth_lightning.options import Option, signature_of
 from lth_lightning.report.command import closing_summary
 
-__all__ = ["LotteryCLI", "LotteryOptions", "callback_options"]
+__all__ = ["LTH_FIT_OPTIONS", "LotteryCLI", "LotteryOptions"]
 
 
-@functools.cache
-def callback_options() -> tuple[Option, ...]:
-    """The callback's options as ``lth fit`` offers them: declared once, on :class:`LotteryTicketCallback`.
+# ``lth fit``'s ``--lottery.*`` options: the callback's and the experiment's, as declared.
+LTH_FIT_OPTIONS: tuple[Option, ...] = tuple(
+    o for o in (*CALLBACK_OPTIONS, *EXPERIMENT_OPTIONS) if "lth fit" in o.entry_points
+)
 
-    Each keyword of its constructor (``verbose`` aside: ``lth fit`` always reports) with its type, default and the
-    help its docstring gives.
-    """
-    documented = {
-        p.arg_name: " ".join((p.description or "").split())
-        for p in docstring_parser.parse(LotteryTicketCallback.__doc__ or "").params
-    }
-    types = typing.get_type_hints(LotteryTicketCallback.__init__)
-    parameters = inspect.signature(LotteryTicketCallback.__init__).parameters.values()
-    return tuple(
-        Option(p.name, types[p.name], p.default, documented[p.name], entry_points=("lth fit",))
-        for p in parameters
-        if p.name not in ("self", "verbose")
-    )
+
+def _with_declared_options(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` (taking ``**options``) as jsonargparse reads a class's options: with the signature and the ``Args:``
+    of :data:`LTH_FIT_OPTIONS` (:func:`~lth_lightning.options.signature_of`, :meth:`~lth_lightning.options.Option.
+    document`). The ``--lottery`` group of ``lth fit`` and its ``--help`` come from here; a call is bound to the
+    signature, its defaults filled in."""
+    signature = signature_of("lth fit", LTH_FIT_OPTIONS)
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    full = signature.replace(parameters=[self, *signature.parameters.values()])
+    arguments = "\n".join(textwrap.indent(o.document(), " " * 12) for o in LTH_FIT_OPTIONS)
+
+    @functools.wraps(init)
+    def wrapper(self: Any, **options: Any) -> None:
+        bound = full.bind(self, **options)
+        bound.apply_defaults()
+        init(*bound.args, **bound.kwargs)
+
+    wrapper.__signature__ = full  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    wrapper.__doc__ = f"{init.__doc__}\n        Args:\n{arguments}\n"
+    return wrapper
 
 
 class LotteryOptions:
     """Options of a lottery-ticket experiment (the ``--lottery.*`` group of ``lth fit``)."""
 
-    @takes_options("lth fit", (*callback_options(), *EXPERIMENT_OPTIONS))
+    @_with_declared_options
     def __init__(self, **options: Any) -> None:
-        """The callback's options (declared on it) and the experiment's (:mod:`.experiment.spec`).
-
-        Args:
-            {options}
+        """The callback's options (:mod:`lth_lightning.callbacks.settings`) and the experiment's
+        (:mod:`lth_lightning.experiment.spec`).
 
         Raises:
             ValueError: If an option is out of range (the message names it).
         """
-        callback = {o.name: options.pop(o.name) for o in callback_options()}
+        callback = {o.name: options.pop(o.name) for o in CALLBACK_OPTIONS if "lth fit" in o.entry_points}
         seeds, self.out_dir = options.pop("seeds"), options.pop("out_dir")
         self.seeds = None if seeds is None else check_seeds(seeds, "lottery.")
         declared = {o.name: o for o in EXPERIMENT_OPTIONS}

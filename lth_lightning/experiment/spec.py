@@ -12,19 +12,20 @@ from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lth_lightning.experiment.controls import CONTROLS, ControlName
-from lth_lightning.experiment.options import (
+from lth_lightning.experiment.controls.registry import CONTROLS, ControlName
+from lth_lightning.metric_names import MODE, MONITOR, TEST_METRIC, MetricNames
+from lth_lightning.options import (
     PYTHON,
     REQUIRED,
     Option,
     a_name,
     at_least,
+    declared,
     option,
     options_of,
     positive,
     true_or_false,
 )
-from lth_lightning.metric_names import MetricNames
 from lth_lightning.pruning.saliency import GRASP_TEMPERATURE
 
 __all__ = ["EXPERIMENT_OPTIONS", "SEED", "SEEDS", "DataOrder", "ExperimentSpec", "check_seeds"]
@@ -68,16 +69,9 @@ class ExperimentSpec:
         "masks, a fresh initialization) and ``:inverted`` (the lowest scores kept).",
         cli_default=None,
     )
-    monitor: str | None = option(
-        "val/loss",
-        "Validation metric, as the model logs it (``val/loss``, ``val_loss``), whose best value marks the "
-        "early-stopping iteration; the weights there are tested too. Every metric logged under its prefix is "
-        "recorded. null (None) records no validation.",
-    )
-    mode: Literal["min", "max"] = option("min", "Which value of ``monitor`` is best: ``min`` or ``max``.")
-    test_metric: str = option(
-        "test/acc", "Test metric the results report, as the model logs it (``test/acc``, ``test_acc``)."
-    )
+    monitor: str | None = declared(MONITOR)
+    mode: Literal["min", "max"] = declared(MODE)
+    test_metric: str = declared(TEST_METRIC)
     out_dir: str | Path = option(
         "runs",
         "Parent of the experiment folder; on ``lth fit`` it defaults to the Trainer's ``default_root_dir``.",
@@ -161,8 +155,8 @@ class ExperimentSpec:
 
     def __post_init__(self, prefix: str) -> None:
         option = prefix
-        for declared in options_of(ExperimentSpec):
-            declared.check(getattr(self, declared.name), option)
+        for declaration in options_of(ExperimentSpec):
+            declaration.check(getattr(self, declaration.name), option)
         controls, unstable = list(self.controls), list(self.instability_controls)
         if any(c not in CONTROLS for c in controls) or len(set(controls)) != len(controls):
             raise ValueError(f"`{option}controls` must be distinct entries of {list(CONTROLS)}, got {controls}.")
@@ -181,6 +175,16 @@ class ExperimentSpec:
         object.__setattr__(self, "instability_controls", tuple(c for c in self.controls if c in unstable))
         object.__setattr__(self, "trainer", dict(self.trainer or {}))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> ExperimentSpec:
+        """The spec of an entry point's ``arguments`` (its ``locals()``): every option declared here, and ``trainer``.
+
+        Raises:
+            ValueError: For a value out of range, naming the option and what is allowed.
+        """
+        declared = {o.name: arguments[o.name] for o in options_of(cls)}
+        return cls(**declared, trainer=arguments.get("trainer") or {})
 
     def settings(self) -> dict[str, Any]:
         """The options ``lth fit`` has, as its config records them (sequences as lists)."""

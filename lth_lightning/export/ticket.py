@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from lth_lightning.experiment.identity import load_config
-from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-from lth_lightning.experiment.results import RoundResult
+from lth_lightning.experiment.record.identity import load_config
+from lth_lightning.experiment.record.paths import ExperimentPaths, RunPaths
+from lth_lightning.experiment.record.round_result import RoundResult
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.metric_names import MetricNames
 from lth_lightning.pruning.magnitude import sparsity_report

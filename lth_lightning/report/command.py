@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lth_lightning.experiment.controls import CONTROLS
-from lth_lightning.experiment.paths import RunPaths
+from lth_lightning.experiment.controls.registry import CONTROLS
+from lth_lightning.experiment.record.paths import RunPaths
 from lth_lightning.report.claims import Paper, load_paper
 from lth_lightning.report.papers import available_papers
 from lth_lightning.report.readout import read_experiment, read_runs

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lth_lightning.experiment.aggregate import check_one_experiment, load_rows
-from lth_lightning.experiment.identity import load_config
-from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
-from lth_lightning.experiment.results import RoundResult
+from lth_lightning.experiment.record.aggregate import check_one_experiment, load_rows
+from lth_lightning.experiment.record.identity import load_config
+from lth_lightning.experiment.record.paths import ExperimentPaths, RunPaths
+from lth_lightning.experiment.record.round_result import RoundResult
 from lth_lightning.metric_names import MetricNames
 
 __all__ = ["Experiment", "read_experiment", "read_runs"]

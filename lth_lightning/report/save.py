@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lth_lightning.experiment.identity import describe_differences, experiment_identity
-from lth_lightning.experiment.paths import ExperimentPaths, RunPaths
+from lth_lightning.experiment.record.identity import describe_differences, experiment_identity
+from lth_lightning.experiment.record.paths import ExperimentPaths, RunPaths
 from lth_lightning.report.readout import Experiment, read_experiment
 
 __all__ = ["check_destination", "kept_files", "save_results"]

@@ -100,7 +100,7 @@ class MemberLogger(Logger):
 
     A stacked fit's curves land where a sequential run puts them (``<run>/tensorboard/round_03``,
     ``.../round_03_random_reinit``), so the dashboard is the same. Like the round runs'
-    :class:`~lth_lightning.experiment.trainer.RoundLogger`, it leaves out ``epoch``, ``lottery/*`` and
+    :class:`~lth_lightning.experiment.training.trainer.RoundLogger`, it leaves out ``epoch``, ``lottery/*`` and
     hyperparameters.
 
     Args:

@@ -18,8 +18,9 @@ import torch
 from conftest import lean_trainer, round_trainer
 
 from lth_lightning import FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning.callbacks import driving
 from lth_lightning.callbacks.late_start import LateStart, planned_steps
-from lth_lightning.experiment.identity import REWIND_PROTOCOL_KEY, experiment_identity
+from lth_lightning.experiment.record.identity import REWIND_PROTOCOL_KEY, experiment_identity
 from lth_lightning.models.mlp import MLP
 
 EPOCHS, BATCHES = 3, 5  # 240 training examples in batches of 48: T = 15 steps
@@ -146,7 +147,7 @@ def test_advancing_steps_each_scheduler_and_leaves_a_plateau_one_afresh():
 def test_a_fork_trains_steps_k_to_t_as_controls_and_instability_copies_do(tiny_data, tmp_path):
     model, lottery = _model(), LotteryTicketCallback(amount=0.5, rewind_step=7, verbose=False)
     dense, _ = _fit(model, lottery, tiny_data, tmp_path)
-    fork = lottery.fork(lottery.masks, lottery.snapshot)
+    fork = driving.fork(lottery, lottery.masks, lottery.snapshot)
     forked, _ = _fit(_model(1), fork, tiny_data, tmp_path)
     assert forked.seen == dense.seen[7:] and forked.validated == [10, 15]
 

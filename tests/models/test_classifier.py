@@ -25,7 +25,7 @@ def test_mlp_rejects_bad_sizes(sizes, message):
 
 
 def test_mlp_glorot_normal_is_frankle_and_carbins_gaussian_glorot_and_survives_reinitialization():
-    from lth_lightning.experiment.at_init import reinitialized
+    from lth_lightning.experiment.controls.at_init import reinitialized
 
     torch.manual_seed(0)
     net = MLP((784, 300, 100, 10), init="glorot_normal")

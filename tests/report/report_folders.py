@@ -58,7 +58,7 @@ def gap_experiment(folder: Path, gaps: Sequence[float], control: str = "random_p
 def in_memory(seeds: Mapping[int, Sequence[dict]], config: Mapping[str, Any] | None = None):
     """The report's table of an experiment whose seeds' rows are ``seeds`` (as :func:`row` makes them), read from no
     folder: for the many experiments a simulation needs."""
-    from lth_lightning.experiment.results import RoundResult
+    from lth_lightning.experiment.record.round_result import RoundResult
     from lth_lightning.metric_names import MetricNames
     from lth_lightning.report.readout import Experiment
     from lth_lightning.report.table import build_table

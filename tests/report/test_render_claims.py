@@ -4,7 +4,7 @@ import random
 
 from report_folders import in_memory, row
 
-from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.experiment.controls.registry import CONTROLS
 from lth_lightning.report.claims import load_paper
 from lth_lightning.report.render_claims import claims_markdown, rule, summary_lines
 from lth_lightning.report.stats import LEVEL

@@ -11,7 +11,7 @@ import yaml
 from cli_helpers import lth_here
 from report_folders import CONFIG, gap_experiment, in_memory, row, write_experiment
 
-from lth_lightning.experiment.controls import CONTROLS
+from lth_lightning.experiment.controls.registry import CONTROLS
 from lth_lightning.report.claims import load_paper
 from lth_lightning.report.command import report_tables
 from lth_lightning.report.papers import available_papers
