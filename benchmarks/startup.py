@@ -26,7 +26,9 @@ COMMANDS = {
 }
 IMPORTS = {
     "import lth_lightning.export.ticket (what `lth export` works with)": "lth_lightning.export.ticket",
-    "import lth_lightning.experiment.record.aggregate (`lth aggregate`, `lth compare`)": "lth_lightning.experiment.record.aggregate",
+    "import lth_lightning.experiment.dashboard.across_runs (`lth aggregate`, `lth compare`)": (
+        "lth_lightning.experiment.dashboard.across_runs"
+    ),
     "import lightning.pytorch": "lightning.pytorch",
 }
 IMPORT_PROBE = (

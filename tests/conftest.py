@@ -145,13 +145,44 @@ def round_trainer(**overrides: Any) -> dict[str, Any]:
     }
 
 
+def tiny_datamodule(data_dir: Path, batch_size: int = 48) -> Any:
+    """The Fashion-MNIST DataModule over the tiny data (:func:`tiny_data`): 60 images held out for validation."""
+    from lth_lightning import FashionMNISTDataModule
+
+    return FashionMNISTDataModule(data_dir, batch_size=batch_size, val_size=60)
+
+
+def tiny_experiment(
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    rounds: int = 2,
+    sizes: tuple[int, ...] = (784, 24, 10),
+    lr: float = 0.01,
+    batch_size: int = 48,
+    model_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """``run_lottery`` on the tiny data: an MLP of ``sizes`` initialized from seed 0, half of the weights pruned per
+    round (``lottery``: another callback), lean Trainers (``trainer``: other settings), quiet; ``options`` are
+    ``run_lottery``'s."""
+    from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_lottery
+
+    torch.manual_seed(0)
+    model = LotteryClassifier(net=MLP(sizes), lr=lr, **(model_options or {}))
+    options.setdefault("lottery", LotteryTicketCallback(amount=0.5, verbose=False))
+    options.setdefault("trainer", round_trainer())
+    options.setdefault("progress", False)
+    return run_lottery(model, tiny_datamodule(data_dir, batch_size), rounds=rounds, out_dir=out_dir, **options)
+
+
 def two_seeds(data_dir: Path, out_dir: Path, **options: Any) -> Any:
     """Seeds 0 and 1 of a tiny MLP on ``data_dir``: two rounds with random pruning, as several tests read them back."""
-    from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_seeds
+    from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_seeds
 
     return run_seeds(
         lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
-        FashionMNISTDataModule(data_dir, batch_size=48, val_size=60),
+        tiny_datamodule(data_dir),
         seeds=[0, 1],
         rounds=2,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lth_lightning.callbacks.snapshot import SnapshotDevice
-from lth_lightning.options import Option, at_least, fraction, option, options_of
+from lth_lightning.options import EntryPoint, Option, at_least, fraction, option, options_of
 
 __all__ = ["CALLBACK_OPTIONS", "Retrain", "Scope", "LotterySettings", "settings_added_later"]
 
 Scope = Literal["global", "layerwise"]
 Retrain = Literal["rewind", "lr_rewind", "finetune"]
-_CALLBACK = ("lth fit", "LotteryTicketCallback")
+_CALLBACK: tuple[EntryPoint, ...] = ("lth fit", "LotteryTicketCallback")
 
 
 def _names(value: Any) -> bool:

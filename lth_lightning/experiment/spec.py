@@ -67,6 +67,7 @@ class ExperimentSpec:
         "initialization); each method's ablations (Frankle et al. 2021) are ``<method>:layerwise`` (ranked within "
         "each layer at the ticket's counts), ``:shuffled`` (its layer counts, random positions), ``:reinit`` (its "
         "masks, a fresh initialization) and ``:inverted`` (the lowest scores kept).",
+        allowed="distinct control names",
         cli_default=None,
     )
     monitor: str | None = declared(MONITOR)
@@ -123,6 +124,7 @@ class ExperimentSpec:
         "Controls whose instability is measured too (needs ``instability``): a second copy of each from its own "
         "start, and the barriers along the line between the two; Frankle et al. 2020 contrast random "
         "subnetworks, unstable, with tickets.",
+        allowed="distinct entries of ``controls``",
         cli_default=None,
         before=None,
     )
@@ -183,7 +185,7 @@ class ExperimentSpec:
         Raises:
             ValueError: For a value out of range, naming the option and what is allowed.
         """
-        declared = {o.name: arguments[o.name] for o in options_of(cls)}
+        declared = {o.name: arguments[o.name] for o in options_of(ExperimentSpec)}
         return cls(**declared, trainer=arguments.get("trainer") or {})
 
     def settings(self) -> dict[str, Any]:

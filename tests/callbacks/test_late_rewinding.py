@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import lean_trainer, round_trainer
+from conftest import lean_trainer, round_trainer, tiny_datamodule
 
-from lth_lightning import FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning import LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.callbacks import driving
 from lth_lightning.callbacks.late_start import LateStart, planned_steps
 from lth_lightning.experiment.record.identity import REWIND_PROTOCOL_KEY, experiment_identity
@@ -57,7 +57,7 @@ class Steps(pl.Callback):
 
 
 def _datamodule(tiny_data):
-    return FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+    return tiny_datamodule(tiny_data)
 
 
 def _fit(model, lottery, tiny_data, tmp_path, datamodule=None):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import round_trainer
+from conftest import round_trainer, tiny_datamodule, tiny_experiment
 
-from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning.experiment.record.paths import RunPaths
 from lth_lightning.experiment.rounds.stackable import check_stackable
 from lth_lightning.models.classifier import StepDecay, with_schedule
 from lth_lightning.stack.network import StackingError
@@ -35,26 +36,25 @@ class Probe(pl.Callback):
 
 
 def _run(tiny_data, out, retrain, rounds=3, schedule="step"):
-    torch.manual_seed(0)
     probe = Probe()
-    rows = run_lottery(
-        LotteryClassifier(net=MLP((784, 24, 10)), lr=LR, lr_schedule=schedule),
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+    rows = tiny_experiment(
+        tiny_data,
+        out,
         rounds=rounds,
+        lr=LR,
+        model_options={"lr_schedule": schedule},
         lottery=LotteryTicketCallback(amount=0.5, verbose=False, retrain=retrain),
         trainer=round_trainer(max_epochs=4, callbacks=[probe]),
-        out_dir=out,
-        progress=False,
     )
     return rows, probe
 
 
 def _weights(rows, r):
-    return torch.load(rows.run_dir / f"round_{r:02d}" / "weights.pt", weights_only=True)
+    return torch.load(RunPaths(rows.run_dir).weights(r), weights_only=True)
 
 
 def _masks(rows, r):
-    return torch.load(rows.run_dir / f"round_{r:02d}" / "masks.pt", weights_only=True)
+    return torch.load(RunPaths(rows.run_dir).masks(r), weights_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_bad_retrain_settings_are_refused(tiny_data, tmp_path):
     with pytest.raises(StackingError, match="retrain='finetune' trains with stack=false"):
         run_lottery(
             LotteryClassifier(net=MLP((784, 24, 10))),
-            FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+            tiny_datamodule(tiny_data),
             rounds=2,
             lottery=LotteryTicketCallback(retrain="finetune", verbose=False),
             out_dir=tmp_path,
@@ -140,7 +140,7 @@ def test_bad_retrain_settings_are_refused(tiny_data, tmp_path):
 def test_finetuning_needs_the_dense_rounds_learning_rates(tiny_data, tmp_path):
     rewound = LotteryTicketCallback(amount=0.5, verbose=False)
     model = LotteryClassifier(net=MLP((784, 24, 10)))
-    dm = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+    dm = tiny_datamodule(tiny_data)
     lean = round_trainer(max_steps=2, logger=False, enable_checkpointing=False)
     pl.Trainer(**lean, callbacks=[rewound]).fit(model, dm)
     finetune = LotteryTicketCallback(amount=0.5, verbose=False, retrain="finetune")

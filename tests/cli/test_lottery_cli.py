@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier
 from lth_lightning.cli.lottery_cli import LotteryCLI
+from lth_lightning.experiment.record.paths import RunPaths, round_label
 from lth_lightning.pruning.magnitude import keep_count
 from lth_lightning.pruning.packing import unpack_masks
 
@@ -45,7 +46,7 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, ca
         assert (run / name).is_file(), name
     for r in range(2):
         for name in ("metrics.json", "masks.pt", "weights.pt", "lottery.pt"):
-            assert (run / f"round_{r:02d}" / name).is_file(), (r, name)
+            assert (RunPaths(run).round_dir(r) / name).is_file(), (r, name)
     # A recorded round keeps no checkpoint (LotteryClassifier's MLP is stackable: `lth fit` stacked each round).
     assert not list(experiment.rglob("*.ckpt")) and not (experiment / "stacked").exists()
     rows = read_csv(run / "results.csv")
@@ -59,11 +60,11 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, ca
     for r, row in enumerate(rows):  # the reported accuracy is that of the network the round trained
         net = LotteryClassifier(net=MLP((784, 32, 16, 10)))
         assert float(row["test_acc"]) == pytest.approx(
-            saved_accuracy(net, run / f"round_{r:02d}" / "weights.pt", *data.split("test")), abs=1e-6
+            saved_accuracy(net, RunPaths(run).weights(r), *data.split("test")), abs=1e-6
         )
         assert 0 < int(row["best_val_step"]) <= int(row["steps"]) == 2 * 8  # 240 examples in batches of 32
     # masks.pt holds the masks each round trained with, loadable without running code.
-    masks = torch.load(run / "round_01" / "masks.pt", weights_only=True)
+    masks = torch.load(RunPaths(run).masks(1), weights_only=True)
     assert sum(int(m.sum()) for m in masks.values()) == keep_count(TOTAL, 0.5, 1)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["lottery"]["amount"] == 0.5 and saved["model"]["init_args"]["lr"] == 0.01
@@ -86,7 +87,7 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, ca
     assert {"lottery/accuracy_vs_weights_remaining", "lottery/first_layer_pixels"} <= set(tags["images"])
     assert summary.PluginTagToContent("hparams")  # the hparams plugin's session data is there
     for r in range(2):
-        per_round = EventAccumulator(str(run / "tensorboard" / f"round_{r:02d}"))
+        per_round = EventAccumulator(str(RunPaths(run).tensorboard / round_label(r)))
         per_round.Reload()
         scalars = set(per_round.Tags()["scalars"])
         assert {"train/loss", "val/loss", "val/acc", "test/acc"} <= scalars
@@ -157,15 +158,15 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
     killed = lth("fit", "-c", str(config), *kill, cwd=tmp_path, check=False)
     assert killed.returncode == -9 and marker.exists(), killed.stderr[-3000:]
     run = run_folder(killed)  # said when the run starts
-    assert not (run / f"round_{round_:02d}" / "metrics.json").exists()
+    assert not RunPaths(run).metrics(round_).exists()
     with lightning_messages() as said:  # the rerun, in this process (the marker keeps KillAt quiet)
         out, _ = lth_here(capsys, "fit", "-c", str(config), *kill)
     assert Path(re.findall(r"Run folder: (\S+)", out)[-1]) == run
     if epoch > 0:
         interrupted = f"Stacked round {round_}" if stack == "true" else f"round_{round_:02d}"
         assert any(f"{interrupted} was interrupted: resuming it from" in line for line in said), said
-    final = torch.load(run / "round_02" / "lottery.pt", weights_only=True)
-    expected = torch.load(uninterrupted / "round_02" / "lottery.pt", weights_only=True)
+    final = torch.load(RunPaths(run).lottery_state(2), weights_only=True)
+    expected = torch.load(RunPaths(uninterrupted).lottery_state(2), weights_only=True)
     for key in ("masks", "round_masks"):
         got_masks, want_masks = unpack_masks(final[key]), unpack_masks(expected[key])
         assert got_masks.keys() == want_masks.keys()
@@ -174,8 +175,8 @@ def test_kill_mid_round_then_rerun_matches_an_uninterrupted_run(
     columns = ("density", "test_acc", "best_val_step", "random_prune_test_acc", "snip_test_acc")
     assert [[r[c] for c in columns] for r in got] == [[r[c] for c in columns] for r in want]
     for r in (1, 2):  # the controls' masks too: SNIP scores the initial network on the same batch after a resume
-        got_snip = torch.load(run / f"round_{r:02d}" / "control_snip_masks.pt", weights_only=True)
-        want_snip = torch.load(uninterrupted / f"round_{r:02d}" / "control_snip_masks.pt", weights_only=True)
+        got_snip = torch.load(RunPaths(run).control_masks(r, "snip"), weights_only=True)
+        want_snip = torch.load(RunPaths(uninterrupted).control_masks(r, "snip"), weights_only=True)
         assert all(torch.equal(got_snip[k], want_snip[k]) for k in want_snip), r
 
 
@@ -327,13 +328,13 @@ def test_lth_fit_reads_the_metric_names_a_users_module_logs(tmp_path, tiny_data,
     named = ["--lottery.monitor", "val_loss", "--lottery.test_metric", "test_acc", "--lottery.keep_checkpoints", "true"]
     result = lth("fit", "-c", str(config), *user, *named, cwd=tmp_path)
     rows = read_csv(run_folder(result) / "results.csv")
-    assert all((run_folder(result) / f"round_{r:02d}" / "checkpoints" / "last.ckpt").is_file() for r in (0, 1))
+    assert all(RunPaths(run_folder(result)).last_checkpoint(r).is_file() for r in (0, 1))
     assert list(rows[0])[:6] == ["round", "density", "val_loss", "val_acc", "test_acc", "best_val_loss"]
     data = FashionMNISTDataModule(tiny_data, batch_size=32, val_size=60)
     data.setup("test")
     for r, row in enumerate(rows):  # the user's own test metric, for the network the round trained
         module = UnderscoreMLP()
-        module.load_state_dict(torch.load(run_folder(result) / f"round_{r:02d}" / "weights.pt", weights_only=True))
+        module.load_state_dict(torch.load(RunPaths(run_folder(result)).weights(r), weights_only=True))
         assert float(row["test_acc"]) == pytest.approx(accuracy(module.net, *data.split("test")), abs=1e-6)
         assert float(row["val_loss"]) > 0 and int(row["best_val_step"]) >= 1
         assert 0 <= float(row["test_acc_at_best_val"]) <= 1

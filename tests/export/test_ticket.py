@@ -78,14 +78,14 @@ def test_export_round_trip_into_a_plain_module_without_the_package(tmp_path, fin
         assert torch.all(state[name][~mask] == 0) and name in card["layers"]
     assert card["density"] == pytest.approx(0.5, abs=1e-3) and card["round"] == 1
     assert card["seed"] == 0  # the run's seed (its folder seed_0)
-    saved = json.loads((run / "round_01" / "metrics.json").read_text())
+    saved = json.loads(RunPaths(run).metrics(1).read_text())
     assert card["metrics"]["test_acc"] == saved["metrics"]["test_acc"] and card["metrics"]["round"] == 1
     assert card["config"]["lottery"]["amount"] == 0.5
     assert json.loads((tmp_path / "ticket.json").read_text())["alive"] == card["alive"]
 
     # The trained ticket of round 1, as the run left it, predicts the same on the test set.
     trained = LotteryClassifier(net=MLP((784, 32, 16, 10)))
-    trained.load_state_dict(torch.load(run / "round_01" / "weights.pt", weights_only=True))
+    trained.load_state_dict(torch.load(RunPaths(run).weights(1), weights_only=True))
     dm.setup("test")
     x, y = dm.split("test")
     torch.save(x.cpu(), tmp_path / "x.pt")
@@ -134,12 +134,12 @@ def test_export_best_is_the_pruned_round_with_the_best_test_metric(tmp_path, fin
     run, _ = finished_run
     copy = tmp_path / run.parent.name / run.name  # its round 0 made the best, in a copy
     shutil.copytree(run.parent, copy.parent)
-    rows = [json.loads((copy / f"round_{r:02d}" / "metrics.json").read_text()) for r in (0, 1)]
+    rows = [json.loads(RunPaths(copy).metrics(r).read_text()) for r in (0, 1)]
     rows[0]["metrics"]["test_acc"] = rows[1]["metrics"]["test_acc"] + 0.1
-    (copy / "round_00" / "metrics.json").write_text(json.dumps(rows[0]))
+    RunPaths(copy).metrics(0).write_text(json.dumps(rows[0]))
     assert choose_round(RunPaths(copy), "best") == 1  # the dense network is no ticket, however accurate
     assert choose_round(RunPaths(copy), 0) == 0 and choose_round(RunPaths(copy), "last") == 1  # asked for: round 0
-    shutil.rmtree(copy / "round_01")
+    shutil.rmtree(RunPaths(copy).round_dir(1))
     with pytest.raises(
         FileNotFoundError, match="has no finished pruned round yet; round 0, the dense network, is --round 0"
     ):

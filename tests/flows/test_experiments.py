@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import round_trainer
+from conftest import round_trainer, tiny_datamodule, tiny_experiment
 
 from lth_lightning import (
     MLP,
@@ -28,15 +28,6 @@ from lth_lightning.experiment.dashboard.plots import (
 )
 from lth_lightning.experiment.record.identity import experiment_folder, experiment_identity, folder_name, python_config
 from lth_lightning.experiment.record.paths import ExperimentPaths, RunPaths
-
-
-def _run(tiny_data, out, *, lr=0.01, batch_size=48, sizes=(784, 24, 10), **kwargs):
-    torch.manual_seed(0)
-    model = LotteryClassifier(net=MLP(sizes), lr=lr)
-    dm = FashionMNISTDataModule(tiny_data, batch_size=batch_size, val_size=60)
-    kwargs.setdefault("lottery", LotteryTicketCallback(amount=0.5, verbose=False))
-    kwargs.setdefault("trainer", round_trainer())
-    return run_lottery(model, dm, rounds=2, out_dir=out, progress=False, **kwargs)
 
 
 def _read(path):
@@ -123,17 +114,17 @@ def test_a_module_wrapping_an_nn_sequential_names_the_folder_after_the_users_cla
 
 
 def test_rerunning_from_python_with_other_hyperparameters_trains_them(tmp_path, tiny_data):
-    first = _run(tiny_data, tmp_path)
-    second = _run(tiny_data, tmp_path, lr=0.5, batch_size=32)  # same out_dir, no name: another experiment
+    first = tiny_experiment(tiny_data, tmp_path)
+    second = tiny_experiment(tiny_data, tmp_path, lr=0.5, batch_size=32)  # same out_dir, no name: another experiment
     assert [r.as_dict() for r in second] != [r.as_dict() for r in first]
     assert second.run_dir != first.run_dir and first.run_dir.is_dir()
     assert second[0].steps == 8 and first[0].steps == 5  # 240 examples in batches of 32, not the old 48
-    again = _run(tiny_data, tmp_path, lr=0.5, batch_size=32)  # the same experiment: read back
+    again = tiny_experiment(tiny_data, tmp_path, lr=0.5, batch_size=32)  # the same experiment: read back
     assert [r.as_dict() for r in again] == [r.as_dict() for r in second]
     with pytest.raises(
         ValueError, match=r"holds another experiment: it differs in data.init_args.batch_size: folder has 48"
     ):
-        _run(tiny_data, tmp_path, lr=0.5, batch_size=32, name=first.experiment_dir.name)
+        tiny_experiment(tiny_data, tmp_path, lr=0.5, batch_size=32, name=first.experiment_dir.name)
 
 
 # ----------------------------------------------------------------------------- defect 2: failed starts
@@ -152,12 +143,12 @@ def test_a_failed_start_records_nothing_and_moving_the_data_resumes(tmp_path, ti
         )
     typo = LotteryTicketCallback(amount=0.5, rates={"net.layers.9.weight": 0.1}, verbose=False)
     with pytest.raises(ValueError, match=r"`rates` entry 'net.layers.9.weight' matches no parameter"):
-        _run(tiny_data, tmp_path / "runs", lottery=typo)
+        tiny_experiment(tiny_data, tmp_path / "runs", lottery=typo)
     assert not any((tmp_path / "runs").rglob("*.yaml"))  # nothing recorded as an experiment
-    rows = _run(tiny_data, tmp_path / "runs")  # the corrected command
+    rows = tiny_experiment(tiny_data, tmp_path / "runs")  # the corrected command
     assert [r.round for r in rows] == [0, 1]
     moved = shutil.copytree(tiny_data, tmp_path / "moved")
-    resumed = _run(moved, tmp_path / "runs")  # the data moved: the same experiment, read back
+    resumed = tiny_experiment(moved, tmp_path / "runs")  # the data moved: the same experiment, read back
     assert resumed.run_dir == rows.run_dir and [r.as_dict() for r in resumed] == [r.as_dict() for r in rows]
 
 
@@ -169,7 +160,7 @@ def test_run_seeds_equals_separate_jobs_aggregated(tmp_path, tiny_data):
     def make_model():
         return LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01)
 
-    dm = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+    dm = tiny_datamodule(tiny_data)
     lottery = LotteryTicketCallback(amount=0.5, verbose=False)
     common = {"rounds": 2, "trainer": round_trainer(), "progress": False, "controls": ["random_prune"]}
     together = run_seeds(make_model, dm, seeds=[0, 1], lottery=lottery, out_dir=tmp_path / "a", **common)
@@ -202,8 +193,8 @@ def test_run_seeds_equals_separate_jobs_aggregated(tmp_path, tiny_data):
 
 
 def test_aggregating_another_experiment_is_refused(tmp_path, tiny_data):
-    one = _run(tiny_data, tmp_path)
-    other = _run(tiny_data, tmp_path, lr=0.05)
+    one = tiny_experiment(tiny_data, tmp_path)
+    other = tiny_experiment(tiny_data, tmp_path, lr=0.05)
     with pytest.raises(ValueError, match=r"is another experiment than .*model.init_args.lr: first has 0.01, now 0.05"):
         aggregate_runs([RunPaths(one.run_dir), RunPaths(other.run_dir)], tmp_path / "out")
 
@@ -211,8 +202,8 @@ def test_aggregating_another_experiment_is_refused(tmp_path, tiny_data):
 def test_lth_compare_prints_the_tickets_side_by_side_as_it_plotted_them(tmp_path, tiny_data, capsys):
     from cli_helpers import lth_here
 
-    half = _run(tiny_data, tmp_path)
-    third = _run(tiny_data, tmp_path, lottery=LotteryTicketCallback(amount=0.3, verbose=False))
+    half = tiny_experiment(tiny_data, tmp_path)
+    third = tiny_experiment(tiny_data, tmp_path, lottery=LotteryTicketCallback(amount=0.3, verbose=False))
     folders = [str(half.experiment_dir), str(third.experiment_dir)]
     out, _ = lth_here(capsys, "compare", *folders, "--out", str(tmp_path / "cmp"), "--labels", "half", "third")
     header = "| round | half: weights left | half: ticket | third: weights left | third: ticket |"
@@ -228,8 +219,8 @@ def test_lth_compare_prints_the_tickets_side_by_side_as_it_plotted_them(tmp_path
 def test_compare_overlays_experiments_by_weights_pruned(tmp_path, tiny_data):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    half = _run(tiny_data, tmp_path)
-    third = _run(tiny_data, tmp_path, lottery=LotteryTicketCallback(amount=0.3, verbose=False))
+    half = tiny_experiment(tiny_data, tmp_path)
+    third = tiny_experiment(tiny_data, tmp_path, lottery=LotteryTicketCallback(amount=0.3, verbose=False))
     labels = ["amount 0.5", "amount 0.3/late"]  # a "/" in a label is not a folder of the TensorBoard logdir
     experiments = compare_runs([half.experiment_dir, third.experiment_dir], tmp_path / "cmp", labels=labels)
     assert list(experiments) == labels and (tmp_path / "cmp" / "accuracy_vs_weights_remaining.png").is_file()

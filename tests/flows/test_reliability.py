@@ -16,6 +16,7 @@ from cli_helpers import lth, lth_here, read_csv, run_folder, tiny_config
 from conftest import REPO, ConvNet, lean_trainer, loader, round_trainer, tiny_images
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning.experiment.record.paths import RunPaths
 from lth_lightning.io import load_tensors
 from lth_lightning.pruning.magnitude import keep_count
 from lth_lightning.pruning.packing import unpack_masks
@@ -88,8 +89,8 @@ def test_lth_fit_with_ddp_on_two_processes(tmp_path, tiny_data):
     for got, want in zip(stacked_rows, rows, strict=True):
         assert float(got["test_acc"]) == pytest.approx(float(want["test_acc"]), abs=1e-5)
     for r in range(3):
-        got = unpack_masks(torch.load(stacked_run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"])
-        want = unpack_masks(torch.load(run / f"round_{r:02d}" / "lottery.pt", weights_only=True)["masks"])
+        got = unpack_masks(torch.load(RunPaths(stacked_run).lottery_state(r), weights_only=True)["masks"])
+        want = unpack_masks(torch.load(RunPaths(run).lottery_state(r), weights_only=True)["masks"])
         assert all(torch.equal(got[k], want[k]) for k in want)
 
 
@@ -115,16 +116,12 @@ def test_python_driver_with_ddp_on_two_processes(tmp_path, tiny_data):
     rows = read_csv(run / "results.csv")
     assert [float(r["density"]) for r in rows] == [1.0, keep_count(TOTAL, 0.5, 1) / TOTAL]
     for control in ("snip", "synflow"):
-        masks = load_tensors(run / "round_01" / f"control_{control}_masks.pt")
+        masks = load_tensors(RunPaths(run).control_masks(1, control))
         assert sum(int(m.sum()) for m in masks.values()) == keep_count(TOTAL, 0.5, 1)
         assert 0 <= float(rows[1][f"{control}_test_acc"]) <= 1
     assert all(
         float(r["instability"])
-        == pytest.approx(
-            error_barrier(
-                json.loads((run / f"round_{r['round'].zfill(2)}" / "metrics.json").read_text())["path_errors"]
-            )
-        )
+        == pytest.approx(error_barrier(json.loads(RunPaths(run).metrics(int(r["round"])).read_text())["path_errors"]))
         for r in rows
     )
 
@@ -152,15 +149,15 @@ def test_kill_while_writing_a_checkpoint_then_resume(tmp_path, tiny_data, capsys
     assert killed.returncode == -9 and marker.exists()
     run = run_folder(killed)
     # The epoch-0 checkpoint of round 1 is intact (the kill came while the next one was being made).
-    state = torch.load(run / "round_01" / "checkpoints" / "last.ckpt", weights_only=False)
+    state = torch.load(RunPaths(run).last_checkpoint(1), weights_only=False)
     assert state["epoch"] == 0 and state["callbacks"]["LotteryTicketCallback"]["round"] == 1
     lth_here(capsys, "fit", "-c", str(config), *kill)  # the rerun, in this process (the marker keeps KillAt quiet)
     clean = tmp_path / "clean"
     clean.mkdir()
     out, _ = lth_here(capsys, "fit", "-c", str(tiny_config(clean, tiny_data, rounds=2, stack=False)))
     clean_run = Path(re.findall(r"Run folder: (\S+)", out)[-1])
-    got = unpack_masks(torch.load(run / "round_01" / "lottery.pt", weights_only=True)["masks"])
-    want = unpack_masks(torch.load(clean_run / "round_01" / "lottery.pt", weights_only=True)["masks"])
+    got = unpack_masks(torch.load(RunPaths(run).lottery_state(1), weights_only=True)["masks"])
+    want = unpack_masks(torch.load(RunPaths(clean_run).lottery_state(1), weights_only=True)["masks"])
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert [r["test_acc"] for r in read_csv(run / "results.csv")] == [
         r["test_acc"] for r in read_csv(clean_run / "results.csv")
@@ -184,7 +181,7 @@ def test_nan_loss_stops_naming_the_round_and_keeps_finished_rounds(tmp_path, tin
     with pytest.raises(FloatingPointError, match=r"round 1 ended with NaN or infinite weights in \['net.layers.0"):
         run_lottery(model, dm, rounds=3, trainer=trainer, out_dir=tmp_path, progress=False)
     (run,) = tmp_path.glob("*/seed_0")
-    assert (run / "round_00" / "metrics.json").is_file() and not (run / "round_01" / "metrics.json").exists()
+    assert RunPaths(run).metrics(0).is_file() and not RunPaths(run).metrics(1).exists()
     assert [r["round"] for r in read_csv(run / "results.csv")] == ["0"]
 
 

@@ -9,11 +9,12 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
-from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, loader, round_trainer
+from conftest import ConvNet, TinyImageData, lean_trainer, lightning_messages, loader, round_trainer, tiny_datamodule
 from torch import nn
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery, run_seeds
 from lth_lightning.callbacks.state import LotteryState
+from lth_lightning.experiment.record.paths import RunPaths
 from lth_lightning.pruning.packing import unpack_masks
 from lth_lightning.stack.batches import MemberBatches
 from lth_lightning.stack.module import StackedClassifier
@@ -37,7 +38,7 @@ def _model() -> LotteryClassifier:
 def _seeds(tiny_data, out, stack, keep_checkpoints=False, instability=True, **trainer):
     return run_seeds(
         _model,
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        tiny_datamodule(tiny_data),
         seeds=[0, 1],
         rounds=3,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),
@@ -73,16 +74,16 @@ def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
         for r in range(3):
             files = ["masks.pt", *(f"control_{c}_masks.pt" for c in CONTROLS if r > 0)]
             for name in files:
-                masks_a = torch.load(a / f"round_{r:02d}" / name, weights_only=True)
-                masks_b = torch.load(b / f"round_{r:02d}" / name, weights_only=True)
+                masks_a = torch.load(RunPaths(a).round_dir(r) / name, weights_only=True)
+                masks_b = torch.load(RunPaths(b).round_dir(r) / name, weights_only=True)
                 assert all(torch.equal(masks_a[k], masks_b[k]) for k in masks_a), (seed, r, name)
-            weights_a = torch.load(a / f"round_{r:02d}" / "weights.pt", weights_only=True)
-            weights_b = torch.load(b / f"round_{r:02d}" / "weights.pt", weights_only=True)
+            weights_a = torch.load(RunPaths(a).weights(r), weights_only=True)
+            weights_b = torch.load(RunPaths(b).weights(r), weights_only=True)
             assert weights_a.keys() == weights_b.keys()
             largest = max(float((weights_a[k] - weights_b[k]).abs().max()) for k in weights_a)
             assert largest < WEIGHT_TOLERANCE, (seed, r, largest)
-            next_a = torch.load(a / f"round_{r:02d}" / "lottery.pt", weights_only=True)
-            next_b = torch.load(b / f"round_{r:02d}" / "lottery.pt", weights_only=True)
+            next_a = torch.load(RunPaths(a).lottery_state(r), weights_only=True)
+            next_b = torch.load(RunPaths(b).lottery_state(r), weights_only=True)
             masks_a, masks_b = unpack_masks(next_a["masks"]), unpack_masks(next_b["masks"])
             assert masks_a.keys() == masks_b.keys() and all(torch.equal(masks_a[k], masks_b[k]) for k in masks_a)
             assert (next_a["round"], next_a["phase"], len(next_a["history"])) == (r, "pruned", r + 1)
@@ -135,7 +136,7 @@ def test_gradient_clipping_by_norm_is_per_member(tmp_path, tiny_data):
         torch.manual_seed(0)
         return run_lottery(
             _model(),
-            FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+            tiny_datamodule(tiny_data),
             rounds=2,
             lottery=LotteryTicketCallback(amount=0.5, verbose=False),
             trainer=round_trainer(max_epochs=3, gradient_clip_val=0.05),  # clips every step
@@ -147,8 +148,8 @@ def test_gradient_clipping_by_norm_is_per_member(tmp_path, tiny_data):
 
     sequential, stacked = run(False), run(True)
     for r in range(2):
-        a = torch.load(sequential.run_dir / f"round_{r:02d}" / "weights.pt", weights_only=True)
-        b = torch.load(stacked.run_dir / f"round_{r:02d}" / "weights.pt", weights_only=True)
+        a = torch.load(RunPaths(sequential.run_dir).weights(r), weights_only=True)
+        b = torch.load(RunPaths(stacked.run_dir).weights(r), weights_only=True)
         assert max(float((a[k] - b[k]).abs().max()) for k in a) < WEIGHT_TOLERANCE
     assert stacked[1].controls["random_reinit"]["test_acc"] == pytest.approx(
         sequential[1].controls["random_reinit"]["test_acc"], abs=1e-5
@@ -245,7 +246,7 @@ def test_a_network_that_cannot_be_stacked_is_refused_with_the_reason(net, messag
 
 
 def test_run_lottery_refuses_or_falls_back_where_stacking_cannot_work(tmp_path, tiny_data):
-    dm = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+    dm = tiny_datamodule(tiny_data)
     common = {"rounds": 1, "trainer": round_trainer(), "out_dir": tmp_path, "progress": False}
     with pytest.raises(StackingError, match=r"stack=True cannot stack this experiment: .*ConvNet is not one"):
         run_lottery(ConvNet(), dm, stack=True, **common)
@@ -277,7 +278,7 @@ def test_deciding_not_to_stack_a_users_module_leaves_its_data_to_the_trainer(tmp
         model, data = ConvNet(), TrainerBoundData()
         with lightning_messages() as messages:
             rows = run_lottery(model, data, stack=stack, out_dir=tmp_path / str(stack), **common, **metrics)
-        weights[stack] = torch.load(rows.run_dir / "round_00" / "weights.pt", weights_only=True)
+        weights[stack] = torch.load(RunPaths(rows.run_dir).weights(0), weights_only=True)
     assert any(m.startswith("Training the rounds one network at a time: stacking trains") for m in messages)
     assert all(torch.equal(weights[None][k], weights[False][k]) for k in weights[False])
 
@@ -304,7 +305,7 @@ def test_each_seed_trains_on_its_own_data_order_unless_it_is_fixed(tmp_path, tin
     FirstBatches.seen = []
     runs = run_seeds(
         _model,
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        tiny_datamodule(tiny_data),
         seeds=[0, 1],
         rounds=1,
         trainer=round_trainer(max_epochs=1, callbacks=[FirstBatches()]),
@@ -347,7 +348,7 @@ def test_seeds_stacked_with_a_users_datamodule_train_one_fit_per_seed(tmp_path, 
     class Users(pl.LightningDataModule):  # not this package's: its order may come from torch's state
         def __init__(self):
             super().__init__()
-            self.inner = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+            self.inner = tiny_datamodule(tiny_data)
             self.shuffle_seed = 0
 
         def setup(self, stage):
@@ -386,7 +387,7 @@ def test_one_seed_stacked_trains_on_its_own_data_order_as_sequentially(tmp_path,
         torch.manual_seed(0)
         runs[stack] = run_lottery(
             _model(),
-            FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),  # its own shuffle_seed is 0
+            tiny_datamodule(tiny_data),  # its own shuffle_seed is 0
             rounds=2,
             seed=3,  # the data order of seed 3, stacked or not
             lottery=LotteryTicketCallback(amount=0.5, verbose=False),
@@ -397,6 +398,6 @@ def test_one_seed_stacked_trains_on_its_own_data_order_as_sequentially(tmp_path,
             stack=stack,
         )
     for name in ("masks.pt", "weights.pt"):
-        alone = torch.load(runs[False].run_dir / "round_01" / name, weights_only=True)
-        stacked = torch.load(runs[True].run_dir / "round_01" / name, weights_only=True)
+        alone = torch.load(RunPaths(runs[False].run_dir).round_dir(1) / name, weights_only=True)
+        stacked = torch.load(RunPaths(runs[True].run_dir).round_dir(1) / name, weights_only=True)
         assert all(torch.allclose(alone[k].float(), stacked[k].float(), atol=ORDER_TOLERANCE) for k in alone), name

@@ -16,12 +16,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from cli_helpers import PauseAt, UnderscoreMLP, unsaved_run
-from conftest import REPO, lightning_messages, round_trainer
+from conftest import REPO, lightning_messages, round_trainer, tiny_datamodule
 
 from lth_lightning import (
     MLP,
     DatasetFileError,
-    FashionMNISTDataModule,
     LotteryClassifier,
     LotteryTicketCallback,
     run_seeds,
@@ -164,7 +163,7 @@ def _stacked_seeds(tiny_data, out, seeds):
     """Two stacked rounds of a small MLP for ``seeds``, without reports."""
     return run_seeds(
         lambda: LotteryClassifier(net=MLP((784, 16, 10)), lr=0.01),
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        tiny_datamodule(tiny_data),
         seeds=seeds,
         rounds=2,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from lth_lightning.experiment.record.paths import RunPaths
+
 CONFIG = {
     "seed_everything": 0,
     "model": {"class_path": "lth_lightning.LotteryClassifier", "init_args": {"lr": 0.01}},
@@ -41,8 +43,8 @@ def write_experiment(
         (run / "config.yaml").write_text(yaml.safe_dump({**(config or CONFIG), "seed_everything": seed}))
         (run / "results.json").write_text(json.dumps(list(rows)))
         for r in rows:
-            (run / f"round_{r['round']:02d}").mkdir(exist_ok=True)
-            (run / f"round_{r['round']:02d}" / "metrics.json").write_text(json.dumps(r))
+            RunPaths(run).round_dir(r["round"]).mkdir(exist_ok=True)
+            RunPaths(run).metrics(r["round"]).write_text(json.dumps(r))
     return folder
 
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 import scipy.stats
 from cli_helpers import lth_here, read_csv
-from conftest import round_trainer, two_seeds
+from conftest import round_trainer, tiny_datamodule, two_seeds
 
-from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_seeds
+from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_seeds
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ CONTROLS = ["random_reinit", "random_prune", "random_prune:global", "snip", "sni
 def experiment(tmp_path_factory, tiny_data):
     runs = run_seeds(
         lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        tiny_datamodule(tiny_data),
         seeds=list(SEEDS),
         rounds=3,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),

@@ -12,6 +12,7 @@ from cli_helpers import lth_here
 from report_folders import CONFIG, gap_experiment, in_memory, row, write_experiment
 
 from lth_lightning.experiment.controls.registry import CONTROLS
+from lth_lightning.experiment.record.paths import RunPaths
 from lth_lightning.report.claims import load_paper
 from lth_lightning.report.command import report_tables
 from lth_lightning.report.papers import available_papers
@@ -236,11 +237,11 @@ def test_bad_input_exits_2_with_nothing_written(tmp_path, capsys):
     assert f"{tmp_path} is not an experiment folder" in err
     _, err = lth_here(capsys, "report", str(finished), "--claims", "frankle2018", "--save", str(save), code=2)
     assert "Unknown claims 'frankle2018'; choose from frankle2019, frankle2020, frankle2021, renda2020" in err
-    (finished / "seed_1" / "round_02").mkdir()  # a round that started and did not finish
+    RunPaths(finished / "seed_1").round_dir(2).mkdir()  # a round that started and did not finish
     out, err = lth_here(capsys, "report", str(finished), "--save", str(save), code=2)
     assert "Round 2 of" in err and "is unfinished (round_02/ has no metrics.json)" in err and out == ""
     assert not save.exists()
-    (finished / "seed_1" / "round_02").rmdir()
+    RunPaths(finished / "seed_1").round_dir(2).rmdir()
     rows = {0: [row(0, 1.0, 0.8), row(1, 0.5, 0.8)], 1: [row(0, 1.0, 0.8)]}
     uneven = write_experiment(tmp_path / "uneven", rows)
     _, err = lth_here(capsys, "report", str(uneven), code=2)

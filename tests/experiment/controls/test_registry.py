@@ -3,15 +3,13 @@ magnitude)."""
 
 from __future__ import annotations
 
-from typing import get_args
-
 import pytest
 import torch
 from conftest import SHARED_DATA, ConvNet, lean_trainer, loader, round_trainer, tiny_images
 
 from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.callbacks import driving
-from lth_lightning.experiment.controls.registry import CONTROLS, ControlName, TicketRound, control_masks_and_init
+from lth_lightning.experiment.controls.registry import CONTROLS, TicketRound, control_masks_and_init
 from lth_lightning.experiment.controls.scoring_batch import ScoringBatch
 from lth_lightning.pruning.saliency import snip_scores
 
@@ -121,10 +119,6 @@ def test_real_fashion_mnist_ticket_is_not_worse_than_random_reinit(tmp_path):
     ticket, reinit = last.metrics["test_acc"], last.controls["random_reinit"]["test_acc"]
     # Noise: one 10,000-image test set (std. error ~0.3%) and one training run each; 1% is a few sigma.
     assert ticket >= reinit - 0.01, (ticket, reinit)
-
-
-def test_the_cli_choices_are_the_registered_controls():
-    assert get_args(ControlName) == tuple(CONTROLS)  # one registry; the Literal only feeds --help
 
 
 @pytest.mark.parametrize("kind", AT_INIT)

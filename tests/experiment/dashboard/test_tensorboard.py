@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import round_trainer, two_seeds
+from conftest import round_trainer, tiny_datamodule, two_seeds
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_lottery
 from lth_lightning.experiment.record.paths import ExperimentPaths, RunPaths
 
 CONTROLS = ["random_reinit", "random_prune"]
@@ -51,7 +51,7 @@ def run(tmp_path_factory, tiny_data) -> RunPaths:
     torch.manual_seed(0)
     rows = run_lottery(
         LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+        tiny_datamodule(tiny_data),
         rounds=3,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),
         trainer=round_trainer(deterministic=False),

@@ -7,14 +7,15 @@ import json
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import lean_trainer, round_trainer, saved_accuracy
+from conftest import lean_trainer, round_trainer, saved_accuracy, tiny_datamodule, tiny_experiment
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback, run_lottery
+from lth_lightning import MLP, FashionMNISTDataModule, LotteryClassifier, LotteryTicketCallback
+from lth_lightning.experiment.record.paths import RunPaths, round_label
 from lth_lightning.experiment.rounds.instability import other_data_order, path_errors
 from lth_lightning.metric_names import DEFAULT_METRICS
 from lth_lightning.pruning.stability import PATH_POINTS, error_barrier, interpolate, path_alphas
@@ -145,22 +146,19 @@ def test_the_second_copy_sees_another_data_order_and_everything_is_restored(tiny
 
 def _run(tiny_data, out, rounds, experiment=None, **kwargs):
     """``run_lottery`` with instability: ``experiment``'s keywords for it, ``kwargs`` for the callback."""
-    torch.manual_seed(0)
-    return run_lottery(
-        LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
-        FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60),
+    return tiny_experiment(
+        tiny_data,
+        out,
         rounds=rounds,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False, **kwargs),
         trainer=round_trainer(max_epochs=4),
-        out_dir=out,
-        progress=False,
         instability=True,
         **(experiment or {}),
     )
 
 
 def _training_examples(tiny_data):
-    datamodule = FashionMNISTDataModule(tiny_data, batch_size=48, val_size=60)
+    datamodule = tiny_datamodule(tiny_data)
     datamodule.setup("fit")
     return datamodule.train_dataloader().examples.tensors
 
@@ -176,13 +174,13 @@ def test_every_round_records_its_instability_curve_plot_and_dashboard(tiny_data,
         assert row.instability == pytest.approx(error_barrier(row.path_errors))
         assert row.instability_train == pytest.approx(error_barrier(row.path_train_errors))
         # The training data's path starts at the ticket's error on every training example, recomputed here.
-        trained = saved_accuracy(net, run / f"round_{row.round:02d}" / "weights.pt", x, y)
+        trained = saved_accuracy(net, RunPaths(run).weights(row.round), x, y)
         assert row.path_train_errors[0] == pytest.approx(1 - trained, abs=1e-6)
         # The path's ends are the ticket (its test error) and the second copy (its own test error).
-        copy = json.loads((run / f"round_{row.round:02d}" / "control_instability.json").read_text())
+        copy = json.loads(RunPaths(run).control(row.round, "instability").read_text())
         assert row.path_errors[0] == pytest.approx(1 - row.metrics["test_acc"], abs=1e-6)
         assert row.path_errors[-1] == pytest.approx(1 - copy["test_acc"], abs=1e-6)
-        assert (run / "tensorboard" / f"round_{row.round:02d}_instability").is_dir()  # the copy's own run
+        assert (RunPaths(run).tensorboard / round_label(row.round, "instability")).is_dir()  # the copy's own run
     header = (run / "results.csv").read_text().splitlines()[0].split(",")
     assert {"instability", "instability_train"} <= set(header)
     assert (run / "instability_vs_weights_remaining.png").is_file()
@@ -208,9 +206,9 @@ def test_every_round_records_its_instability_curve_plot_and_dashboard(tiny_data,
     curve = events.Scalars("instability_train/round_01")
     assert [e.value for e in curve] == pytest.approx(rows[1].path_train_errors)
     # Continuing the experiment reads the finished rounds back: the copies are not trained again.
-    stamp = (run / "round_01" / "control_instability.json").stat().st_mtime_ns
+    stamp = RunPaths(run).control(1, "instability").stat().st_mtime_ns
     more = _run(tiny_data, tmp_path, 3)
-    assert more.run_dir == run and (run / "round_01" / "control_instability.json").stat().st_mtime_ns == stamp
+    assert more.run_dir == run and RunPaths(run).control(1, "instability").stat().st_mtime_ns == stamp
     assert more[1].path_errors == rows[1].path_errors and len(more[2].path_errors) == PATH_POINTS
 
 
@@ -238,7 +236,9 @@ def test_a_controls_instability_is_measured_on_request_stacked_or_not(tiny_data,
         assert "instability" not in rows[1].controls["random_prune"]  # not asked for
         header = (rows.run_dir / "results.csv").read_text().splitlines()[0].split(",")
         assert {"random_reinit_instability", "random_reinit_instability_train"} <= set(header)
-        assert (rows.run_dir / "tensorboard" / "round_01_random_reinit_instability").is_dir()  # the copy's own run
+        assert (
+            RunPaths(rows.run_dir).tensorboard / round_label(1, "random_reinit_instability")
+        ).is_dir()  # the copy's own run
         events = EventAccumulator(str(rows.run_dir / "tensorboard" / "summary" / "random_reinit"))
         events.Reload()
         assert [e.value for e in events.Scalars("lottery/instability")] == pytest.approx([control["instability"]])
