@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug
-from torch import Tensor, nn
+from torch import Tensor
 
 from lth_lightning.callbacks.enforcement import Enforcement, MaskEnforcer
 from lth_lightning.callbacks.late_rewinding import check_late_rewinding, start_late
@@ -22,8 +22,8 @@ from lth_lightning.compat import (
     destroy_process_group_at_exit,
     skip_epoch_batches,
 )
-from lth_lightning.pruning.magnitude import PruningGroup, plan_groups, prune, sparsity_report
-from lth_lightning.pruning.targets import Target, magnitudes, plan_rates, resolve_rates, resolve_targets, select_targets
+from lth_lightning.pruning.magnitude import prune, sparsity_report
+from lth_lightning.pruning.targets import Target, magnitudes, plan_rates, resolve_targets, select_targets
 
 __all__ = ["LotteryTicketCallback"]
 
@@ -158,18 +158,6 @@ class LotteryTicketCallback(pl.Callback):
         if self._stage is not None:
             raise ValueError(f"LotteryTicketCallback.set_state() is not allowed during '{self._stage}'.")
         self._state = LotteryState.from_dict(state.as_dict())
-
-    def pruning_groups(self, module: nn.Module) -> list[PruningGroup]:
-        """The pools this callback prunes ``module``'s tensors in (its scope and per-layer rates), once started.
-
-        Raises:
-            RuntimeError: Before the first fit has chosen the tensors.
-        """
-        names = self._state.names
-        if not names:
-            raise RuntimeError("The lottery callback has not chosen its tensors yet: run a round first.")
-        rates = resolve_rates(self.rates, resolve_targets(module, names))
-        return plan_groups(names, self.amount, self.scope, rates)
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
