@@ -15,7 +15,7 @@ from lth_lightning.callbacks.enforcement import Enforcement, MaskEnforcer
 from lth_lightning.callbacks.late_rewinding import check_late_rewinding, start_late
 from lth_lightning.callbacks.late_start import LateStart
 from lth_lightning.callbacks.refusals import check_finite, check_not_torch_pruned, check_strategy, checked_final_lrs
-from lth_lightning.callbacks.settings import LotterySettings, Retrain, Scope, settings_added_later
+from lth_lightning.callbacks.settings import LotterySettings, Retrain, Scope, Setting, settings_added_later
 from lth_lightning.callbacks.snapshot import SnapshotDevice, place_snapshot, rewind, take_snapshot
 from lth_lightning.callbacks.state import LotteryState, Phase
 from lth_lightning.compat import (
@@ -64,6 +64,10 @@ class LotteryTicketCallback(pl.Callback):
         ValueError: If an argument is outside its allowed range (the message names it).
     """
 
+    # Its options, read-only: ``settings`` (a LotterySettings, checked when made) holds them.
+    amount, scope, parameters, rates = Setting(), Setting(), Setting(), Setting()
+    rewind_step, snapshot_device, verbose, retrain = Setting(), Setting(), Setting(), Setting()
+
     def __init__(
         self,
         amount: float = 0.2,
@@ -78,15 +82,6 @@ class LotteryTicketCallback(pl.Callback):
         self.settings = LotterySettings(
             amount, scope, parameters, rates, rewind_step, snapshot_device, verbose, retrain
         )
-        self.amount = float(amount)
-        self.scope: Scope = scope
-        self.parameters = list(parameters) if parameters is not None else None
-        self.rates = {k: float(v) for k, v in (rates or {}).items()}
-        self.rewind_step = rewind_step
-        self.snapshot_device: SnapshotDevice = snapshot_device
-        self.verbose = verbose
-        self.retrain: Retrain = retrain
-
         self._state = LotteryState()
         self._stage: str | None = None  # the Trainer stage in progress, set by `setup`
         # Live references for the fit in progress only; dropped at its end (no leaks across fits).

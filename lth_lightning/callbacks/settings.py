@@ -15,7 +15,7 @@ from typing import Any, Literal
 from lth_lightning.callbacks.snapshot import SnapshotDevice
 from lth_lightning.options import EntryPoint, Option, at_least, fraction, option, options_of
 
-__all__ = ["CALLBACK_OPTIONS", "Retrain", "Scope", "LotterySettings", "settings_added_later"]
+__all__ = ["CALLBACK_OPTIONS", "LotterySettings", "Retrain", "Scope", "Setting", "settings_added_later"]
 
 Scope = Literal["global", "layerwise"]
 Retrain = Literal["rewind", "lr_rewind", "finetune"]
@@ -111,14 +111,28 @@ class LotterySettings:
     def __post_init__(self) -> None:
         for declaration in CALLBACK_OPTIONS:
             declaration.check(getattr(self, declaration.name))
+        object.__setattr__(self, "amount", float(self.amount))  # plain values from here on
+        object.__setattr__(self, "parameters", None if self.parameters is None else list(self.parameters))
+        object.__setattr__(self, "rates", {k: float(v) for k, v in (self.rates or {}).items()})
 
     def defining(self) -> dict[str, Any]:
         """The settings that change results (the experiment's), as plain values: compared when a state loads."""
         values = {o.name: getattr(self, o.name) for o in CALLBACK_OPTIONS if o.identity}
-        values["amount"] = float(values["amount"])
-        values["parameters"] = None if self.parameters is None else list(self.parameters)
-        values["rates"] = {k: float(v) for k, v in (self.rates or {}).items()}
-        return values
+        return {
+            **values,
+            "parameters": None if self.parameters is None else list(self.parameters),
+            "rates": dict(self.rates or {}),
+        }
+
+
+class Setting:
+    """A read-only attribute of an object with ``settings`` (a :class:`LotterySettings`): its option's value there."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else getattr(instance.settings, self.name)
 
 
 CALLBACK_OPTIONS: tuple[Option, ...] = options_of(LotterySettings)

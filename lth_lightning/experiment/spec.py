@@ -1,8 +1,8 @@
 """``ExperimentSpec``: an experiment's settings, each option declared once and validated in one place.
 
 ``run_lottery``, ``run_seeds`` and ``lth fit`` all build an :class:`ExperimentSpec` (their arguments come from
-its declarations: :mod:`.options`); the round loop and its executors read everything from it and from each
-run's :class:`~.context.RunContext`.
+its declarations: :mod:`lth_lightning.options`); the round loop and its executors read everything from it and from each
+run's :class:`~.rounds.context.RunContext`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DataOrder = Literal["seed", "fixed"]
 @dataclass(frozen=True)
 class ExperimentSpec:
     """What an experiment runs, the same for each of its seeds: every option of ``lth fit``'s ``--lottery`` group and
-    of ``run_lottery``/``run_seeds`` that is not the callback's, each declared here once (:mod:`.options`).
+    of ``run_lottery``/``run_seeds`` that is not the callback's, each declared here once (:mod:`lth_lightning.options`).
 
     Attributes:
         names: The metrics the results read (``monitor``, ``mode`` and ``test_metric``).
@@ -222,7 +222,7 @@ SEED = Option(
     "The run's seed: its folder ``seed_<seed>`` and the controls' random draws. The module's initialization is "
     "the caller's (seed it before building the module; ``run_seeds`` does).",
     entry_points=("run_lottery",),
-)  # part of a run's identity; the experiment's leaves it out (:data:`~.identity.SEED_KEYS`)
+)  # part of a run's identity; the experiment's leaves it out (:data:`~.record.identity.SEED_KEYS`)
 # Every option of the experiment layer, in the order the entry points list them.
 EXPERIMENT_OPTIONS: tuple[Option, ...] = (*options_of(ExperimentSpec), SEEDS, SEED)
 

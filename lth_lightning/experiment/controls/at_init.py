@@ -10,7 +10,7 @@ every pruned tensor, as the methods are published:
 * ``synflow`` (Tanaka et al. 2020): 100 data-free iterations;
 * ``magnitude_init``: the highest ``|w|`` at initialization.
 
-SNIP and GraSP read the run's scoring batch (:mod:`.scoring`). Frankle, Dziugaite, Roy & Carbin
+SNIP and GraSP read the run's scoring batch (:mod:`.scoring_batch`). Frankle, Dziugaite, Roy & Carbin
 2021 ("Pruning Neural Networks at Initialization: Why are We Missing the Mark?") ask what of each
 method's masks matters with three ablations; each is a control of its own (``<method>:<ablation>``):
 

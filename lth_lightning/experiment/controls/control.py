@@ -2,7 +2,7 @@
 
 A control retrains a round of the ticket under other conditions, with the same recipe: its masks
 and initial state are derived from the ticket's round, :class:`TicketRound`. The registry of
-controls is :mod:`.controls`.
+controls is :mod:`.registry`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class TicketRound:
         init: The ticket's initial state (state-dict names), the state it is rewound to.
         module: The LightningModule (its current weights are not read).
         scoring: Reads the batch the scores of pruning at initialization see (called only by the
-            controls that read data; :func:`~.scoring.draw_scoring_batch`).
+            controls that read data; :func:`~.scoring_batch.draw_scoring_batch`).
         temperature: GraSP's temperature: the logits are divided by it before the cross-entropy.
     """
 

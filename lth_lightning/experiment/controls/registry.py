@@ -1,7 +1,7 @@
 """The controls that make a ticket a ticket, and the questions asked of it next: one registry.
 
 A control retrains a round of the ticket under other conditions, with the same recipe: its
-masks and initial state are derived from the ticket's round (:class:`~.ticket.TicketRound`).
+masks and initial state are derived from the ticket's round (:class:`~.control.TicketRound`).
 
 * ``random_reinit`` (Frankle & Carbin 2019) keeps the ticket's masks and draws a fresh
   initialization with the module's own initializers;

@@ -75,8 +75,9 @@ LATER_DEFAULTS: dict[str, Any] = {
     "model.*lr_schedule": "constant",
     "model.*.init": "default",
 }
-# A control whose protocol changed (:attr:`~.ticket.Control.protocol` > 1) adds ``lottery.control_protocols`` to the
-# identity of the experiments that run it: a folder recorded with its earlier protocol is never read back as this one.
+# A control whose protocol changed (``Control.protocol`` > 1, :mod:`lth_lightning.experiment.controls.control`) adds
+# ``lottery.control_protocols`` to the identity of the experiments that run it: a folder recorded with its earlier
+# protocol is never read back as this one.
 PROTOCOLS_KEY = "lottery.control_protocols"
 # Late rewinding (``rewind_step`` > 0) trains steps k..T as OpenLTH does since protocol 2 (T fresh steps before): named
 # in the identity of the experiments that use it, so that a folder recorded before is never read back as this one.
@@ -118,7 +119,7 @@ def _excluded(key: str, patterns: Sequence[str]) -> bool:
 def experiment_identity(config: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:
     """The flattened settings of ``config`` that change results; the seed too when ``seed``.
 
-    :func:`~.observed.identity_of` adds what the module's ``configure_optimizers`` builds.
+    :func:`~.module_identity.identity_of` adds what the module's ``configure_optimizers`` builds.
     """
     patterns = NOT_IDENTITY if seed else (*NOT_IDENTITY, *SEED_KEYS)
     flat = flatten(yaml.safe_load(yaml.safe_dump(plain(dict(config)))) or {})
@@ -290,7 +291,7 @@ def python_config(
     The module's and datamodule's saved hyperparameters (``save_hyperparameters``) and the
     module's architecture (its ``repr``: every layer with its sizes) stand for their
     constructor arguments (a module or datamodule that saves none is said once:
-    :func:`~.observed.warn_undeclared_arguments`); the Trainer's settings are kept, with callbacks by their
+    :func:`~.module_identity.warn_undeclared_arguments`); the Trainer's settings are kept, with callbacks by their
     ``state_key`` (class and main arguments) and loggers left out.
     """
     trainer_config = {k: plain(v) for k, v in trainer.items() if k not in ("callbacks", "logger")}

@@ -90,7 +90,7 @@ def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.Li
 def run_experiment(
     spec: ExperimentSpec, datamodule: pl.LightningDataModule, seeds: Mapping[int, SeedRun]
 ) -> dict[int, Rounds]:
-    """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stacking.decide_stacking`).
+    """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stackable.decide_stacking`).
 
     Stacked, every seed's round is one fit (with seeds of their own data orders, one per seed unless the DataModule
     is this package's: :class:`OwnDataOrders`); otherwise each seed runs all its rounds before the next.
@@ -183,7 +183,7 @@ class OwnDataOrders:
 def run_data_order(run: RunContext) -> Iterator[None]:
     """Train ``run`` under its data order: a DataModule with an integer ``shuffle_seed`` (this package's) takes the
     run's seed (``data_order="seed"``), restored after; any other draws its order from torch's random state, which
-    :func:`~.rounds.run_seeds` seeds per seed. With ``data_order="fixed"`` nothing changes."""
+    :func:`~lth_lightning.api.run_seeds` seeds per seed. With ``data_order="fixed"`` nothing changes."""
     had = getattr(run.datamodule, "shuffle_seed", None)
     if run.spec.data_order != "seed" or isinstance(had, bool) or not isinstance(had, int):
         yield

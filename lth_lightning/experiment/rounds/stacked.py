@@ -4,7 +4,7 @@ Round ``r`` has one member per seed that has not finished it (its ticket) and, f
 per control of that seed not yet finished; with ``own_orders`` each seed's members read the seed's
 own data order. Each ticket trains from its own initialization under its
 own masks and is pruned by its own trained magnitudes; each control's masks and initialization
-come from its seed's ticket exactly as in a sequential run (:mod:`.controls`). Every seed's run
+come from its seed's ticket exactly as in a sequential run (:mod:`lth_lightning.experiment.controls`). Every seed's run
 folder is then written as a sequential run writes it (masks, weights, callback state, controls,
 results, plots, TensorBoard), so everything downstream is the same; the stacked checkpoint lives
 in the experiment folder (``stacked/``).

@@ -104,7 +104,7 @@ def make_trainer(
     ``last.ckpt`` there after every training epoch. ``loggers`` replace the round's
     :class:`RoundLogger` (a stacked fit logs each member to its own run). Without ``summary``, the
     Trainer prints no model summary (an experiment prints it for its first training only). Its progress shows
-    as :func:`~.console.progress_callbacks` says: a bar in a terminal, a line per epoch in a log file that names
+    as :func:`~.callbacks.progress_callbacks` says: a bar in a terminal, a line per epoch in a log file that names
     the training ``shown_as`` (by default ``label``).
     """
     kwargs = copy.deepcopy(dict(trainer_kwargs))
