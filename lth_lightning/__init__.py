@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from lth_lightning.data.idx import IDXFormatError, read_idx
     from lth_lightning.data.loader import EpochShards, TensorBatches
     from lth_lightning.experiment.dashboard.across_runs import aggregate_runs, compare_runs
+    from lth_lightning.experiment.record.round_networks import RoundNetworks, load_round
     from lth_lightning.experiment.record.round_result import RoundResult
     from lth_lightning.export.sparse import SparseLinear, to_sparse
     from lth_lightning.export.ticket import export_ticket, load_ticket
@@ -45,12 +46,14 @@ _WHERE = {
     "LotteryTicketCallback": "callbacks.lottery_ticket",
     "MNISTDataModule": "data.datamodule",
     "MetricNames": "metric_names",
+    "RoundNetworks": "experiment.record.round_networks",
     "RoundResult": "experiment.record.round_result",
     "SparseLinear": "export.sparse",
     "TensorBatches": "data.loader",
     "aggregate_runs": "experiment.dashboard.across_runs",
     "compare_runs": "experiment.dashboard.across_runs",
     "export_ticket": "export.ticket",
+    "load_round": "experiment.record.round_networks",
     "load_ticket": "export.ticket",
     "read_idx": "data.idx",
     "run_lottery": "api",
@@ -71,12 +74,14 @@ __all__ = [
     "MLP",
     "MNISTDataModule",
     "MetricNames",
+    "RoundNetworks",
     "RoundResult",
     "SparseLinear",
     "TensorBatches",
     "aggregate_runs",
     "compare_runs",
     "export_ticket",
+    "load_round",
     "load_ticket",
     "read_idx",
     "run_lottery",

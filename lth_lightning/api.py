@@ -19,7 +19,7 @@ from lth_lightning.callbacks.lottery_ticket import LotteryTicketCallback
 from lth_lightning.experiment.controls.registry import ControlName
 from lth_lightning.experiment.record.store import is_global_zero
 from lth_lightning.experiment.rounds.seeds import Rounds, SeedRun, SeedRuns, run_experiment, run_seeds_of
-from lth_lightning.experiment.spec import DataOrder, ExperimentSpec, check_seeds
+from lth_lightning.experiment.spec import DataOrder, ExperimentSpec, KeepWeights, check_seeds
 from lth_lightning.options import PYTHON, Option
 from lth_lightning.pruning.saliency import GRASP_TEMPERATURE
 from lth_lightning.report.command import closing_summary
@@ -73,6 +73,7 @@ def run_lottery(
     progress: bool = True,
     report: bool = True,
     keep_checkpoints: bool = False,
+    keep_weights: KeepWeights = "ticket",
     instability: bool = False,
     instability_controls: Sequence[ControlName] = (),
     scoring_per_class: int = 10,
@@ -105,8 +106,8 @@ def run_lottery(
         datamodule: The data.
         lottery, trainer, config: The objects the experiment runs with (:data:`CALLER_OBJECTS`: their help).
         rounds, controls, monitor, mode, test_metric, out_dir, name, stack, progress, report, keep_checkpoints,
-            instability, instability_controls, scoring_per_class, grasp_temperature, data_order, seed: The
-            experiment's options, each documented where it is declared
+            keep_weights, instability, instability_controls, scoring_per_class, grasp_temperature, data_order, seed:
+            The experiment's options, each documented where it is declared
             (:class:`~lth_lightning.experiment.spec.ExperimentSpec`, ``docs/options.md``).
 
     Returns:
@@ -144,6 +145,7 @@ def run_seeds(
     progress: bool = True,
     report: bool = True,
     keep_checkpoints: bool = False,
+    keep_weights: KeepWeights = "ticket",
     instability: bool = False,
     instability_controls: Sequence[ControlName] = (),
     scoring_per_class: int = 10,
@@ -164,8 +166,8 @@ def run_seeds(
         datamodule: The data, shared by the seeds.
         lottery, trainer, config: As :func:`run_lottery` takes them.
         rounds, seeds, controls, monitor, mode, test_metric, out_dir, name, stack, progress, report,
-            keep_checkpoints, instability, instability_controls, scoring_per_class, grasp_temperature, data_order:
-            The experiment's options, each documented where it is declared
+            keep_checkpoints, keep_weights, instability, instability_controls, scoring_per_class, grasp_temperature,
+            data_order: The experiment's options, each documented where it is declared
             (:class:`~lth_lightning.experiment.spec.ExperimentSpec`, ``docs/options.md``).
 
     Raises:

@@ -177,19 +177,19 @@ def tiny_experiment(
 
 
 def two_seeds(data_dir: Path, out_dir: Path, **options: Any) -> Any:
-    """Seeds 0 and 1 of a tiny MLP on ``data_dir``: two rounds with random pruning, as several tests read them back."""
+    """Seeds 0 and 1 of a tiny MLP on ``data_dir``: two rounds (``rounds``) with random pruning, as several tests read
+    them back."""
     from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_seeds
 
     return run_seeds(
         lambda: LotteryClassifier(net=MLP((784, 24, 10)), lr=0.01),
         tiny_datamodule(data_dir),
         seeds=[0, 1],
-        rounds=2,
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),
         trainer=round_trainer(),
         out_dir=out_dir,
         controls=["random_prune"],
-        **{"progress": False, **options},
+        **{"progress": False, "rounds": 2, **options},
     )
 
 

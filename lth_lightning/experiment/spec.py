@@ -28,9 +28,10 @@ from lth_lightning.options import (
 )
 from lth_lightning.pruning.saliency import GRASP_TEMPERATURE
 
-__all__ = ["EXPERIMENT_OPTIONS", "SEED", "SEEDS", "DataOrder", "ExperimentSpec", "check_seeds"]
+__all__ = ["EXPERIMENT_OPTIONS", "SEED", "SEEDS", "DataOrder", "ExperimentSpec", "KeepWeights", "check_seeds"]
 
 DataOrder = Literal["seed", "fixed"]
+KeepWeights = Literal["ticket", "all"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,15 @@ class ExperimentSpec:
         False,
         "Keep each round's last.ckpt (the model and its optimizer state) once the round is recorded; by default "
         "it is removed then (its weights.pt, masks and state stay).",
+        identity=False,
+    )
+    keep_weights: KeepWeights = option(
+        "ticket",
+        "The networks each round keeps beside its masks: ``ticket``, the ticket's trained weights and, where its "
+        "early stop came before the end, its weights there (one or two copies of the network per round; its "
+        "initial weights are in the round's callback state); ``all``, the same for every control too, with each "
+        "control's initial weights (up to three more copies per control and round), so that ``load_round`` "
+        "returns every member's networks.",
         identity=False,
     )
     instability: bool = option(

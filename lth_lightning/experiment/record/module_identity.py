@@ -20,7 +20,7 @@ from torch import nn
 
 from lth_lightning.experiment.record.identity import experiment_identity, plain
 
-__all__ = ["identity_of", "optimization_identity", "warn_undeclared_arguments", "weights_digest"]
+__all__ = ["identity_of", "optimization_identity", "state_digest", "warn_undeclared_arguments", "weights_digest"]
 
 
 def warn_undeclared_arguments(obj: object) -> None:
@@ -138,9 +138,14 @@ def optimization_identity(model: nn.Module) -> dict[str, Any]:
 
 
 def weights_digest(module: nn.Module) -> str:
-    """16 hex digits of SHA-256 over the module's state (names, dtypes, shapes and bytes, in name order)."""
+    """16 hex digits of SHA-256 over the module's state (:func:`state_digest`): what ``run.yaml`` records."""
+    return state_digest(module.state_dict())
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """16 hex digits of SHA-256 over a state dict (names, dtypes, shapes and bytes, in name order)."""
     sha = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         data = tensor.detach().cpu().contiguous().reshape(-1)
         sha.update(f"{name}:{data.dtype}:{tuple(tensor.shape)};".encode())
         sha.update(data.view(torch.uint8).numpy())

@@ -19,7 +19,10 @@ Layout::
         round_<NN>/
           metrics.json                      the round's row (written last: the round is finished)
           masks.pt, weights.pt, lottery.pt  the masks it trained with, the trained network, the callback state
-          control_<name>.json, control_<name>_masks.pt
+                                            (its snapshot: the weights the round rewound to)
+          weights_at_best.pt                the network at its early-stopping iteration, where that came earlier
+          control_<name>.json, control_<name>_masks.pt  a control's row and masks
+          control_<name>_init.pt, _weights.pt, _weights_at_best.pt  its networks (`keep_weights="all"`)
           checkpoints/last.ckpt             where an interrupted round resumes (removed once the round is
                                             recorded, unless `keep_checkpoints`)
         tensorboard/round_<NN>[_<control>]/ each training's curves
@@ -32,8 +35,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["ExperimentPaths", "RunPaths", "dashboard_logdir", "round_label"]
+__all__ = ["ExperimentPaths", "RunPaths", "WeightsKind", "dashboard_logdir", "round_label"]
+
+WeightsKind = Literal["init", "trained", "at_best"]
 
 PLOTS = ("accuracy_vs_weights_remaining", "early_stop_vs_weights_remaining", "first_layer_pixels")
 _SEED_DIR = re.compile(r"seed_(-?\d+)")
@@ -130,6 +136,15 @@ class RunPaths(_Reports):
     def control_masks(self, round: int, control: str) -> Path:
         """The masks a control trained with."""
         return self.round_dir(round) / f"control_{control}_masks.pt"
+
+    def weights_at_best(self, round: int) -> Path:
+        """The ticket's weights at its early-stopping iteration (written where it came before the end)."""
+        return self.round_dir(round) / "weights_at_best.pt"
+
+    def control_weights(self, round: int, control: str, kind: WeightsKind) -> Path:
+        """A control's initial (``init``), trained or early-stopping (``at_best``) weights (``keep_weights="all"``)."""
+        suffix = {"init": "init", "trained": "weights", "at_best": "weights_at_best"}[kind]
+        return self.round_dir(round) / f"control_{control}_{suffix}.pt"
 
     def checkpoints(self, round: int) -> Path:
         """Where the round's ``last.ckpt`` is replaced after every epoch."""

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lth_lightning.compat import global_rank
 from lth_lightning.experiment.record.identity import check_same, check_same_experiment, plain
 from lth_lightning.experiment.record.lock import RunLock
-from lth_lightning.experiment.record.paths import ExperimentPaths
+from lth_lightning.experiment.record.paths import ExperimentPaths, WeightsKind
 from lth_lightning.experiment.record.round_result import RoundResult, write_table
 from lth_lightning.io import atomic_write_text, load_tensors, save_tensors
 from lth_lightning.metric_names import MetricNames
@@ -34,6 +34,10 @@ class Clock(Protocol):
     the epoch whose end its last checkpoint saved, or None."""
 
     checkpoint_epoch: int | None
+
+
+def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def is_global_zero() -> bool:
@@ -140,11 +144,28 @@ class RunStore:
         """Round ``r`` trains, timed by ``clock``, resuming from ``checkpoint`` if interrupted."""
         self.current, self.clock, self.checkpoint = r, clock, checkpoint
 
-    def save_ticket(self, r: int, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> None:
-        """The masks round ``r`` trained with and the network it trained."""
+    def save_ticket(
+        self,
+        r: int,
+        masks: Mapping[str, torch.Tensor],
+        weights: Mapping[str, torch.Tensor],
+        at_best: Mapping[str, torch.Tensor] | None,
+    ) -> None:
+        """The masks round ``r`` trained with, the network it trained and, where its early stop came before the end,
+        the network there."""
         if self.is_zero:
             save_tensors(dict(masks), self.paths.masks(r))
-            save_tensors({k: v.detach().cpu() for k, v in weights.items()}, self.paths.weights(r))
+            save_tensors(_cpu(weights), self.paths.weights(r))
+            if at_best is not None:
+                save_tensors(_cpu(at_best), self.paths.weights_at_best(r))
+
+    def save_control_weights(
+        self, r: int, control: str, weights: Mapping[WeightsKind, Mapping[str, torch.Tensor]]
+    ) -> None:
+        """A control's networks of round ``r`` (``keep_weights="all"``), before its columns mark it finished."""
+        if self.is_zero:
+            for kind, state in weights.items():
+                save_tensors(_cpu(state), self.paths.control_weights(r, control, kind))
 
     def save_scoring_batch(self, batch: Any, description: str) -> None:
         """Record the batch pruning at initialization scores (once per run; it is drawn from the seed alike on

@@ -32,6 +32,7 @@ from lth_lightning.experiment.training.measurement import (
     Measurement,
     control_columns,
     evaluate_at_best,
+    kept_weights,
     round_line,
     row_metrics,
     scalars,
@@ -71,7 +72,7 @@ class SequentialRounds:
             steps=int(history["steps"]),
             layer_density={k: float(v) for k, v in history["layer_density"].items()},
         )
-        run.store.save_ticket(r, lottery.round_masks, run.model.state_dict())
+        run.store.save_ticket(r, lottery.round_masks, run.model.state_dict(), ticket.at_best)
         for control in run.spec.controls if r > 0 else ():
             row.controls[control] = self._control(run, r, control)
         if run.spec.instability:  # the ticket's trained network is the first copy (only read)
@@ -94,6 +95,8 @@ class SequentialRounds:
         if control in run.spec.instability_controls:
             trained = model.state_dict()
             columns.update(control_instability(run, r, control, masks, init, trained, self.alone(run)))
+        if run.spec.keep_weights == "all":
+            run.store.save_control_weights(r, control, kept_weights(init, model.state_dict(), measured.at_best))
         run.store.save_control(r, control, columns, masks)
         return columns
 
@@ -145,7 +148,8 @@ class SequentialRounds:
         if tracker.best_step == trainer.global_step:  # the best weights are the final ones
             return Measurement(metrics, tracker.best_step, tracker.best_value, tested[names.test_column]), trainer
         at_best = evaluate_at_best(trainer, model, tracker.load_best_into, lambda: self._test(run, trainer, model))
-        return Measurement(metrics, tracker.best_step, tracker.best_value, at_best[names.test_column]), trainer
+        best = tracker.best_value
+        return Measurement(metrics, tracker.best_step, best, at_best[names.test_column], tracker.best_state), trainer
 
     @staticmethod
     def _test(run: RunContext, trainer: pl.Trainer, model: pl.LightningModule) -> dict[str, float]:

@@ -41,6 +41,7 @@ from lth_lightning.experiment.training.measurement import (
     Measurement,
     control_columns,
     evaluate_at_best,
+    kept_weights,
     round_line,
     row_metrics,
     scalars,
@@ -61,6 +62,12 @@ def _member_metrics(logged: Mapping[str, float], member: str) -> dict[str, float
     """A member's metrics out of a stacked fit's (``seed_0/ticket/val/loss`` -> ``val/loss``)."""
     prefix = f"{member}/"
     return {k.removeprefix(prefix): v for k, v in logged.items() if k.startswith(prefix)}
+
+
+def _own_weights(stacked_state: Mapping[str, Tensor], k: int, member: _Member) -> dict[str, Tensor]:
+    """Member ``k``'s network out of a stacked state, by the template's names (as its ``init`` has them)."""
+    own = unstack_state(stacked_state, k)  # the template's names: the stacked module keeps them
+    return {name: own.get(name, tensor) for name, tensor in member.init.items()}
 
 
 @dataclass(frozen=True)
@@ -237,11 +244,14 @@ class StackedRounds:
             )
             at_best = [t[names.test_column] for t in retested]
         out = []
-        for k in range(len(members)):
+        for k, member in enumerate(members):
             step = tracker.best_step[k] if tracker is not None else None
             value = tracker.best_value[k] if tracker is not None else None
             metrics = {**validation[k], **tested[k]}
-            out.append(Measurement(metrics, step, value, at_best[k] if step is not None else None))
+            state = tracker.best_state if tracker is not None else None
+            earlier = state is not None and step not in (None, trainer.global_step)
+            best = _own_weights(state, k, member) if state is not None and earlier else None
+            out.append(Measurement(metrics, step, value, at_best[k] if step is not None else None, best))
         return out
 
     def _control_columns(
@@ -279,13 +289,15 @@ class StackedRounds:
             run, names = member.run, member.run.spec.names
             if member.role != "ticket":
                 columns = self._control_columns(r, member, measured[k], partial(unstack_state, trained, k))
+                if run.spec.keep_weights == "all":
+                    kept = kept_weights(member.init, _own_weights(trained, k, member), measured[k].at_best)
+                    run.store.save_control_weights(r, member.role, kept)
                 run.store.save_control(r, member.role, columns, member.masks)
                 rows[run.seed].controls[member.role] = columns
                 continue
             report = sparsity_report(member.masks)
-            trained_k = unstack_state(trained, k)  # the template's names: the stacked module keeps them
-            weights = {name: trained_k.get(name, tensor) for name, tensor in member.init.items()}
-            run.store.save_ticket(r, member.masks, weights)
+            weights = _own_weights(trained, k, member)
+            run.store.save_ticket(r, member.masks, weights, measured[k].at_best)
             tickets[run.seed] = (member, weights)
             own_next = {n: next_masks[n][k] for n in member.masks}
             record_round(

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import lightning.pytorch as pl
 import torch
+from torch import Tensor
 
+from lth_lightning.experiment.record.paths import WeightsKind
 from lth_lightning.experiment.record.round_result import RoundResult, format_value
 from lth_lightning.metric_names import MetricNames, check_logged, column
 
@@ -22,6 +24,7 @@ __all__ = [
     "Measurement",
     "control_columns",
     "evaluate_at_best",
+    "kept_weights",
     "round_line",
     "row_metrics",
     "scalars",
@@ -58,12 +61,14 @@ class Measurement:
         best_step: The early-stopping iteration (step of the best monitored value), or None.
         best_value: The best monitored value, or None.
         test_at_best: The test metric of the weights at ``best_step``, or None.
+        at_best: The weights at ``best_step`` where it came before the end (None: the final ones, or no validation).
     """
 
     metrics: dict[str, float]
     best_step: int | None
     best_value: float | None
     test_at_best: float | None
+    at_best: dict[str, Tensor] | None = None
 
 
 def row_metrics(measured: Measurement, names: MetricNames) -> dict[str, float | None]:
@@ -98,6 +103,16 @@ def trial_weights(trainer: pl.Trainer, model: torch.nn.Module) -> Iterator[dict[
     finally:
         trainer.loggers = loggers
         model.load_state_dict(final)
+
+
+def kept_weights(
+    init: Mapping[str, Tensor], trained: Mapping[str, Tensor], at_best: Mapping[str, Tensor] | None
+) -> dict[WeightsKind, Mapping[str, Tensor]]:
+    """A control's networks to keep (``keep_weights="all"``): its start, its end, its early stop where earlier."""
+    kept: dict[WeightsKind, Mapping[str, Tensor]] = {"init": init, "trained": trained}
+    if at_best is not None:
+        kept["at_best"] = at_best
+    return kept
 
 
 def evaluate_at_best(
