@@ -148,7 +148,7 @@ def state_digest(state: Mapping[str, torch.Tensor]) -> str:
     for name, tensor in sorted(state.items()):
         data = tensor.detach().cpu().contiguous().reshape(-1)
         sha.update(f"{name}:{data.dtype}:{tuple(tensor.shape)};".encode())
-        sha.update(data.view(torch.uint8).numpy())
+        sha.update(data.view(torch.uint8).numpy().tobytes())
     return sha.hexdigest()[:16]
 
 
