@@ -253,6 +253,14 @@ class LotteryTicketCallback(pl.Callback):
                 "or train the first round longer. No masks were computed."
             )
         self._prune(trainer, pl_module)
+        self._log_results(trainer, self._state.history[-1]["metrics"])
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._state.phase == "pruned" and self._state.history:  # the round that just trained, tested
+            tested = {
+                k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1
+            }
+            self._log_results(trainer, tested)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._stage = None
@@ -341,6 +349,17 @@ class LotteryTicketCallback(pl.Callback):
         keep them at zero, right after every optimizer step; call it after changing weights mid-fit.
         """
         self._enforcer.enforce()
+
+    def _log_results(self, trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
+        """The finished round's results in the Trainer's loggers, on the round axis (step = round), rank zero:
+        ``round/index``, ``round/weights_remaining`` (the fraction it trained with) and ``round/<metric>``."""
+        if not trainer.is_global_zero:
+            return
+        record = self._state.history[-1]
+        values = {"round/index": float(record["round"]), "round/weights_remaining": float(record["density"])}
+        values.update({f"round/{name}": value for name, value in metrics.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=record["round"])
 
     def _log_round(self, trainer: pl.Trainer) -> None:
         report = sparsity_report(self._state.masks)

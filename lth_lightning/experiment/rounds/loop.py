@@ -18,6 +18,7 @@ from lth_lightning.experiment.record.identity import hparams
 from lth_lightning.experiment.record.round_result import RoundResult, format_value
 from lth_lightning.experiment.record.store import RunStore, is_global_zero
 from lth_lightning.experiment.rounds.context import RunContext
+from lth_lightning.experiment.rounds.round_logging import log_round, start_logging, user_loggers
 from lth_lightning.experiment.spec import ExperimentSpec
 from lth_lightning.experiment.training.callbacks import in_terminal
 from lth_lightning.experiment.training.trainer import quiet_lightning
@@ -95,6 +96,8 @@ def run_rounds(
             run.store.check()
             rows[seed] = _resume(run)
         bar = RoundProgress(spec.rounds, min(len(r) for r in rows.values()), spec.progress, spec.names.test_column)
+        loggers = user_loggers(spec.trainer) if is_global_zero() else []
+        start_logging(loggers, hparams(stores[0].config))
         with quiet_lightning():
             for r in range(min(len(x) for x in rows.values()), spec.rounds):
                 due = [runs[seed] for seed in runs if len(rows[seed]) == r]
@@ -103,6 +106,7 @@ def run_rounds(
                     runs[seed].store.save_results(rows[seed])
                     if spec.report:
                         _draw(runs[seed].store, rows[seed])
+                    log_round(loggers, row, spec.names, seed)
                 bar.update(rows[due[0].seed][-1])
     except BaseException as error:
         if len(held) < len(stores):  # a lock refused: only the folders of the locks taken go

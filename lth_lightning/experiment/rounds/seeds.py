@@ -33,6 +33,7 @@ from lth_lightning.experiment.record.store import RunStore, is_global_zero
 from lth_lightning.experiment.rounds.context import RunContext
 from lth_lightning.experiment.rounds.instability import check_instability
 from lth_lightning.experiment.rounds.loop import Executor, run_rounds
+from lth_lightning.experiment.rounds.round_logging import tracking
 from lth_lightning.experiment.rounds.sequential import SequentialRounds
 from lth_lightning.experiment.rounds.stackable import decide_stacking
 from lth_lightning.experiment.rounds.stacked import StackedRounds
@@ -88,13 +89,22 @@ def _context(spec: ExperimentSpec, seed: int, seeded: SeedRun, datamodule: pl.Li
 
 
 def run_experiment(
-    spec: ExperimentSpec, datamodule: pl.LightningDataModule, seeds: Mapping[int, SeedRun]
+    spec: ExperimentSpec, datamodule: pl.LightningDataModule, seeds: Mapping[int, SeedRun], finish: bool = True
 ) -> dict[int, Rounds]:
     """Run ``spec`` once per seed, stacked or not as it says (:func:`~.stackable.decide_stacking`).
 
     Stacked, every seed's round is one fit (with seeds of their own data orders, one per seed unless the DataModule
-    is this package's: :class:`OwnDataOrders`); otherwise each seed runs all its rounds before the next.
+    is this package's: :class:`OwnDataOrders`); otherwise each seed runs all its rounds before the next. With
+    ``finish``, the user's loggers' runs end with it (:func:`~.round_logging.tracking`; :func:`run_seeds_of` ends
+    them after its last seed).
     """
+    with tracking(spec.trainer, finish):
+        return _run_experiment(spec, datamodule, seeds)
+
+
+def _run_experiment(
+    spec: ExperimentSpec, datamodule: pl.LightningDataModule, seeds: Mapping[int, SeedRun]
+) -> dict[int, Rounds]:
     for seeded in seeds.values():
         check_instability(spec, seeded.lottery)
     runs = {seed: _context(spec, seed, seeded, datamodule) for seed, seeded in seeds.items()}
@@ -142,6 +152,18 @@ def run_seeds_of(
     ``make_model()``, and its config with ``seed_everything`` set. Not stacked, each seed runs all
     its rounds before the next is seeded.
     """
+    with tracking(spec.trainer):
+        return _run_seeds(spec, seeds, make_model, datamodule, lottery, config)
+
+
+def _run_seeds(
+    spec: ExperimentSpec,
+    seeds: Sequence[int],
+    make_model: Callable[[], pl.LightningModule],
+    datamodule: pl.LightningDataModule,
+    lottery: LotteryTicketCallback,
+    config: Mapping[str, Any] | None,
+) -> SeedRuns:
     runs: dict[int, Rounds] = {}
     seeded: dict[int, SeedRun] = {}
     for seed in seeds:
@@ -149,11 +171,11 @@ def run_seeds_of(
         fresh = fresh_copy(lottery)
         seed_config = None if config is None else {**config, "seed_everything": seed}
         if spec.stack is False:  # one seed after the other, each from its own seeding
-            runs.update(run_experiment(spec, datamodule, {seed: SeedRun(make_model(), fresh, seed_config)}))
+            runs.update(run_experiment(spec, datamodule, {seed: SeedRun(make_model(), fresh, seed_config)}, False))
         else:
             seeded[seed] = SeedRun(make_model(), fresh, seed_config)
     if seeded:
-        runs = run_experiment(spec, datamodule, seeded)
+        runs = run_experiment(spec, datamodule, seeded, False)
     experiment = ExperimentPaths(runs[seeds[0]].experiment_dir)
     paths = [experiment.run(s) for s in seeds]
     aggregated = aggregate_runs(paths, experiment.root, report=spec.report, write=is_global_zero())

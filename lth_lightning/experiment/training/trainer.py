@@ -71,13 +71,13 @@ def resuming_quietly(checkpoint_dir: Path | None) -> Iterator[None]:
 class RoundLogger(TensorBoardLogger):
     """A TensorBoard run of one training, keeping the dashboard's Scalars page clean.
 
-    It leaves out Lightning's ``epoch`` scalar, the callback's ``lottery/*`` values (single points
+    It leaves out Lightning's ``epoch`` scalar, the callback's ``lottery/*`` and ``round/*`` values (single points
     here; the summary run has them across rounds) and hyperparameters (the summary run has them,
     once, with the final metrics).
     """
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        kept = {k: v for k, v in metrics.items() if k != "epoch" and not k.startswith("lottery/")}
+        kept = {k: v for k, v in metrics.items() if k != "epoch" and not k.startswith(("lottery/", "round/"))}
         if kept:
             super().log_metrics(kept, step)
 
@@ -99,15 +99,19 @@ def make_trainer(
 ) -> pl.Trainer:
     """A fresh Trainer from the shared settings, logging to the TensorBoard run ``<run_dir>/tensorboard/<label>``.
 
-    ``callbacks`` come first; the user's callbacks and loggers in ``trainer_kwargs`` are
-    deep-copied, fresh for every Trainer. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
+    ``callbacks`` come first; the user's callbacks in ``trainer_kwargs`` are deep-copied, fresh for every Trainer.
+    The user's loggers there are not this training's: they are the whole experiment's tracker, which the round
+    loop gives each stored round's results (:mod:`~lth_lightning.experiment.rounds.round_logging`); ``logger:
+    false`` turns off the training's own TensorBoard run too. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
     ``last.ckpt`` there after every training epoch. ``loggers`` replace the round's
     :class:`RoundLogger` (a stacked fit logs each member to its own run). Without ``summary``, the
     Trainer prints no model summary (an experiment prints it for its first training only). Its progress shows
     as :func:`~.callbacks.progress_callbacks` says: a bar in a terminal, a line per epoch in a log file that names
     the training ``shown_as`` (by default ``label``).
     """
-    kwargs = copy.deepcopy(dict(trainer_kwargs))
+    settings = dict(trainer_kwargs)
+    logger = settings.pop("logger", None)  # the user's: the experiment's tracker, given each stored round's results
+    kwargs = copy.deepcopy(settings)
     if not summary:
         kwargs["enable_model_summary"] = False
     user_callbacks = kwargs.pop("callbacks", None) or []
@@ -128,13 +132,8 @@ def make_trainer(
         )
     elif checkpoint_dir is None:
         kwargs["enable_checkpointing"] = False
-    logger = kwargs.pop("logger", None)
     all_loggers: list[Logger] = []
     if logger is not False:
-        if isinstance(logger, Logger):
-            all_loggers.append(logger)
-        elif isinstance(logger, list):
-            all_loggers.extend(logger)
         if loggers is None:
             all_loggers.append(
                 RoundLogger(save_dir=run_dir, name="tensorboard", version=label, default_hp_metric=False)
