@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKPOINT_DIR_NOT_EMPTY",
+    "CLOUD_LOGGER_TIP",
     "CURRENT_FX_NAME",
     "DEPRECATION_NOISE",
     "PER_TRAINER_LINES",
@@ -44,6 +45,7 @@ __all__ = [
     "rich_available",
     "skip_epoch_batches",
     "start_training_at_step",
+    "summary_table",
 ]
 
 # The attribute Lightning sets on a LightningModule around every hook call (~50 times per step).
@@ -56,6 +58,8 @@ M = TypeVar("M", bound=nn.Module)
 
 # The logger Lightning's rank-zero helpers (rank_zero_info, rank_zero_warn) log to.
 RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+# How Lightning's advertisement for its cloud logger begins (said for every Trainer without that logger).
+CLOUD_LOGGER_TIP = "💡 Tip: For seamless cloud logging"
 # How the lines Lightning says for every Trainer it builds (devices, tips) and every fit's end begin.
 PER_TRAINER_LINES = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:", "`Trainer.fit` stopped:")
 # What ModelCheckpoint warns when its folder holds files (as when a round resumes there).
@@ -192,3 +196,13 @@ def _destroy_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def summary_table(
+    data: list[tuple[str, list[str]]], total: int, trainable: int, size: float, modes: dict[str, int]
+) -> str:
+    """Lightning's model-summary table of ``data`` (its columns) and totals, without its last line, the total FLOPs
+    (0 unless the module sets ``example_input_array``)."""
+    from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
+
+    return _format_summary_table(total, trainable, size, modes, 0, *data).rsplit("\n", 1)[0]

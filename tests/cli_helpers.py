@@ -93,7 +93,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 class KillAt(pl.Callback):
-    """SIGKILLs its own process once, in the given epoch of the given round.
+    """Sends its own process ``signal_name`` (SIGKILL: a crash; SIGINT: Ctrl-C) once, in the given epoch of the given
+    round.
 
     Args:
         round: Lottery round to kill in.
@@ -102,8 +103,11 @@ class KillAt(pl.Callback):
         at: ``"epoch_start"``, or ``"checkpoint"``: while the epoch's checkpoint is being written.
     """
 
-    def __init__(self, round: int, epoch: int, marker: str, at: str = "epoch_start") -> None:
+    def __init__(
+        self, round: int, epoch: int, marker: str, at: str = "epoch_start", signal_name: str = "SIGKILL"
+    ) -> None:
         self.round, self.epoch, self.marker, self.at = round, epoch, Path(marker), at
+        self.signal = getattr(signal, signal_name)
 
     def _maybe_kill(self, trainer: pl.Trainer, where: str) -> None:
         lottery = next(c for c in trainer.callbacks if isinstance(c, LotteryTicketCallback))
@@ -114,7 +118,7 @@ class KillAt(pl.Callback):
             and not self.marker.exists()
         ):
             self.marker.write_text("killed")
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signal)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._maybe_kill(trainer, "epoch_start")

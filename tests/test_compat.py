@@ -175,3 +175,17 @@ def test_torch_parametrization_and_hook_classes():
     assert any(isinstance(h, compat.SpectralNormHook) for h in compat.forward_pre_hooks(old_spectral))
     assert {"weight_g", "weight_v"} <= {n for n, _ in old_weight_norm.named_parameters()}
     assert "weight_orig" in {n for n, _ in old_spectral.named_parameters()}
+
+
+def test_the_summary_table_is_lightnings_less_its_flops_total(tmp_path):
+    """Breaks on an upgrade that renames `_format_summary_table` or changes its last line."""
+    from lightning.pytorch.utilities.model_summary.model_summary import ModelSummary as Summary
+
+    summary = Summary(ConvNet(), max_depth=1)
+    data = [(name, values) for name, values in summary._get_summary_data() if name != "FLOPs"]
+    modes = summary.total_training_modes
+    table = compat.summary_table(
+        data, summary.total_parameters, summary.trainable_parameters, summary.model_size, modes
+    )
+    assert table.splitlines()[-1].endswith("Modules in eval mode") and "Flops" not in table and "FLOPs" not in table
+    assert "Trainable params" in table and " | Name " in " " + table.splitlines()[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
@@ -218,8 +219,22 @@ def _training(argv: Sequence[str] | None) -> None:
     from lth_lightning.cli.lottery_cli import LotteryCLI
     from lth_lightning.experiment.training.trainer import quiet_lightning
 
-    with quiet_lightning():  # LightningCLI's own Trainer says the device lines; the rounds' Trainers do not again
-        LotteryCLI(args=None if argv is None else list(argv))
+    interrupted = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with quiet_lightning():  # LightningCLI's own Trainer says the device lines; the rounds' Trainers do not again
+            LotteryCLI(args=None if argv is None else list(argv))
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if interrupted or isinstance(stop, KeyboardInterrupt):  # Lightning turns Ctrl-C into exit status 1
+            raise SystemExit(INTERRUPTED) from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -266,6 +281,9 @@ def calm_openmp(environ: MutableMapping[str, str]) -> dict[str, str]:
     return dict(OPENMP_DEFAULTS)
 
 
+INTERRUPTED = 128 + signal.SIGINT  # a shell's exit status after Ctrl-C (130)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``lth`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -275,6 +293,8 @@ def main(args: Sequence[str] | None = None) -> None:
     command = argv[0]
     if command in TRAINING and "torch" not in sys.modules:  # read by OpenMP when torch loads, not after
         calm_openmp(os.environ)
+    if command in TRAINING and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `--model my_cnn.SmallCNN` beside my_cnn.py, as `python -m` imports
     run = COMMANDS.get(command)
     if run is None and command not in TRAINING:
         print(HELP, end="", file=sys.stderr)

@@ -109,6 +109,19 @@ def literal_error(message: str) -> str | None:
     return f"--{key.group(1)}: {value} is not allowed{hint} Allowed: {', '.join(allowed)}."
 
 
+def union_error(message: str) -> str | None:
+    """jsonargparse's page on a value that fits none of an option's types (a list for ``--lottery.rates``), as one
+    line: the option, the value and what it must be (its declaration's words); None for any other message."""
+    key = re.search(r'Parser key "([^"]+)"', message)
+    given = re.search(r"Given value: (.*)", message)
+    if key is None or given is None or "Does not validate against any of the Union subtypes" not in message:
+        return None
+    declared = {f"lottery.{o.name}": o for o in LTH_FIT_OPTIONS}.get(key.group(1))
+    if declared is None or not declared.allowed:
+        return None
+    return f"--{key.group(1)}: {given.group(1).strip()} is not allowed; it must be {declared.allowed}."
+
+
 class ConciseParser(LightningArgumentParser):
     """LightningCLI's parser, whose errors say what went wrong (and the nearest option) instead of a page of usage."""
 
@@ -118,7 +131,7 @@ class ConciseParser(LightningArgumentParser):
         parser = getattr(ex, "subcommand_parser", None) or self
         options = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
         prog = parser.prog.replace(" [options]", "")
-        one_line = literal_error(message)
+        one_line = literal_error(message) or union_error(message)
         if one_line is not None:
             sys.stderr.write(f"{prog}: error: {one_line}\n")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from cli_helpers import lth_here, tiny_config
 
 TOTAL = 784 * 32 + 32 * 16 + 16 * 10
@@ -39,3 +40,11 @@ def test_a_mistyped_control_gets_the_nearest_name_and_the_allowed_ones_in_one_li
         == "lth fit: error: --lottery.scope: globl is not allowed; did you mean global? Allowed: global, layerwise."
     )
     assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("value", ["[0.5]", "head.weight"])
+def test_a_malformed_mapping_option_gets_one_line_naming_it_and_its_form(capsys, value):
+    _, err = lth_here(capsys, "fit", f"--lottery.rates={value}", code=2)
+    first = err.splitlines()[0]
+    assert first.startswith("lth fit: error: --lottery.rates: ") and value in first, err
+    assert "a mapping of names or glob patterns to floats" in first and "collections.abc" not in err, err

@@ -115,9 +115,8 @@ class RunStore:
         if not rows:
             return rows, None
         self.announce()
-        rank_zero_info(
-            f"Resuming {self.paths.root}: rounds 0-{rows[-1].round} are finished and will not be recomputed."
-        )
+        finished = "round 0 is" if rows[-1].round == 0 else f"rounds 0-{rows[-1].round} are"
+        rank_zero_info(f"Resuming {self.paths.root}: {finished} finished and will not be recomputed.")
         return rows, load_tensors(self.paths.lottery_state(rows[-1].round))
 
     def announce(self) -> None:
@@ -220,7 +219,7 @@ class RunStore:
             return
         r, clock, checkpoint = self.current, self.clock, self.checkpoint
         if clock is not None and clock.checkpoint_epoch is not None and checkpoint is not None and checkpoint.is_file():
-            where = f"from its checkpoint after epoch {clock.checkpoint_epoch} ({checkpoint})"
+            where = f"from its checkpoint after epoch {clock.checkpoint_epoch + 1} ({checkpoint})"  # counted from 1
         else:
             where = "from its start (no epoch of it had finished)"
         kept = {0: "", 1: "round 0 is kept; "}.get(r, f"rounds 0-{r - 1} are kept; ")

@@ -83,8 +83,8 @@ def run_rounds(
         ValueError: If a folder holds another experiment or a run from other initial weights.
     """
     stores = [run.store for run in runs.values()]
-    created = [p for store in stores for p in (store.experiment.root, store.paths.root)]
-    created = list(dict.fromkeys(p for p in created if not p.exists()))
+    created = [p for store in stores for p in (*store.experiment.root.parents, store.experiment.root, store.paths.root)]
+    created = list(dict.fromkeys(p for p in created if not p.exists()))  # out_dir too, when this made it
     held: list[Path] = []
     rows: dict[int, list[RoundResult]] = {}
     bar = None
@@ -109,6 +109,9 @@ def run_rounds(
                     log_round(loggers, row, spec.names, seed)
                 bar.update(rows[due[0].seed][-1])
     except BaseException as error:
+        if bar is not None:  # before saying anything: a line said over an open bar is overwritten by its redraw
+            bar.close()
+            bar = None
         if len(held) < len(stores):  # a lock refused: only the folders of the locks taken go
             created = [p for p in created if p in held]
         for store in stores:

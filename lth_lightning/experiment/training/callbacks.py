@@ -11,19 +11,27 @@ runs when their training starts, not before.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
-from lth_lightning.compat import rich_available
+from lth_lightning.compat import rich_available, summary_table
 from lth_lightning.experiment.record.store import RunStore
 
-__all__ = ["EpochLine", "RecordOnTrainStart", "RoundClock", "in_terminal", "progress_callbacks"]
+__all__ = [
+    "EpochLine",
+    "ModelSummaryWithoutFlops",
+    "RecordOnTrainStart",
+    "RoundClock",
+    "in_terminal",
+    "progress_callbacks",
+]
 
 
 def in_terminal() -> bool:
@@ -48,6 +56,25 @@ class _RichBar(RichProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         return _without_version(super().get_metrics(trainer, pl_module))
+
+
+class ModelSummaryWithoutFlops(ModelSummary):
+    """Lightning's model summary without its FLOPs column and total, which say 0 unless the module sets
+    ``example_input_array``: an experiment's first training prints it (plain, also where ``rich`` is installed)."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        data = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        table = summary_table(data, total_parameters, trainable_parameters, model_size, total_training_modes)
+        logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + table)
 
 
 class EpochLine(Callback):

@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
-from lth_lightning.compat import CHECKPOINT_DIR_NOT_EMPTY, DEPRECATION_NOISE, PER_TRAINER_LINES, RANK_ZERO_LOGGER
-from lth_lightning.experiment.training.callbacks import progress_callbacks
+from lth_lightning.compat import (
+    CHECKPOINT_DIR_NOT_EMPTY,
+    CLOUD_LOGGER_TIP,
+    DEPRECATION_NOISE,
+    PER_TRAINER_LINES,
+    RANK_ZERO_LOGGER,
+)
+from lth_lightning.experiment.training.callbacks import ModelSummaryWithoutFlops, progress_callbacks
 
 __all__ = ["RoundLogger", "make_trainer", "quiet_lightning", "resuming_quietly"]
 
@@ -29,6 +35,8 @@ class _Once(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if message.startswith(CLOUD_LOGGER_TIP):  # an advertisement, not about this run
+            return False
         if not message.startswith(self.prefixes):
             return True
         if message in self.seen:
@@ -39,7 +47,8 @@ class _Once(logging.Filter):
 
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """While an experiment runs: Lightning's per-Trainer device lines and tips once, no known deprecation noise.
+    """While an experiment runs: Lightning's per-Trainer device lines and tips once, its cloud-logger advertisement
+    never, no known deprecation noise.
 
     Nested uses share the outermost filter, so a line said before the experiment is not said again.
     """
@@ -119,6 +128,10 @@ def make_trainer(
         user_callbacks = [user_callbacks]
     shown, kwargs["enable_progress_bar"] = progress_callbacks(shown_as or label, kwargs, user_callbacks)
     all_callbacks = [*callbacks, *user_callbacks, *shown]
+    if kwargs.get("enable_model_summary", True) is not False and not any(
+        isinstance(c, ModelSummary) for c in all_callbacks
+    ):
+        all_callbacks.append(ModelSummaryWithoutFlops())
     if checkpoint_dir is not None and kwargs.get("enable_checkpointing", True) is not False:
         all_callbacks.append(
             ModelCheckpoint(
