@@ -177,8 +177,8 @@ def tiny_experiment(
 
 
 def two_seeds(data_dir: Path, out_dir: Path, **options: Any) -> Any:
-    """Seeds 0 and 1 of a tiny MLP on ``data_dir``: two rounds (``rounds``) with random pruning, as several tests read
-    them back."""
+    """Seeds 0 and 1 of a tiny MLP on ``data_dir``: two rounds with random pruning (or ``rounds``, ``controls``), as
+    several tests read them back."""
     from lth_lightning import MLP, LotteryClassifier, LotteryTicketCallback, run_seeds
 
     return run_seeds(
@@ -188,8 +188,7 @@ def two_seeds(data_dir: Path, out_dir: Path, **options: Any) -> Any:
         lottery=LotteryTicketCallback(amount=0.5, verbose=False),
         trainer=round_trainer(),
         out_dir=out_dir,
-        controls=["random_prune"],
-        **{"progress": False, "rounds": 2, **options},
+        **{"progress": False, "rounds": 2, "controls": ["random_prune"], **options},
     )
 
 

@@ -51,7 +51,7 @@ def test_written_files_respect_the_umask(tmp_path, tiny_data):
     paths = list((tmp_path / "out").rglob("*"))
     names = {p.name for p in paths}
     assert {"results.csv", "accuracy_vs_weights_remaining.png", "ticket.pt", "ticket.json", "lottery.pt"} <= names
-    assert {"last.ckpt", "summary"} <= names and any(n.startswith("events.out.tfevents") for n in names)
+    assert {"last.ckpt", "dashboard"} <= names and any(n.startswith("events.out.tfevents") for n in names)
     wrong = {
         str(p): oct(p.stat().st_mode & 0o777)
         for p in paths

@@ -96,21 +96,21 @@ class MemberTracker(pl.Callback):
 
 
 class MemberLogger(Logger):
-    """Writes each member's metrics (``<member>/<tag>``) as ``<tag>`` to that member's own TensorBoard run.
+    """Writes each member's metrics (``<member>/<tag>``) as ``<prefix>/<tag>`` to that member's TensorBoard run.
 
-    A stacked fit's curves land where a sequential run puts them (``<run>/tensorboard/round_03``,
-    ``.../round_03_random_reinit``), so the dashboard is the same. Like the round runs'
+    A stacked fit's curves land where a sequential run puts them (its seed's ``tensorboard/training`` run, under
+    ``round_03/``, ``round_03_random_reinit/``), so the dashboard is the same. Like the round runs'
     :class:`~lth_lightning.experiment.training.trainer.RoundLogger`, it leaves out ``epoch``, ``lottery/*`` and
     hyperparameters.
 
     Args:
-        runs: Each member's TensorBoard run folder, by member name.
+        runs: Each member's TensorBoard run folder and tag prefix, by member name.
     """
 
-    def __init__(self, runs: Mapping[str, Path]) -> None:
+    def __init__(self, runs: Mapping[str, tuple[Path, str]]) -> None:
         super().__init__()
         self.runs = dict(runs)
-        self.writers: dict[str, SummaryWriter] = {}
+        self.writers: dict[Path, SummaryWriter] = {}
 
     @property
     def name(self) -> str:
@@ -121,18 +121,20 @@ class MemberLogger(Logger):
         return 0
 
     def _writer(self, member: str) -> SummaryWriter:
-        if member not in self.writers:
+        folder = self.runs[member][0]
+        if folder not in self.writers:  # the members of one seed share its run
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writers[member] = SummaryWriter(log_dir=str(self.runs[member]))
-        return self.writers[member]
+            self.writers[folder] = SummaryWriter(log_dir=str(folder))
+        return self.writers[folder]
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         for key, value in metrics.items():
             member = next((m for m in self.runs if key.startswith(f"{m}/")), None)
             if member is not None:
-                self._writer(member).add_scalar(key[len(member) + 1 :], float(value), step)
+                tag = f"{self.runs[member][1]}/{key[len(member) + 1 :]}"
+                self._writer(member).add_scalar(tag, float(value), step)
 
     def log_hyperparams(
         self, params: dict[str, Any] | Namespace, metrics: dict[str, Any] | None = None, step: int | None = None

@@ -70,7 +70,7 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, ca
     assert saved["lottery"]["amount"] == 0.5 and saved["model"]["init_args"]["lr"] == 0.01
 
     # TensorBoard, read back with its own reader: one value per round, images, hparams.
-    summary = EventAccumulator(str(run / "tensorboard" / "summary" / "ticket"), size_guidance={"images": 0})
+    summary = EventAccumulator(str(RunPaths(run).series("ticket")), size_guidance={"images": 0})
     summary.Reload()
     tags = summary.Tags()
     for tag in (
@@ -86,16 +86,18 @@ def test_lth_fit_two_rounds_leaves_a_complete_run_folder(tmp_path, tiny_data, ca
     assert summary.Scalars("lottery/test_acc")[0].value == pytest.approx(float(rows[0]["test_acc"]))
     assert {"lottery/accuracy_vs_weights_remaining", "lottery/first_layer_pixels"} <= set(tags["images"])
     assert summary.PluginTagToContent("hparams")  # the hparams plugin's session data is there
+    training = EventAccumulator(str(RunPaths(run).training_run))  # every training of the seed: one run
+    training.Reload()
+    scalars = set(training.Tags()["scalars"])
     for r in range(2):
-        per_round = EventAccumulator(str(RunPaths(run).tensorboard / round_label(r)))
-        per_round.Reload()
-        scalars = set(per_round.Tags()["scalars"])
-        assert {"train/loss", "val/loss", "val/acc", "test/acc"} <= scalars
-        assert "epoch" not in scalars and not any(t.startswith("lottery/") for t in scalars)  # the summary has those
-        assert len(per_round.Scalars("val/loss")) == 2  # one per epoch
-        assert len(per_round.Scalars("test/acc")) == 1  # the final weights' test, once
-        with pytest.raises(KeyError, match="hparams"):  # hyperparameters live in the summary run only
-            per_round.PluginTagToContent("hparams")
+        label = round_label(r)
+        assert {f"{label}/{t}" for t in ("train/loss", "val/loss", "val/acc", "test/acc")} <= scalars
+        assert len(training.Scalars(f"{label}/val/loss")) == 2  # one per epoch
+        assert len(training.Scalars(f"{label}/test/acc")) == 1  # the final weights' test, once
+    assert not any(t.endswith("/epoch") or "/lottery/" in t for t in scalars)  # the summary has lottery/*
+    with pytest.raises(KeyError, match="hparams"):  # hyperparameters live in the summary run only
+        training.PluginTagToContent("hparams")
+    assert [p.name for p in RunPaths(run).tensorboard.iterdir()] == ["training"]  # the summary is in dashboard/
 
     # Rerunning the same command recomputes nothing; asking for one more round runs only that one.
     # (The later commands run in this process: the console script above already showed what a subprocess shows.)

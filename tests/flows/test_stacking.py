@@ -117,17 +117,18 @@ def test_a_stacked_round_equals_the_sequential_runs_member_by_member(both):
 
 
 @pytest.mark.slow
-def test_each_member_trains_in_its_own_tensorboard_run(both):
+def test_each_member_trains_under_its_own_label_in_its_seeds_training_run(both):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     sequential, stacked = both
     for label in ("round_00", "round_02_random_reinit"):
         values = []
         for runs in (sequential, stacked):
-            events = EventAccumulator(str(runs.runs[1].run_dir / "tensorboard" / label))
+            events = EventAccumulator(str(RunPaths(runs.runs[1].run_dir).training_run))
             events.Reload()
-            assert {"train/loss", "val/loss", "val/acc", "test/acc"} <= set(events.Tags()["scalars"])
-            values.append([e.value for e in events.Scalars("val/loss")])
+            expected = {f"{label}/{tag}" for tag in ("train/loss", "val/loss", "val/acc", "test/acc")}
+            assert expected <= set(events.Tags()["scalars"])
+            values.append([e.value for e in events.Scalars(f"{label}/val/loss")])
         assert values[0] == pytest.approx(values[1], abs=1e-5)
 
 

@@ -1,6 +1,6 @@
 """The TensorBoard dashboard and the plots of a run, of an experiment's seeds, and of a comparison.
 
-The summary (``tensorboard/summary/``) holds one TensorBoard run per series: ``ticket`` and one
+The summary (``dashboard/``) holds one TensorBoard run per series: ``ticket`` and one
 per control (``random_reinit``, ``random_prune``, ``snip``, ...). Every series logs its result columns under the
 same tags (``lottery/test_acc``, ``lottery/test_acc_at_best_val``, ``lottery/best_val_step``, ...)
 with the round as step, so TensorBoard draws one chart per tag with the ticket and its controls
@@ -36,6 +36,7 @@ from lth_lightning.experiment.dashboard.plots import (
     png_bytes,
     row_density,
 )
+from lth_lightning.experiment.dashboard.run_order import EARLIER, first_training_time, write_start_event
 from lth_lightning.experiment.record.paths import ExperimentPaths, RunPaths
 from lth_lightning.experiment.record.round_result import RoundResult
 from lth_lightning.io import atomic_write_bytes, fresh_folder, load_tensors
@@ -122,17 +123,22 @@ def hparams_summaries(hparams: Mapping[str, Any], metric_tags: Sequence[str]) ->
 Writers = Callable[[str], "SummaryWriter"]
 
 
-def _write_summary(target: Path, write: Callable[[Writers], None], series: Sequence[str] = ()) -> None:
+def _write_summary(
+    target: Path, write: Callable[[Writers], None], series: Sequence[str] = (), start: float | None = None
+) -> None:
     """Write TensorBoard runs (one per series, by name) in a fresh folder, then swap it in for ``target``.
 
     The runs of ``series`` are created first, in :func:`~.palette.series_order` (TensorBoard's order, hence its
-    colours), each with its first event.
+    colours), each with its first event; with ``start``, that event is dated ``start`` (a millisecond apart), so
+    that they sort before the folder's training runs (:mod:`.run_order`).
     """
     from torch.utils.tensorboard import SummaryWriter
 
     tmp = fresh_folder(target.parent, ".summary.")
     writers: dict[str, SummaryWriter] = {}
-    for name in series_order(series):  # each writes its first event (its start time) as it is made
+    for k, name in enumerate(series_order(series)):  # each writes its first event (its start time) as it is made
+        if start is not None:
+            write_start_event(tmp / name, start + k / 1000)
         writers[name] = SummaryWriter(log_dir=str(tmp / name))
 
     def writer(series: str) -> SummaryWriter:
@@ -244,7 +250,9 @@ def write_run_report(
                     ticket.add_scalar(f"lottery/overlap_prev/{name}", overlap, row.round)
         _add_common(writer("ticket"), figures, rows[-1].round, names, hparams, seeds=False, rows=flat, apart=apart)
 
-    _write_summary(run.summary, write, ["ticket", *controls_in(flat)])
+    first = first_training_time([run.tensorboard])
+    _write_summary(run.summary, write, ["ticket", *controls_in(flat)], None if first is None else first - EARLIER)
+    shutil.rmtree(run.earlier_summary, ignore_errors=True)  # a folder recorded before: one summary, the new one
 
 
 def _seed_overlaps(
@@ -298,7 +306,9 @@ def write_seeds_report(
         _add_common(writer("ticket"), figures, rounds[-1], names, hparams_seeds, seeds=True, rows=rows, apart=apart)
 
     series = ["ticket", *controls_in(rows), *(["chance"] if any(o for o, _ in overlaps.values()) else [])]
-    _write_summary(experiment.summary, write, series)
+    first = first_training_time(run.tensorboard for run in runs)
+    _write_summary(experiment.summary, write, series, None if first is None else first - 2 * EARLIER)
+    shutil.rmtree(experiment.earlier_summary, ignore_errors=True)
 
 
 def write_comparison(

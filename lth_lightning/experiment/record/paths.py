@@ -6,7 +6,7 @@ Layout::
       experiment.yaml                       what defines it (its identity), written when its first round starts
       results_seeds.csv, .json              mean, std, min and max per round over the seeds (several seeds)
       accuracy_vs_weights_remaining.png     ... and the other plots, with min-max bands (several seeds)
-      tensorboard/summary/<series>/         the across-seeds summary: ticket, random_reinit, random_prune
+      dashboard/<series>/                   the across-seeds summary: ticket, random_reinit, random_prune
       stacked/round_<NN>-<members>/last.ckpt  a stacked round's checkpoint (all its members in one network),
                                             removed once the round is recorded unless `keep_checkpoints`
       seed_<s>/                             one run of the experiment, with seed s
@@ -25,8 +25,8 @@ Layout::
           control_<name>_init.pt, _weights.pt, _weights_at_best.pt  its networks (`keep_weights="all"`)
           checkpoints/last.ckpt             where an interrupted round resumes (removed once the round is
                                             recorded, unless `keep_checkpoints`)
-        tensorboard/round_<NN>[_<control>]/ each training's curves
-        tensorboard/summary/<series>/       lottery/* across rounds, one run per series: ticket (with the
+        tensorboard/training/               every training's curves, under round_<NN>[_<control>]/ (one run)
+        dashboard/<series>/                 lottery/* across rounds, one run per series: ticket (with the
                                             plots, dashboard layout, hparams), random_reinit, random_prune
 """
 
@@ -66,8 +66,22 @@ class _Reports:
         return self.root / "tensorboard"
 
     @property
+    def training_run(self) -> Path:
+        """The TensorBoard run of every training's curves, each under its label (``round_03/val/loss``,
+        ``round_03_random_reinit/val/loss``): one run a seed, so that plain TensorBoard, which switches every run
+        off past 40, shows an experiment folder whole."""
+        return self.tensorboard / "training"
+
+    @property
     def summary(self) -> Path:
-        """The TensorBoard summary: one run per series (``ticket``, each control), ``lottery/*`` across rounds."""
+        """The TensorBoard summary, the folder's story: one run per series (``ticket``, each control), ``lottery/*``
+        across rounds. ``dashboard/`` sorts before ``seed_<s>/`` and ``tensorboard/``, so that plain TensorBoard on
+        the folder shows its pages first (:mod:`~lth_lightning.experiment.dashboard.run_order`)."""
+        return self.root / "dashboard"
+
+    @property
+    def earlier_summary(self) -> Path:
+        """Where folders recorded before the summary moved to ``dashboard/`` keep it (read, never written)."""
         return self.tensorboard / "summary"
 
     def series(self, name: str) -> Path:
@@ -202,19 +216,22 @@ class ExperimentPaths(_Reports):
 def dashboard_logdir(folder: Path) -> Path:
     """The TensorBoard logdir that tells a folder's story: its summary runs, without the rounds' training curves.
 
-    An experiment folder of several seeds or a run folder has its own ``tensorboard/summary``; an
+    An experiment folder of several seeds or a run folder has its own ``dashboard`` (``tensorboard/summary`` when
+    recorded before); an
     experiment folder of one run, that run's; ``lth compare``'s ``--out``, its ``tensorboard``.
 
     Raises:
         FileNotFoundError: If ``folder`` has none of them.
     """
     folder = Path(folder)
-    summary = _Reports(folder).summary
-    if summary.is_dir():
-        return summary
+    for summary in (_Reports(folder).summary, _Reports(folder).earlier_summary):
+        if summary.is_dir():
+            return summary
     runs = ExperimentPaths(folder).runs()
-    if len(runs) == 1 and runs[0].summary.is_dir():
-        return runs[0].summary
+    for run in runs if len(runs) == 1 else ():
+        for summary in (run.summary, run.earlier_summary):
+            if summary.is_dir():
+                return summary
     if (folder / "tensorboard").is_dir() and not runs:
         return folder / "tensorboard"
     several = f" It holds {len(runs)} runs and no across-seeds summary: run `lth aggregate {folder}`." if runs else ""

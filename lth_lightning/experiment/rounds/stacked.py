@@ -193,7 +193,7 @@ class StackedRounds:
         names = [m.name for m in members]
         tracker = MemberTracker(names, spec.names.monitor, spec.names.mode) if spec.names.monitor is not None else None
         tensorboard = {
-            m.name: m.run.store.paths.tensorboard / round_label(r, None if m.role == "ticket" else m.role)
+            m.name: (m.run.store.paths.training_run, round_label(r, None if m.role == "ticket" else m.role))
             for m in members
         }
         callbacks: list[pl.Callback] = [

@@ -78,15 +78,24 @@ def resuming_quietly(checkpoint_dir: Path | None) -> Iterator[None]:
 
 
 class RoundLogger(TensorBoardLogger):
-    """A TensorBoard run of one training, keeping the dashboard's Scalars page clean.
+    """One training's curves in its run's TensorBoard run of trainings, under its label (``round_03/val/loss``),
+    keeping the dashboard's Scalars page clean.
 
     It leaves out Lightning's ``epoch`` scalar, the callback's ``lottery/*`` and ``round/*`` values (single points
     here; the summary run has them across rounds) and hyperparameters (the summary run has them,
     once, with the final metrics).
     """
 
+    def __init__(self, run_dir: Path, label: str) -> None:
+        super().__init__(save_dir=run_dir, name="tensorboard", version="training", default_hp_metric=False)
+        self.label = label
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        kept = {k: v for k, v in metrics.items() if k != "epoch" and not k.startswith(("lottery/", "round/"))}
+        kept = {
+            f"{self.label}/{k}": v
+            for k, v in metrics.items()
+            if k != "epoch" and not k.startswith(("lottery/", "round/"))
+        }
         if kept:
             super().log_metrics(kept, step)
 
@@ -148,9 +157,7 @@ def make_trainer(
     all_loggers: list[Logger] = []
     if logger is not False:
         if loggers is None:
-            all_loggers.append(
-                RoundLogger(save_dir=run_dir, name="tensorboard", version=label, default_hp_metric=False)
-            )
+            all_loggers.append(RoundLogger(run_dir, label))
         else:
             all_loggers.extend(loggers)
     kwargs["default_root_dir"] = run_dir / label

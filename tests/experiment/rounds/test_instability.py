@@ -157,6 +157,12 @@ def _run(tiny_data, out, rounds, experiment=None, **kwargs):
     )
 
 
+def _training_tags(run_dir):
+    events = EventAccumulator(str(RunPaths(run_dir).training_run))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
 def _training_examples(tiny_data):
     datamodule = tiny_datamodule(tiny_data)
     datamodule.setup("fit")
@@ -180,11 +186,11 @@ def test_every_round_records_its_instability_curve_plot_and_dashboard(tiny_data,
         copy = json.loads(RunPaths(run).control(row.round, "instability").read_text())
         assert row.path_errors[0] == pytest.approx(1 - row.metrics["test_acc"], abs=1e-6)
         assert row.path_errors[-1] == pytest.approx(1 - copy["test_acc"], abs=1e-6)
-        assert (RunPaths(run).tensorboard / round_label(row.round, "instability")).is_dir()  # the copy's own run
+        assert f"{round_label(row.round, 'instability')}/val/loss" in _training_tags(run)  # the copy's own curves
     header = (run / "results.csv").read_text().splitlines()[0].split(",")
     assert {"instability", "instability_train"} <= set(header)
     assert (run / "instability_vs_weights_remaining.png").is_file()
-    events = EventAccumulator(str(run / "tensorboard" / "summary" / "ticket"), size_guidance={"tensors": 0})
+    events = EventAccumulator(str(RunPaths(run).series("ticket")), size_guidance={"tensors": 0})
     events.Reload()
     (config,) = events.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(config.tensor_proto).item())
@@ -236,10 +242,9 @@ def test_a_controls_instability_is_measured_on_request_stacked_or_not(tiny_data,
         assert "instability" not in rows[1].controls["random_prune"]  # not asked for
         header = (rows.run_dir / "results.csv").read_text().splitlines()[0].split(",")
         assert {"random_reinit_instability", "random_reinit_instability_train"} <= set(header)
-        assert (
-            RunPaths(rows.run_dir).tensorboard / round_label(1, "random_reinit_instability")
-        ).is_dir()  # the copy's own run
-        events = EventAccumulator(str(rows.run_dir / "tensorboard" / "summary" / "random_reinit"))
+        copy_label = round_label(1, "random_reinit_instability")
+        assert f"{copy_label}/val/loss" in _training_tags(rows.run_dir)  # the copy's own curves
+        events = EventAccumulator(str(RunPaths(rows.run_dir).series("random_reinit")))
         events.Reload()
         assert [e.value for e in events.Scalars("lottery/instability")] == pytest.approx([control["instability"]])
     # A stacked round trains the control as a member, its copy alone: the same numbers as one network at a time.

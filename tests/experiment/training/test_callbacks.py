@@ -31,7 +31,8 @@ def test_a_terminal_gets_lightnings_bar_without_the_cut_version_field(tmp_path, 
     _fit(trainer)
     bar = trainer.progress_bar_callback
     assert isinstance(bar, ProgressBar) and trainer.logger is not None
-    assert trainer.logger.version == "round_00/quality"  # Lightning would show its last four characters
+    assert trainer.logger.version == "training"  # Lightning would show its last four characters, "ning"
+    assert trainer.logger.label == "round_00/quality"  # the training's tags begin with its label
     shown = bar.get_metrics(trainer, trainer.lightning_module)
     assert "v_num" not in shown and "val_loss" not in shown  # nothing cut; val_loss is not a bar metric here
 
