@@ -51,9 +51,16 @@ def _page(command: list[str], port: int) -> list[tuple[str, str]]:
                 time.sleep(0.5)
         browser = DevTools(CHROMIUM, 1500, 1150)
         browser.call("Page.navigate", url=dashboard_url("127.0.0.1", port))
-        time.sleep(15)
         texts: list[tuple[str, str]] = []
-        _texts(browser.call("DOM.getDocument", depth=-1, pierce=True)["root"], texts)
+        for _ in range(30):  # until every chart has said what it matches and the legends are drawn
+            time.sleep(1)
+            texts = []
+            _texts(browser.call("DOM.getDocument", depth=-1, pierce=True)["root"], texts)
+            if _legend(texts) and sum(t.startswith("Matches (") for t, _ in texts) >= 3:
+                time.sleep(1)
+                texts = []
+                _texts(browser.call("DOM.getDocument", depth=-1, pierce=True)["root"], texts)
+                break
         return texts
     finally:
         if browser is not None:

@@ -141,6 +141,7 @@ def make_trainer(
         isinstance(c, ModelSummary) for c in all_callbacks
     ):
         all_callbacks.append(ModelSummaryWithoutFlops())
+        kwargs["enable_model_summary"] = False  # Lightning's own would be a second (and says it skips it)
     if checkpoint_dir is not None and kwargs.get("enable_checkpointing", True) is not False:
         all_callbacks.append(
             ModelCheckpoint(
