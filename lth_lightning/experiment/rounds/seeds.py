@@ -152,34 +152,23 @@ def run_seeds_of(
     ``make_model()``, and its config with ``seed_everything`` set. Not stacked, each seed runs all
     its rounds before the next is seeded.
     """
-    with tracking(spec.trainer):
-        return _run_seeds(spec, seeds, make_model, datamodule, lottery, config)
-
-
-def _run_seeds(
-    spec: ExperimentSpec,
-    seeds: Sequence[int],
-    make_model: Callable[[], pl.LightningModule],
-    datamodule: pl.LightningDataModule,
-    lottery: LotteryTicketCallback,
-    config: Mapping[str, Any] | None,
-) -> SeedRuns:
-    runs: dict[int, Rounds] = {}
-    seeded: dict[int, SeedRun] = {}
-    for seed in seeds:
-        pl.seed_everything(seed)
-        fresh = fresh_copy(lottery)
-        seed_config = None if config is None else {**config, "seed_everything": seed}
-        if spec.stack is False:  # one seed after the other, each from its own seeding
-            runs.update(run_experiment(spec, datamodule, {seed: SeedRun(make_model(), fresh, seed_config)}, False))
-        else:
-            seeded[seed] = SeedRun(make_model(), fresh, seed_config)
-    if seeded:
-        runs = run_experiment(spec, datamodule, seeded, False)
-    experiment = ExperimentPaths(runs[seeds[0]].experiment_dir)
-    paths = [experiment.run(s) for s in seeds]
-    aggregated = aggregate_runs(paths, experiment.root, report=spec.report, write=is_global_zero())
-    return SeedRuns(experiment.root, runs, aggregated)
+    with tracking(spec.trainer):  # the user's loggers' runs end after the last seed
+        runs: dict[int, Rounds] = {}
+        seeded: dict[int, SeedRun] = {}
+        for seed in seeds:
+            pl.seed_everything(seed)
+            fresh = fresh_copy(lottery)
+            seed_config = None if config is None else {**config, "seed_everything": seed}
+            if spec.stack is False:  # one seed after the other, each from its own seeding
+                runs.update(run_experiment(spec, datamodule, {seed: SeedRun(make_model(), fresh, seed_config)}, False))
+            else:
+                seeded[seed] = SeedRun(make_model(), fresh, seed_config)
+        if seeded:
+            runs = run_experiment(spec, datamodule, seeded, False)
+        experiment = ExperimentPaths(runs[seeds[0]].experiment_dir)
+        paths = [experiment.run(s) for s in seeds]
+        aggregated = aggregate_runs(paths, experiment.root, report=spec.report, write=is_global_zero())
+        return SeedRuns(experiment.root, runs, aggregated)
 
 
 class OwnDataOrders:
