@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import struct
+import time
 
 import pytest
 from conftest import round_trainer, tiny_experiment
@@ -83,6 +84,8 @@ def _wandb_records(data: bytes) -> list[bytes]:
             position += space
             continue
         _, length, kind = struct.unpack_from("<IHB", data, position)
+        if position + 7 + length > len(data):  # a record still being written
+            break
         chunk, position = data[position + 7 : position + 7 + length], position + 7 + length
         if kind == 1:
             records.append(chunk)
@@ -92,6 +95,25 @@ def _wandb_records(data: bytes) -> list[bytes]:
             records.append(pending + chunk)
             pending = b""
     return records
+
+
+def _wandb_history(stream, record_type, seconds: float = 60.0) -> list[dict]:
+    """The history records of an offline run's stream, once its exit record is written (W&B's service writes the
+    stream after the run finishes, later on a busy machine)."""
+    for _ in range(int(seconds * 2)):
+        records = []
+        for data in _wandb_records(stream.read_bytes()):
+            record = record_type()
+            record.ParseFromString(data)
+            records.append(record)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        time.sleep(0.5)
+    return [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
 
 
 def test_wandb_offline_gets_every_rounds_results(tiny_data, tmp_path, monkeypatch):
@@ -104,14 +126,7 @@ def test_wandb_offline_gets_every_rounds_results(tiny_data, tmp_path, monkeypatc
     rows = _run(tiny_data, tmp_path, WandbLogger(project="lth", save_dir=str(tmp_path), offline=True))
     wandb.finish()  # what the end of the user's script does: the run's records are written out
     (stream,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    history = []
-    for data in _wandb_records(stream.read_bytes()):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
-        if record.WhichOneof("record_type") == "history":
-            history.append(
-                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-            )
+    history = _wandb_history(stream, wandb_internal_pb2.Record)
     for step, expected in _expected(rows).items():
         (point,) = [h for h in history if h.get("trainer/global_step") == step and next(iter(expected)) in h]
         for name, value in expected.items():
