@@ -85,8 +85,9 @@ def run_lottery(
 
     Every round gets a fresh ``Trainer`` from the ``trainer`` settings, the ``lottery`` callback
     (carrying masks and snapshot across rounds), an early-stopping tracker, a ``last.ckpt`` written
-    every epoch and a TensorBoard run ``tensorboard/round_NN``; after ``fit`` the trained network and
-    the weights at the best monitored value are tested. Round 0 is the dense network.
+    every epoch, and its curves under ``round_NN/`` in the run's TensorBoard run ``tensorboard/training``;
+    after ``fit`` the trained network and the weights at the best monitored value are tested. Round 0 is the
+    dense network.
 
     The run's folder is ``<out_dir>/<experiment>/seed_<seed>/`` (layout:
     :mod:`lth_lightning.experiment.record.paths`). The experiment's folder is named after what

@@ -1,4 +1,4 @@
-"""Every option of an experiment, declared once: type, defaults, allowed values, help, whether it changes results.
+"""Every option (the callback's and the experiment's), declared once: type, defaults, allowed values, help, identity.
 
 An option is a field of a settings dataclass declared with :func:`option`: the callback's in
 :class:`~lth_lightning.callbacks.settings.LotterySettings`, the experiment's in

@@ -31,6 +31,11 @@ _STATE_VERSION = 2  # 2: masks bit-packed (version 1 states, with plain mask ten
 _LOADABLE_VERSIONS = (1, 2)
 
 
+def _scalars(trainer: pl.Trainer) -> dict[str, float]:
+    """The single-number metrics the Trainer has logged so far, as floats."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
+
+
 class LotteryTicketCallback(pl.Callback):
     """Find a lottery ticket by iterative magnitude pruning (IMP) with rewinding.
 
@@ -257,10 +262,7 @@ class LotteryTicketCallback(pl.Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._state.phase == "pruned" and self._state.history:  # the round that just trained, tested
-            tested = {
-                k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1
-            }
-            self._log_results(trainer, tested)
+            self._log_results(trainer, _scalars(trainer))
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._stage = None
@@ -315,7 +317,7 @@ class LotteryTicketCallback(pl.Callback):
             rounds=state.round + 1,
             member_dims=state.member_dims,
         )
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, Tensor) and v.numel() == 1}
+        metrics = _scalars(trainer)
         steps = trainer.global_step - self._start_step  # a late-rewound round trains T - k steps
         state.finish(masks, steps=steps, epochs=trainer.current_epoch, metrics=metrics)
         if self.verbose:

@@ -3,8 +3,8 @@
 The loggers of the experiment's Trainer settings (``--trainer.logger``, ``trainer={"logger": ...}``: TensorBoard,
 CSV, MLflow, Weights & Biases, any Lightning ``Logger``) are the user's tracker of the whole experiment: they
 receive its config once and, as each round is stored, the round's results under ``round/*`` names with the
-round as the step. Each training's curves stay in the run folder's own TensorBoard runs
-(``tensorboard/round_NN``), where steps restart at 0 every round.
+round as the step. Each training's curves stay in the run folder's own TensorBoard run
+(``tensorboard/training``, under ``round_NN/``), where steps restart at 0 every round.
 
 The names (``docs/lth-fit.md``, "Logging anywhere"), under ``round/seed_<s>/``: ``weights_remaining`` (the
 fraction of the prunable weights the round trained with), ``<column>`` for each of its metrics (``test_acc``,

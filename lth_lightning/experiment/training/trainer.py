@@ -1,4 +1,5 @@
-"""The Trainers of an experiment: one per training, from the same settings, each logging to its own TensorBoard run."""
+"""The Trainers of an experiment: one per training, from the same settings, each logging under its label to its
+run's TensorBoard run of trainings."""
 
 from __future__ import annotations
 
@@ -115,14 +116,14 @@ def make_trainer(
     summary: bool = True,
     shown_as: str | None = None,
 ) -> pl.Trainer:
-    """A fresh Trainer from the shared settings, logging to the TensorBoard run ``<run_dir>/tensorboard/<label>``.
+    """A fresh Trainer from the shared settings, logging to ``<run_dir>/tensorboard/training`` under ``<label>/``.
 
     ``callbacks`` come first; the user's callbacks in ``trainer_kwargs`` are deep-copied, fresh for every Trainer.
     The user's loggers there are not this training's: they are the whole experiment's tracker, which the round
     loop gives each stored round's results (:mod:`~lth_lightning.experiment.rounds.round_logging`); ``logger:
-    false`` turns off the training's own TensorBoard run too. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
+    false`` turns off the training's own TensorBoard curves too. With ``checkpoint_dir``, a ``ModelCheckpoint`` replaces
     ``last.ckpt`` there after every training epoch. ``loggers`` replace the round's
-    :class:`RoundLogger` (a stacked fit logs each member to its own run). Without ``summary``, the
+    :class:`RoundLogger` (a stacked fit logs each member under its own label). Without ``summary``, the
     Trainer prints no model summary (an experiment prints it for its first training only). Its progress shows
     as :func:`~.callbacks.progress_callbacks` says: a bar in a terminal, a line per epoch in a log file that names
     the training ``shown_as`` (by default ``label``).
